@@ -1,0 +1,704 @@
+# Table reader: header/footer checks, block loading, record decoding and seeking.
+# Included by _core.pyx. Every offset and length read from the file is checked
+# against the bounds of the table (or of the block) before it is used.
+
+from libc.stdint cimport int16_t
+
+cdef class TableCore
+cdef class RecordIter
+
+
+cdef class Block:
+    """One block of a table, decoded just enough to walk and search its records."""
+
+    cdef object owner                  # keeps `data` alive (table or inflated bytes)
+    cdef const unsigned char* data     # block start (file start for the first block)
+    cdef readonly uint64_t offset      # file offset of the block
+    cdef readonly int typ
+    cdef readonly uint32_t header_off  # size of the file header inside this block
+    cdef readonly uint32_t length      # block length, restart table included
+    cdef readonly uint32_t restart_count
+    cdef readonly uint32_t restart_start
+    cdef readonly uint64_t full_size   # distance to the next block on disk
+    cdef uint32_t rec_start
+
+
+cdef class TableCore:
+    """Validated view of one table's bytes (``bytes``, ``mmap`` or any buffer)."""
+
+    cdef Py_buffer _pybuf
+    cdef bint _has_buf
+    cdef object _mv
+    cdef const unsigned char* buf
+    cdef readonly uint64_t size
+    cdef readonly object path
+    cdef readonly int version
+    cdef readonly int hash_size
+    cdef readonly uint32_t hash_id
+    cdef readonly int header_size
+    cdef readonly int footer_size
+    cdef readonly uint32_t block_size
+    cdef readonly uint64_t min_update_index
+    cdef readonly uint64_t max_update_index
+    cdef readonly uint64_t ref_index_offset
+    cdef readonly uint64_t obj_offset
+    cdef readonly uint64_t obj_index_offset
+    cdef readonly uint64_t log_offset
+    cdef readonly uint64_t log_index_offset
+    cdef readonly int object_id_len
+    cdef readonly bint ref_present
+    cdef readonly bint obj_present
+    cdef readonly bint log_present
+    cdef readonly uint64_t data_end
+    cdef readonly bint released
+
+    def __cinit__(self, data, path=None):
+        self._has_buf = False
+        self.buf = NULL
+        PyObject_GetBuffer(data, &self._pybuf, PyBUF_SIMPLE)
+        self._has_buf = True
+        self.buf = <const unsigned char*>self._pybuf.buf
+        self.size = <uint64_t>self._pybuf.len
+        self._mv = memoryview(data)
+        self.path = path
+        self._parse()
+
+    def __dealloc__(self):
+        if self._has_buf:
+            PyBuffer_Release(&self._pybuf)
+            self._has_buf = False
+
+    def release(self):
+        """Drop the reference to the underlying buffer (so an mmap can be closed).
+        Iterators made from this table fail cleanly afterwards."""
+        if self._has_buf:
+            self._mv.release()
+            PyBuffer_Release(&self._pybuf)
+            self._has_buf = False
+        self.buf = NULL
+        self.released = True
+
+    cdef _err(self, msg, offset):
+        return FormatError(msg, self.path, offset)
+
+    cdef int _check_open(self) except -1:
+        if self.released:
+            raise ValueError("table is closed")
+        return 0
+
+    cdef int _parse(self) except -1:
+        cdef const unsigned char* b = self.buf
+        cdef const unsigned char* f
+        cdef uint64_t field
+        cdef uint32_t crc_stored, crc
+        if self.size < 24:
+            raise self._err(f"file of {self.size} bytes is too small for a reftable", 0)
+        if memcmp(b, b"REFT", 4) != 0:
+            raise self._err("bad magic: not a reftable", 0)
+        self.version = b[4]
+        if self.version == 1:
+            self.header_size = 24
+            self.footer_size = 68
+            self.hash_id = HASH_ID_SHA1
+        elif self.version == 2:
+            self.header_size = 28
+            self.footer_size = 72
+        else:
+            raise self._err(f"unsupported reftable version {self.version}", 4)
+        if self.size < <uint64_t>(self.header_size + self.footer_size):
+            raise self._err(f"truncated table: {self.size} bytes cannot hold header and footer", 0)
+        self.block_size = get_be24(b + 5)
+        if self.version == 2:
+            self.hash_id = get_be32(b + 24)
+        if self.hash_id == HASH_ID_SHA1:
+            self.hash_size = 20
+        elif self.hash_id == HASH_ID_SHA256:
+            self.hash_size = 32
+        else:
+            raise self._err(f"unknown hash id 0x{self.hash_id:08x}", 24)
+        self.min_update_index = get_be64(b + 8)
+        self.max_update_index = get_be64(b + 16)
+        self.data_end = self.size - self.footer_size
+        f = b + self.data_end
+        if memcmp(f, b, self.header_size) != 0:
+            raise self._err("footer does not repeat the header (truncated or corrupt table)",
+                            self.data_end)
+        crc_stored = get_be32(f + self.footer_size - 4)
+        crc = _zlib.crc32(self._mv[self.data_end:self.size - 4]) & 0xFFFFFFFF
+        if crc != crc_stored:
+            raise self._err(f"footer checksum mismatch (stored {crc_stored:08x}, computed {crc:08x})",
+                            self.size - 4)
+        f += self.header_size
+        self.ref_index_offset = get_be64(f)
+        field = get_be64(f + 8)
+        self.obj_offset = field >> 5
+        self.object_id_len = <int>(field & 0x1F)
+        self.obj_index_offset = get_be64(f + 16)
+        self.log_offset = get_be64(f + 24)
+        self.log_index_offset = get_be64(f + 32)
+        for name, value in (("ref index", self.ref_index_offset), ("obj", self.obj_offset),
+                            ("obj index", self.obj_index_offset), ("log", self.log_offset),
+                            ("log index", self.log_index_offset)):
+            if value >= self.data_end and value != 0:
+                raise self._err(f"{name} offset {value} points past the data", self.data_end)
+        cdef int first = b[self.header_size] if self.data_end > <uint64_t>self.header_size else 0
+        self.ref_present = first == BLOCK_REF
+        self.obj_present = self.obj_offset > 0
+        self.log_present = first == BLOCK_LOG or self.log_offset > 0
+        if self.obj_present and (self.object_id_len < 2 or self.object_id_len > self.hash_size):
+            raise self._err(f"bad abbreviated object id length {self.object_id_len}",
+                            self.data_end + self.header_size + 8)
+        return 0
+
+    cdef Block _read_block(self, uint64_t off):
+        """Load the block at ``off``; None at the end of the data."""
+        cdef Block blk
+        cdef uint32_t hoff, blen, count, i, r
+        cdef int typ
+        cdef const unsigned char* p
+        cdef uint64_t src_off, want_len, consumed
+        cdef bytes out, head
+        self._check_open()
+        if off >= self.data_end:
+            return None
+        hoff = self.header_size if off == 0 else 0
+        if off + hoff + 4 > self.data_end:
+            raise self._err("truncated block header", off)
+        p = self.buf + off
+        typ = p[hoff]
+        if typ != BLOCK_REF and typ != BLOCK_LOG and typ != BLOCK_OBJ and typ != BLOCK_INDEX:
+            raise self._err(f"unknown block type 0x{typ:02x}", off + hoff)
+        blen = get_be24(p + hoff + 1)
+        if blen < hoff + 4 + 2:
+            raise self._err(f"bogus block length {blen}", off + hoff + 1)
+        if self.block_size and blen > self.block_size:
+            raise self._err(f"block length {blen} exceeds block size {self.block_size}",
+                            off + hoff + 1)
+        blk = Block.__new__(Block)
+        blk.offset = off
+        blk.typ = typ
+        blk.header_off = hoff
+        blk.length = blen
+        blk.rec_start = hoff + 4
+        if typ == BLOCK_LOG:
+            src_off = off + hoff + 4
+            want_len = blen - hoff - 4
+            d = _zlib.decompressobj()
+            src = self._mv[src_off:self.data_end]
+            try:
+                out = d.decompress(src, want_len)
+                if not d.eof and len(out) == want_len:
+                    # the output is complete; the stream must end right here
+                    if d.decompress(d.unconsumed_tail, 1):
+                        raise self._err("log block inflates past its declared size", off)
+            except _zlib.error as e:
+                raise self._err(f"corrupt log block: {e}", off) from None
+            if len(out) != want_len or not d.eof:
+                raise self._err(
+                    f"log block inflates to {len(out)} bytes, header says {want_len}", off)
+            consumed = <uint64_t>len(src) - <uint64_t>len(d.unused_data)
+            head = bytes(self._mv[off:off + hoff + 4])
+            out = head + out
+            blk.owner = out
+            blk.data = <const unsigned char*>PyBytes_AS_STRING(out)
+            blk.full_size = hoff + 4 + consumed
+        else:
+            if blen > self.data_end - off:
+                raise self._err(f"block length {blen} runs past the end of the data", off)
+            blk.owner = self
+            blk.data = p
+            # Padded blocks are followed by zeros up to the block size; otherwise the
+            # next block starts right after this one.
+            if self.block_size == 0 or (blen < self.block_size and off + blen < self.data_end
+                                        and p[blen] != 0):
+                blk.full_size = blen
+            else:
+                blk.full_size = self.block_size
+        count = get_be16(blk.data + blen - 2)
+        if <uint64_t>3 * count + 2 + hoff + 4 > blen:
+            raise self._err(f"bogus restart count {count}", off + blen - 2)
+        blk.restart_count = count
+        blk.restart_start = blen - 2 - 3 * count
+        for i in range(count):
+            r = get_be24(blk.data + blk.restart_start + 3 * i)
+            if r < blk.rec_start or r >= blk.restart_start:
+                raise self._err(f"bogus restart offset {r}", off + blk.restart_start + 3 * i)
+        return blk
+
+    cdef RecordIter _new_iter(self, int typ):
+        cdef RecordIter it = RecordIter.__new__(RecordIter)
+        it.table = self
+        it.typ = typ
+        it.done = True
+        return it
+
+    cdef uint64_t _section_start(self, int typ, bint* present):
+        if typ == BLOCK_REF:
+            present[0] = self.ref_present
+            return 0
+        if typ == BLOCK_OBJ:
+            present[0] = self.obj_present
+            return self.obj_offset
+        present[0] = self.log_present
+        return self.log_offset
+
+    cdef uint64_t _index_offset(self, int typ):
+        if typ == BLOCK_REF:
+            return self.ref_index_offset
+        if typ == BLOCK_OBJ:
+            return self.obj_index_offset
+        return self.log_index_offset
+
+    def iter_section(self, int typ):
+        """Iterate every record of the section of ``typ`` (a BLOCK_TYPE_* value)."""
+        cdef bint present = False
+        cdef uint64_t start = self._section_start(typ, &present)
+        cdef RecordIter it = self._new_iter(typ)
+        cdef Block blk
+        if not present:
+            return it
+        blk = self._read_block(start)
+        if blk is None or blk.typ != typ:
+            raise self._err(f"section does not start with a block of type {chr(typ)!r}", start)
+        it._set_block(blk)
+        return it
+
+    def iter_block(self, uint64_t off, int typ):
+        """Iterate the records of the single block at ``off`` (which must be ``typ``)."""
+        cdef RecordIter it = self._new_iter(typ)
+        cdef Block blk = self._read_block(off)
+        if blk is None or blk.typ != typ:
+            raise self._err(f"expected a block of type {chr(typ)!r}", off)
+        it._set_block(blk)
+        it.one_block = True
+        return it
+
+    def seek(self, int typ, bytes key):
+        """Return an iterator over the section of ``typ`` positioned at the first record
+        whose key is ``>= key``."""
+        cdef bint present = False
+        cdef uint64_t start = self._section_start(typ, &present)
+        cdef uint64_t ioff = self._index_offset(typ)
+        cdef RecordIter it = self._new_iter(typ)
+        cdef RecordIter idx
+        cdef Block blk, nb
+        cdef int level
+        cdef const unsigned char* kp = <const unsigned char*>PyBytes_AS_STRING(key)
+        cdef size_t klen = PyBytes_GET_SIZE(key)
+        if not present:
+            return it
+        if ioff:
+            blk = None
+            for level in range(MAX_INDEX_LEVELS):
+                blk = self._read_block(ioff)
+                if blk is None:
+                    raise self._err("index points past the data", ioff)
+                if blk.typ == typ:
+                    break
+                if blk.typ != BLOCK_INDEX:
+                    raise self._err(f"index points at a block of type {chr(blk.typ)!r}", ioff)
+                idx = self._new_iter(BLOCK_INDEX)
+                idx._set_block(blk)
+                idx.one_block = True
+                idx._seek_in_block(kp, klen)
+                if idx._at_end():
+                    return it          # the key is past every indexed block
+                ioff = idx._next_index_offset()
+            else:
+                raise self._err("index nests too deeply (cycle?)", ioff)
+        else:
+            blk = self._read_block(start)
+            if blk is None or blk.typ != typ:
+                raise self._err(f"section does not start with a block of type {chr(typ)!r}",
+                                start)
+            while True:
+                nb = self._read_block(blk.offset + blk.full_size)
+                if nb is None or nb.typ != typ:
+                    break
+                if _first_key_cmp(nb, kp, klen, self) > 0:
+                    break
+                blk = nb
+        it._set_block(blk)
+        it._seek_in_block(kp, klen)
+        return it
+
+
+cdef int _first_key_cmp(Block b, const unsigned char* kp, size_t klen,
+                        TableCore t) except -2:
+    """Compare the first key of block ``b`` (a restart point: no prefix) with a key."""
+    cdef const unsigned char* p = b.data
+    cdef uint32_t pos = b.rec_start, end = b.restart_start
+    cdef uint64_t prefix, st, suffix
+    cdef int n = get_varint(p + pos, end - pos, &prefix)
+    if n < 0 or prefix != 0:
+        raise t._err("first record of block does not start a full key", b.offset + pos)
+    pos += n
+    n = get_varint(p + pos, end - pos, &st)
+    if n < 0:
+        raise t._err("bad key varint", b.offset + pos)
+    pos += n
+    suffix = st >> 3
+    if suffix > end - pos:
+        raise t._err("first key runs past the block", b.offset + pos)
+    return key_cmp(p + pos, <size_t>suffix, kp, klen)
+
+
+cdef int _skip_value(TableCore t, int typ, int extra, const unsigned char* p, uint32_t pos,
+                     uint32_t end, uint64_t boff) except? -1:
+    """Return the position right after the value of a record whose key ends at pos."""
+    cdef uint64_t v, cnt, i
+    cdef int n, hs = t.hash_size
+    if typ == BLOCK_REF:
+        n = get_varint(p + pos, end - pos, &v)
+        if n < 0:
+            raise t._err("bad update index varint", boff + pos)
+        pos += n
+        if extra == 0:
+            return pos
+        if extra == 1 or extra == 2:
+            if <uint64_t>extra * hs > end - pos:
+                raise t._err("truncated object id", boff + pos)
+            return pos + extra * hs
+        if extra == 3:
+            n = get_varint(p + pos, end - pos, &v)
+            if n < 0 or v > end - pos - n:
+                raise t._err("bad symref target length", boff + pos)
+            return pos + n + <uint32_t>v
+        raise t._err(f"unknown ref value type {extra}", boff + pos)
+    if typ == BLOCK_LOG:
+        if extra == 0:
+            return pos
+        if extra != 1:
+            raise t._err(f"unknown log value type {extra}", boff + pos)
+        if <uint64_t>2 * hs > end - pos:
+            raise t._err("truncated log object ids", boff + pos)
+        pos += 2 * hs
+        for i in range(2):
+            n = get_varint(p + pos, end - pos, &v)
+            if n < 0 or v > end - pos - n:
+                raise t._err("bad log string length", boff + pos)
+            pos += n + <uint32_t>v
+        n = get_varint(p + pos, end - pos, &v)
+        if n < 0:
+            raise t._err("bad log time varint", boff + pos)
+        pos += n
+        if end - pos < 2:
+            raise t._err("truncated log timezone", boff + pos)
+        pos += 2
+        n = get_varint(p + pos, end - pos, &v)
+        if n < 0 or v > end - pos - n:
+            raise t._err("bad log message length", boff + pos)
+        return pos + n + <uint32_t>v
+    if typ == BLOCK_OBJ:
+        cnt = extra
+        if extra == 0:
+            n = get_varint(p + pos, end - pos, &cnt)
+            if n < 0:
+                raise t._err("bad obj position count", boff + pos)
+            pos += n
+        if cnt > end - pos:
+            raise t._err(f"obj record claims {cnt} positions", boff + pos)
+        for i in range(cnt):
+            n = get_varint(p + pos, end - pos, &v)
+            if n < 0:
+                raise t._err("bad obj position varint", boff + pos)
+            pos += n
+        return pos
+    # index
+    n = get_varint(p + pos, end - pos, &v)
+    if n < 0:
+        raise t._err("bad index offset varint", boff + pos)
+    return pos + n
+
+
+cdef inline object _str(const unsigned char* p, size_t n):
+    return PyUnicode_DecodeUTF8(<const char*>p, n, "surrogateescape")
+
+
+cdef inline object _bytes(const unsigned char* p, size_t n):
+    return PyBytes_FromStringAndSize(<const char*>p, n)
+
+
+cdef class RecordIter:
+    """Iterator over the records of one section (or one block) of a table.
+
+    Yields tuples:
+      ref:   (name, update_index, value_type, value, target_value, target)
+      log:   (refname, update_index, value_type, old_id, new_id, name, email, time,
+              tz_offset, message)
+      obj:   (prefix, [block offsets])
+      index: (last_key, block offset)
+    """
+
+    cdef TableCore table
+    cdef Block block
+    cdef int typ
+    cdef uint32_t pos
+    cdef Buf key
+    cdef Buf prev
+    cdef bint done
+    cdef bint one_block
+
+    def __dealloc__(self):
+        buf_free(&self.key)
+        buf_free(&self.prev)
+
+    def __iter__(self):
+        return self
+
+    cdef int _set_block(self, Block blk) except -1:
+        self.block = blk
+        self.pos = blk.rec_start
+        self.key.len = 0
+        self.done = False
+        return 0
+
+    cdef int _decode_key(self, int* extra) except -1:
+        """Decode the key at ``pos`` into ``key`` and advance ``pos`` past it."""
+        cdef const unsigned char* p = self.block.data
+        cdef uint32_t end = self.block.restart_start
+        cdef uint64_t prefix, st, suffix
+        cdef int n
+        cdef uint64_t boff = self.block.offset
+        n = get_varint(p + self.pos, end - self.pos, &prefix)
+        if n < 0:
+            raise self.table._err("bad key prefix varint", boff + self.pos)
+        self.pos += n
+        n = get_varint(p + self.pos, end - self.pos, &st)
+        if n < 0:
+            raise self.table._err("bad key suffix varint", boff + self.pos)
+        self.pos += n
+        suffix = st >> 3
+        extra[0] = <int>(st & 7)
+        if prefix > self.key.len:
+            raise self.table._err(
+                f"key prefix {prefix} longer than previous key {self.key.len}", boff + self.pos)
+        if suffix > end - self.pos:
+            raise self.table._err(f"key suffix of {suffix} bytes runs past the block",
+                                  boff + self.pos)
+        if prefix + suffix == 0:
+            raise self.table._err("empty record key", boff + self.pos)
+        self.key.len = <size_t>prefix
+        buf_append(&self.key, p + self.pos, <size_t>suffix)
+        self.pos += <uint32_t>suffix
+        return 0
+
+    cdef int _at_end(self) except -1:
+        """Advance to the next block when this one is used up; true at the end."""
+        cdef Block nb
+        while True:
+            if self.done:
+                return 1
+            self.table._check_open()
+            if self.pos < self.block.restart_start:
+                return 0
+            if self.one_block:
+                self.done = True
+                return 1
+            nb = self.table._read_block(self.block.offset + self.block.full_size)
+            if nb is None or nb.typ != self.typ:
+                self.done = True
+                return 1
+            self._set_block(nb)
+
+    cdef int _seek_in_block(self, const unsigned char* kp, size_t klen) except -1:
+        """Position at the first record of this block with key >= the given key
+        (or at the block's end)."""
+        cdef Block b = self.block
+        cdef uint32_t lo = 0, hi = b.restart_count, mid, rpos, save
+        cdef uint64_t prefix, st, suffix
+        cdef int n, extra
+        cdef const unsigned char* p = b.data
+        cdef Buf tmp
+        # Binary search for the first restart whose key is > the wanted key.
+        while lo < hi:
+            mid = lo + (hi - lo) // 2
+            rpos = get_be24(p + b.restart_start + 3 * mid)
+            n = get_varint(p + rpos, b.restart_start - rpos, &prefix)
+            if n < 0 or prefix != 0:
+                raise self.table._err("restart point does not start a full key", b.offset + rpos)
+            rpos += n
+            n = get_varint(p + rpos, b.restart_start - rpos, &st)
+            if n < 0:
+                raise self.table._err("bad key varint at restart point", b.offset + rpos)
+            rpos += n
+            suffix = st >> 3
+            if suffix > b.restart_start - rpos:
+                raise self.table._err("restart key runs past the block", b.offset + rpos)
+            if key_cmp(p + rpos, <size_t>suffix, kp, klen) > 0:
+                hi = mid
+            else:
+                lo = mid + 1
+        self.pos = get_be24(p + b.restart_start + 3 * (lo - 1)) if lo > 0 else b.rec_start
+        self.key.len = 0
+        while self.pos < b.restart_start:
+            save = self.pos
+            buf_set(&self.prev, self.key.p, self.key.len)
+            self._decode_key(&extra)
+            if key_cmp(self.key.p, self.key.len, kp, klen) >= 0:
+                # step back so that the next record returned is this one
+                self.pos = save
+                tmp = self.key
+                self.key = self.prev
+                self.prev = tmp
+                return 0
+            self.pos = _skip_value(self.table, self.typ, extra, p, self.pos, b.restart_start,
+                                   b.offset)
+        return 0
+
+    cdef uint64_t _next_index_offset(self) except? 0:
+        cdef int extra, n
+        cdef uint64_t v
+        self._decode_key(&extra)
+        n = get_varint(self.block.data + self.pos, self.block.restart_start - self.pos, &v)
+        if n < 0:
+            raise self.table._err("bad index offset varint", self.block.offset + self.pos)
+        self.pos += n
+        if v == 0 or v >= self.table.data_end:
+            raise self.table._err(f"index record points at bogus offset {v}",
+                                  self.block.offset + self.pos)
+        return v
+
+    def __next__(self):
+        cdef int extra
+        if self._at_end():
+            raise StopIteration
+        self._decode_key(&extra)
+        if self.typ == BLOCK_REF:
+            return self._ref_value(extra)
+        if self.typ == BLOCK_LOG:
+            return self._log_value(extra)
+        if self.typ == BLOCK_OBJ:
+            return self._obj_value(extra)
+        return self._index_value()
+
+    def next_key(self):
+        """Return the key of the next record without consuming it, or None."""
+        cdef uint32_t save
+        cdef int extra
+        cdef Buf tmp
+        if self._at_end():
+            return None
+        save = self.pos
+        buf_set(&self.prev, self.key.p, self.key.len)
+        self._decode_key(&extra)
+        result = _bytes(self.key.p, self.key.len)
+        self.pos = save
+        tmp = self.key
+        self.key = self.prev
+        self.prev = tmp
+        return result
+
+    cdef object _ref_value(self, int extra):
+        cdef const unsigned char* p = self.block.data
+        cdef uint32_t end = self.block.restart_start
+        cdef uint64_t boff = self.block.offset
+        cdef uint64_t delta, tl
+        cdef int n, hs = self.table.hash_size
+        cdef object value = None, target_value = None, target = None
+        n = get_varint(p + self.pos, end - self.pos, &delta)
+        if n < 0:
+            raise self.table._err("bad update index varint", boff + self.pos)
+        self.pos += n
+        if delta > UINT64_MAX - self.table.min_update_index:
+            raise self.table._err("update index overflows", boff + self.pos)
+        if extra == 1 or extra == 2:
+            if <uint64_t>extra * hs > end - self.pos:
+                raise self.table._err("truncated object id", boff + self.pos)
+            value = _bytes(p + self.pos, hs)
+            self.pos += hs
+            if extra == 2:
+                target_value = _bytes(p + self.pos, hs)
+                self.pos += hs
+        elif extra == 3:
+            n = get_varint(p + self.pos, end - self.pos, &tl)
+            if n < 0 or tl > end - self.pos - n:
+                raise self.table._err("bad symref target length", boff + self.pos)
+            self.pos += n
+            target = _str(p + self.pos, <size_t>tl)
+            self.pos += <uint32_t>tl
+        elif extra != 0:
+            raise self.table._err(f"unknown ref value type {extra}", boff + self.pos)
+        return (_str(self.key.p, self.key.len),
+                PyLong_FromUnsignedLongLong(self.table.min_update_index + delta),
+                extra, value, target_value, target)
+
+    cdef object _log_value(self, int extra):
+        cdef const unsigned char* p = self.block.data
+        cdef uint32_t end = self.block.restart_start
+        cdef uint64_t boff = self.block.offset
+        cdef size_t kl = self.key.len
+        cdef uint64_t ui, v, t
+        cdef int n, hs = self.table.hash_size, i
+        cdef int tz
+        cdef list strs
+        if kl < 10 or self.key.p[kl - 9] != 0:
+            raise self.table._err("log key lacks its update index suffix", boff + self.pos)
+        ui = UINT64_MAX - get_be64(self.key.p + kl - 8)
+        refname = _str(self.key.p, kl - 9)
+        if extra == 0:
+            return (refname, PyLong_FromUnsignedLongLong(ui), 0, None, None, "", "", 0, 0, "")
+        if extra != 1:
+            raise self.table._err(f"unknown log value type {extra}", boff + self.pos)
+        if <uint64_t>2 * hs > end - self.pos:
+            raise self.table._err("truncated log object ids", boff + self.pos)
+        old_id = _bytes(p + self.pos, hs)
+        new_id = _bytes(p + self.pos + hs, hs)
+        self.pos += 2 * hs
+        strs = []
+        for i in range(2):
+            n = get_varint(p + self.pos, end - self.pos, &v)
+            if n < 0 or v > end - self.pos - n:
+                raise self.table._err("bad log string length", boff + self.pos)
+            self.pos += n
+            strs.append(_str(p + self.pos, <size_t>v))
+            self.pos += <uint32_t>v
+        n = get_varint(p + self.pos, end - self.pos, &t)
+        if n < 0:
+            raise self.table._err("bad log time varint", boff + self.pos)
+        self.pos += n
+        if end - self.pos < 2:
+            raise self.table._err("truncated log timezone", boff + self.pos)
+        tz = <int>(<int16_t>get_be16(p + self.pos))
+        self.pos += 2
+        n = get_varint(p + self.pos, end - self.pos, &v)
+        if n < 0 or v > end - self.pos - n:
+            raise self.table._err("bad log message length", boff + self.pos)
+        self.pos += n
+        message = _str(p + self.pos, <size_t>v)
+        self.pos += <uint32_t>v
+        return (refname, PyLong_FromUnsignedLongLong(ui), 1, old_id, new_id, strs[0], strs[1],
+                PyLong_FromUnsignedLongLong(t), tz, message)
+
+    cdef object _obj_value(self, int extra):
+        cdef const unsigned char* p = self.block.data
+        cdef uint32_t end = self.block.restart_start
+        cdef uint64_t boff = self.block.offset
+        cdef uint64_t cnt = extra, v, last = 0, i
+        cdef int n
+        cdef list positions = []
+        if extra == 0:
+            n = get_varint(p + self.pos, end - self.pos, &cnt)
+            if n < 0:
+                raise self.table._err("bad obj position count", boff + self.pos)
+            self.pos += n
+        if cnt > end - self.pos:
+            raise self.table._err(f"obj record claims {cnt} positions", boff + self.pos)
+        for i in range(cnt):
+            n = get_varint(p + self.pos, end - self.pos, &v)
+            if n < 0:
+                raise self.table._err("bad obj position varint", boff + self.pos)
+            self.pos += n
+            if i and v > UINT64_MAX - last:
+                raise self.table._err("obj position overflows", boff + self.pos)
+            last = v if i == 0 else last + v
+            positions.append(PyLong_FromUnsignedLongLong(last))
+        return (_bytes(self.key.p, self.key.len), positions)
+
+    cdef object _index_value(self):
+        cdef uint64_t v
+        cdef int n = get_varint(self.block.data + self.pos, self.block.restart_start - self.pos, &v)
+        if n < 0:
+            raise self.table._err("bad index offset varint", self.block.offset + self.pos)
+        self.pos += n
+        return (_bytes(self.key.p, self.key.len), PyLong_FromUnsignedLongLong(v))

@@ -1,0 +1,185 @@
+"""Command line: ``python -m reftable`` / ``reftable``.
+
+Every subcommand has ``--help``. Human output by default, ``--json`` for tools.
+Exit status: 0 success, 1 findings or failure, 2 usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from typing import Any, Optional
+
+from .errors import ReftableError
+from .jsonio import log_from_json, log_to_json, ref_from_json, ref_to_json, table_to_json
+from .merged import MergedTable
+from .table import Table
+from .writer import TableWriter, WriteOptions
+
+__all__ = ["main"]
+
+
+def _print_json(obj: Any) -> None:
+    json.dump(obj, sys.stdout, indent=1)
+    sys.stdout.write("\n")
+
+
+def _open_stack_tables(path: str) -> tuple[list[str], list[Table]]:
+    from .stack import read_tables_list
+
+    names = read_tables_list(path)
+    return names, [Table.open(os.path.join(path, n)) for n in names]
+
+
+def cmd_dump(args: argparse.Namespace) -> int:
+    path = args.path
+    if os.path.isdir(path):
+        names, tables = _open_stack_tables(path)
+        try:
+            merged = MergedTable(tables)
+            if args.json:
+                _print_json({
+                    "tables_list": names,
+                    "refs": [ref_to_json(r) for r in merged.refs()],
+                    "logs": [log_to_json(r) for r in merged.logs()],
+                })
+            else:
+                print(f"stack {path}: {len(names)} tables")
+                for n, t in zip(names, tables, strict=True):
+                    print(f"  {n}  [{t.min_update_index}, {t.max_update_index}] {t.size} bytes")
+                _print_refs_human(merged.refs())
+                _print_logs_human(merged.logs())
+        finally:
+            for t in tables:
+                t.close()
+        return 0
+    with Table.open(path) as t:
+        if args.json:
+            _print_json(table_to_json(t))
+        else:
+            print(f"table {path}: version {t.version} ({t.hash}), block size {t.block_size}, "
+                  f"update index [{t.min_update_index}, {t.max_update_index}], {t.size} bytes")
+            for sec, info in t.sections.items():
+                print(f"  {sec}: present={info['present']} offset={info['offset']} "
+                      f"index_offset={info['index_offset']}")
+            _print_refs_human(t.refs())
+            _print_logs_human(t.logs())
+    return 0
+
+
+def _print_refs_human(refs: Any) -> None:
+    print("refs:")
+    for r in refs:
+        if r.value_type == 0:
+            desc = "(deleted)"
+        elif r.value_type == 3:
+            desc = f"-> {r.target}"
+        else:
+            desc = r.value.hex()
+            if r.target_value is not None:
+                desc += f" ^{r.target_value.hex()}"
+        print(f"  {r.name} @{r.update_index} {desc}")
+
+
+def _print_logs_human(logs: Any) -> None:
+    print("logs:")
+    for lg in logs:
+        if lg.value_type == 0:
+            print(f"  {lg.refname} @{lg.update_index} (deleted)")
+        else:
+            print(f"  {lg.refname} @{lg.update_index} {lg.old_id.hex()[:12]}.."
+                  f"{lg.new_id.hex()[:12]} {lg.name} <{lg.email}> {lg.time} "
+                  f"{lg.tz_offset:+05d} {lg.message.rstrip()!s}")
+
+
+def cmd_write(args: argparse.Namespace) -> int:
+    with open(args.input, encoding="utf-8") as f:
+        spec = json.load(f)
+    wi = spec.get("write_inputs", {})
+    opts = WriteOptions(
+        hash=wi.get("hash", "sha1"),
+        block_size=int(wi.get("block_size", 4096)),
+        restart_interval=int(wi.get("restart_interval", 16)),
+        index_objects=bool(wi.get("index_objects", True)),
+        unpadded=bool(wi.get("unpadded", False)),
+        # the input holds messages exactly as stored
+        exact_log_message=bool(wi.get("exact_log_message", True)),
+    )
+    with TableWriter.create(
+        args.output,
+        opts,
+        min_update_index=int(wi.get("min_update_index", 0)),
+        max_update_index=int(wi.get("max_update_index", 0)),
+    ) as w:
+        w.add_refs(ref_from_json(r) for r in spec.get("refs", []))
+        w.add_logs(log_from_json(lg) for lg in spec.get("logs", []))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    with tempfile.TemporaryDirectory(prefix="reftable-demo-") as d:
+        run_demo(d, out=sys.stdout)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="reftable",
+        description="Inspect, write, update and compact Git reftables and stacks.",
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    d = sub.add_parser("demo", help="write a table and a stack in a temp dir and show them",
+                       description="Write refs and reflogs into a temporary stack, read "
+                       "them back, compact, and print a short dump.")
+    d.set_defaults(func=cmd_demo)
+
+    d = sub.add_parser("dump", help="print the records of a table or a stack",
+                       description="Print a table file (every record, tombstones included) "
+                       "or a stack directory (the merged view).",
+                       epilog="example: reftable dump --json .git/reftable")
+    d.add_argument("path", help="a .ref file or a stack directory (with tables.list)")
+    d.add_argument("--json", action="store_true", help="machine-readable output")
+    d.set_defaults(func=cmd_dump)
+
+    d = sub.add_parser("write", help="write one table from a JSON description",
+                       description="Write a table from JSON with 'write_inputs', 'refs' and "
+                       "'logs' (the shape of 'dump --json' of a table).",
+                       epilog="example: reftable write --json in.json out.ref")
+    d.add_argument("--json", action="store_true", required=True, help="input is JSON")
+    d.add_argument("input")
+    d.add_argument("output")
+    d.set_defaults(func=cmd_write)
+
+    _add_stack_commands(sub)
+    return p
+
+
+def _add_stack_commands(sub: Any) -> None:
+    try:
+        from . import cli_stack
+    except ImportError:  # pragma: no cover - during bootstrap only
+        return
+    cli_stack.add_commands(sub)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ReftableError as e:
+        print(f"reftable: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"reftable: error: {e}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # pragma: no cover
+        return 1

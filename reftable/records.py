@@ -1,0 +1,195 @@
+"""Record value types: refs and reflog entries.
+
+Names are ``str`` (decoded from UTF-8; undecodable bytes survive as surrogate escapes),
+object ids are raw ``bytes``. Constructors accept ``str`` or ``bytes`` names and raw or
+hex object ids.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Optional, Union
+
+__all__ = [
+    "RefValueType",
+    "LogValueType",
+    "RefRecord",
+    "LogRecord",
+    "HASH_SIZES",
+    "NameLike",
+    "OidLike",
+    "to_name",
+    "to_name_bytes",
+    "to_oid",
+]
+
+HASH_SIZES = {"sha1": 20, "sha256": 32}
+
+NameLike = Union[str, bytes]
+OidLike = Union[str, bytes]
+
+
+class RefValueType(IntEnum):
+    """What a ref record holds (the 3-bit value type of the format)."""
+
+    DELETION = 0
+    VAL1 = 1
+    VAL2 = 2
+    SYMREF = 3
+
+
+class LogValueType(IntEnum):
+    DELETION = 0
+    UPDATE = 1
+
+
+def to_name(name: NameLike) -> str:
+    """Return ``name`` as ``str``."""
+    if isinstance(name, str):
+        return name
+    if isinstance(name, (bytes, bytearray, memoryview)):
+        return bytes(name).decode("utf-8", "surrogateescape")
+    raise TypeError(f"name must be str or bytes, not {type(name).__name__}")
+
+
+def to_name_bytes(name: NameLike) -> bytes:
+    """Return ``name`` as UTF-8 bytes (surrogate escapes restored)."""
+    if isinstance(name, str):
+        return name.encode("utf-8", "surrogateescape")
+    if isinstance(name, (bytes, bytearray, memoryview)):
+        return bytes(name)
+    raise TypeError(f"name must be str or bytes, not {type(name).__name__}")
+
+
+def to_oid(oid: OidLike, size: Optional[int] = None) -> bytes:
+    """Return an object id as raw bytes; ``oid`` may be raw bytes or a hex string."""
+    if isinstance(oid, str):
+        try:
+            raw = bytes.fromhex(oid)
+        except ValueError:
+            raise ValueError(f"object id is not hex: {oid!r}") from None
+    elif isinstance(oid, (bytes, bytearray, memoryview)):
+        raw = bytes(oid)
+    else:
+        raise TypeError(f"object id must be bytes or hex str, not {type(oid).__name__}")
+    if size is not None and len(raw) != size:
+        raise ValueError(f"object id has {len(raw)} bytes, expected {size}")
+    if size is None and len(raw) not in (20, 32):
+        raise ValueError(f"object id has {len(raw)} bytes, expected 20 or 32")
+    return raw
+
+
+@dataclass(frozen=True, slots=True)
+class RefRecord:
+    """One ref: a deletion (tombstone), an object id, an object id with its peeled
+    id (annotated tags), or a symbolic ref."""
+
+    name: str
+    update_index: int
+    value_type: RefValueType
+    value: Optional[bytes] = None
+    target_value: Optional[bytes] = None
+    target: Optional[str] = None
+
+    @classmethod
+    def val1(cls, name: NameLike, update_index: int, value: OidLike) -> RefRecord:
+        return cls(to_name(name), update_index, RefValueType.VAL1, to_oid(value))
+
+    @classmethod
+    def val2(
+        cls, name: NameLike, update_index: int, value: OidLike, peeled: OidLike
+    ) -> RefRecord:
+        return cls(
+            to_name(name), update_index, RefValueType.VAL2, to_oid(value), to_oid(peeled)
+        )
+
+    @classmethod
+    def symref(cls, name: NameLike, update_index: int, target: NameLike) -> RefRecord:
+        return cls(to_name(name), update_index, RefValueType.SYMREF, target=to_name(target))
+
+    @classmethod
+    def deletion(cls, name: NameLike, update_index: int) -> RefRecord:
+        return cls(to_name(name), update_index, RefValueType.DELETION)
+
+    @property
+    def is_deletion(self) -> bool:
+        return self.value_type == RefValueType.DELETION
+
+    @property
+    def peeled(self) -> Optional[bytes]:
+        """The peeled object id of an annotated tag (``target_value``)."""
+        return self.target_value
+
+    def __repr__(self) -> str:
+        kind = RefValueType(self.value_type).name.lower()
+        extra = ""
+        if self.value is not None:
+            extra += f" {self.value.hex()}"
+        if self.target_value is not None:
+            extra += f" ^{self.target_value.hex()}"
+        if self.target is not None:
+            extra += f" -> {self.target}"
+        return f"<RefRecord {self.name} @{self.update_index} {kind}{extra}>"
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    """One reflog entry. ``value_type`` DELETION marks a tombstone for the entry with
+    the same ``(refname, update_index)`` in older tables."""
+
+    refname: str
+    update_index: int
+    value_type: LogValueType = LogValueType.UPDATE
+    old_id: Optional[bytes] = None
+    new_id: Optional[bytes] = None
+    name: str = ""
+    email: str = ""
+    time: int = 0
+    tz_offset: int = 0
+    message: str = ""
+
+    @classmethod
+    def update(
+        cls,
+        refname: NameLike,
+        update_index: int,
+        old_id: OidLike,
+        new_id: OidLike,
+        name: str = "",
+        email: str = "",
+        time: int = 0,
+        tz_offset: int = 0,
+        message: str = "",
+    ) -> LogRecord:
+        return cls(
+            to_name(refname),
+            update_index,
+            LogValueType.UPDATE,
+            to_oid(old_id),
+            to_oid(new_id),
+            name,
+            email,
+            time,
+            tz_offset,
+            message,
+        )
+
+    @classmethod
+    def deletion(cls, refname: NameLike, update_index: int) -> LogRecord:
+        return cls(to_name(refname), update_index, LogValueType.DELETION)
+
+    @property
+    def is_deletion(self) -> bool:
+        return self.value_type == LogValueType.DELETION
+
+    def __repr__(self) -> str:
+        if self.value_type == LogValueType.DELETION:
+            return f"<LogRecord {self.refname} @{self.update_index} deletion>"
+        old = self.old_id.hex() if self.old_id is not None else "-"
+        new = self.new_id.hex() if self.new_id is not None else "-"
+        return (
+            f"<LogRecord {self.refname} @{self.update_index} {old[:12]}..{new[:12]}"
+            f" {self.name} <{self.email}> {self.time} {self.tz_offset:+05d}"
+            f" {self.message!r}>"
+        )

@@ -1,0 +1,236 @@
+"""Reading one table: :class:`Table`.
+
+A table is opened from a path (memory-mapped, zero copy) or from bytes. Header and
+footer are validated on open; blocks are validated as they are read.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+from collections.abc import Iterator
+from types import TracebackType
+from typing import Any, Optional, Union
+
+from . import _core
+from .errors import FormatError, NotExistError, ReftableIOError
+from .records import (
+    LogRecord,
+    LogValueType,
+    NameLike,
+    OidLike,
+    RefRecord,
+    RefValueType,
+    to_name,
+    to_name_bytes,
+    to_oid,
+)
+
+__all__ = ["Table", "ref_from_tuple", "log_from_tuple", "log_key"]
+
+BLOCK_REF = _core.BLOCK_TYPE_REF
+BLOCK_LOG = _core.BLOCK_TYPE_LOG
+BLOCK_OBJ = _core.BLOCK_TYPE_OBJ
+
+_RVT = tuple(RefValueType)
+_LVT = tuple(LogValueType)
+
+
+def ref_from_tuple(t: tuple[Any, ...]) -> RefRecord:
+    return RefRecord(t[0], t[1], _RVT[t[2]], t[3], t[4], t[5])
+
+
+def log_from_tuple(t: tuple[Any, ...]) -> LogRecord:
+    return LogRecord(t[0], t[1], _LVT[t[2]], t[3], t[4], t[5], t[6], t[7], t[8], t[9])
+
+
+def log_key(refname: bytes, update_index: int) -> bytes:
+    """The on-disk key of a log record: name, NUL, inverted update index."""
+    return refname + b"\0" + ((1 << 64) - 1 - update_index).to_bytes(8, "big")
+
+
+class Table:
+    """One reftable file (or buffer), read-only.
+
+    >>> with Table.open(path) as t:
+    ...     for ref in t.refs("refs/heads/"):
+    ...         print(ref.name, ref.value.hex())
+    """
+
+    def __init__(self, data: Any, name: Optional[str] = None, _mmap: Optional[mmap.mmap] = None):
+        self.name = name
+        self._mmap = _mmap
+        self._core = _core.TableCore(data, name)
+
+    @classmethod
+    def open(cls, path: Union[str, os.PathLike[str]]) -> Table:
+        """Open and validate the table at ``path``."""
+        p = os.fspath(path)
+        try:
+            fd = os.open(p, os.O_RDONLY)
+        except FileNotFoundError as e:
+            raise NotExistError(f"{p}: no such table") from e
+        except OSError as e:
+            raise ReftableIOError(e.errno or 0, e.strerror or str(e), p) from e
+        try:
+            size = os.fstat(fd).st_size
+            if size == 0:
+                raise FormatError("empty file is not a reftable", p, 0)
+            m = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
+        finally:
+            os.close(fd)
+        try:
+            return cls(m, p, m)
+        except BaseException:
+            m.close()
+            raise
+
+    @classmethod
+    def from_bytes(cls, data: bytes, name: Optional[str] = None) -> Table:
+        return cls(data, name)
+
+    def close(self) -> None:
+        self._core.release()
+        if self._mmap is not None:
+            self._mmap.close()
+            self._mmap = None
+
+    def __enter__(self) -> Table:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"<Table {self.name or '(bytes)'} v{self.version} {self.hash} "
+            f"[{self.min_update_index}, {self.max_update_index}]>"
+        )
+
+    # -- header / footer -----------------------------------------------------
+
+    @property
+    def version(self) -> int:
+        return int(self._core.version)
+
+    @property
+    def hash(self) -> str:
+        return "sha1" if self._core.hash_size == 20 else "sha256"
+
+    @property
+    def hash_size(self) -> int:
+        return int(self._core.hash_size)
+
+    @property
+    def block_size(self) -> int:
+        return int(self._core.block_size)
+
+    @property
+    def min_update_index(self) -> int:
+        return int(self._core.min_update_index)
+
+    @property
+    def max_update_index(self) -> int:
+        return int(self._core.max_update_index)
+
+    @property
+    def object_id_len(self) -> int:
+        return int(self._core.object_id_len) if self._core.obj_present else 0
+
+    @property
+    def size(self) -> int:
+        return int(self._core.size)
+
+    @property
+    def sections(self) -> dict[str, dict[str, int]]:
+        c = self._core
+        return {
+            "ref": {"present": int(c.ref_present), "offset": 0,
+                    "index_offset": int(c.ref_index_offset)},
+            "obj": {"present": int(c.obj_present), "offset": int(c.obj_offset),
+                    "index_offset": int(c.obj_index_offset)},
+            "log": {"present": int(c.log_present), "offset": int(c.log_offset),
+                    "index_offset": int(c.log_index_offset)},
+        }
+
+    # -- refs ------------------------------------------------------------------
+
+    def ref_tuples(self, start: NameLike = b"") -> Iterator[tuple[Any, ...]]:
+        """Raw ref tuples ``(name, update_index, type, value, peeled, target)`` from the
+        first name ``>= start`` on, deletions included (fast path, no objects)."""
+        key = to_name_bytes(start)
+        if not key:
+            return self._core.iter_section(BLOCK_REF)  # type: ignore[no-any-return]
+        return self._core.seek(BLOCK_REF, key)  # type: ignore[no-any-return]
+
+    def refs(self, prefix: NameLike = "", *, include_deletions: bool = True) -> Iterator[RefRecord]:
+        """Ref records in name order, optionally only those under ``prefix``."""
+        pfx = to_name(prefix)
+        for t in self.ref_tuples(pfx):
+            if pfx and not t[0].startswith(pfx):
+                break
+            if t[2] == 0 and not include_deletions:
+                continue
+            yield ref_from_tuple(t)
+
+    def read_ref(self, name: NameLike) -> Optional[RefRecord]:
+        """The record stored for ``name`` (possibly a deletion), or None."""
+        n = to_name(name)
+        for t in self.ref_tuples(n):
+            return ref_from_tuple(t) if t[0] == n else None
+        return None
+
+    # -- logs ------------------------------------------------------------------
+
+    def log_tuples(self, refname: Optional[NameLike] = None) -> Iterator[tuple[Any, ...]]:
+        if refname is None:
+            return self._core.iter_section(BLOCK_LOG)  # type: ignore[no-any-return]
+        return self._core.seek(BLOCK_LOG, to_name_bytes(refname) + b"\0")  # type: ignore
+
+    def logs(self, refname: Optional[NameLike] = None) -> Iterator[LogRecord]:
+        """Log records in key order (ref name, newest first); only ``refname``'s when
+        given. Deletion records are included."""
+        name = None if refname is None else to_name(refname)
+        for t in self.log_tuples(refname):
+            if name is not None and t[0] != name:
+                break
+            yield log_from_tuple(t)
+
+    def seek_log(self, refname: NameLike, update_index: int) -> Iterator[LogRecord]:
+        """Logs from ``(refname, update_index)`` on (the same ref's older entries
+        follow, then other refs)."""
+        key = log_key(to_name_bytes(refname), update_index)
+        for t in self._core.seek(BLOCK_LOG, key):
+            yield log_from_tuple(t)
+
+    # -- reverse index -----------------------------------------------------------
+
+    def refs_for(self, oid: OidLike) -> list[RefRecord]:
+        """Refs whose value or peeled value is ``oid``; uses the obj index when the
+        table has one, else scans."""
+        raw = to_oid(oid, self.hash_size)
+        c = self._core
+        if c.obj_present:
+            key = raw[: c.object_id_len]
+            positions: Optional[list[int]] = None
+            for prefix, pos in c.seek(BLOCK_OBJ, key):
+                if prefix == key:
+                    positions = pos
+                break
+            if positions is None:
+                return []  # the index lists every id in the table: none matches
+            if positions:
+                return [
+                    ref_from_tuple(t)
+                    for off in positions
+                    for t in c.iter_block(off, BLOCK_REF)
+                    if t[3] == raw or t[4] == raw
+                ]
+            # a record without positions: too many to list, so scan
+        return [ref_from_tuple(t) for t in c.iter_section(BLOCK_REF)
+                if t[3] == raw or t[4] == raw]

@@ -1,0 +1,221 @@
+"""Writing one table: :class:`TableWriter`.
+
+The block layout, prefix compression, indexes and the obj section are produced by the
+Cython core; this layer owns options, limits, record conversion and log message
+normalisation. For the same records and options the output is byte-identical to Git's.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import IO, Any, Optional, Union
+
+from . import _core
+from .errors import ApiError
+from .records import HASH_SIZES, LogRecord, RefRecord, to_name_bytes
+
+__all__ = ["WriteOptions", "TableWriter", "write_table_bytes", "normalize_log_message"]
+
+
+@dataclass(frozen=True)
+class WriteOptions:
+    """How a table is laid out. The defaults are Git's."""
+
+    hash: str = "sha1"
+    block_size: int = 4096
+    restart_interval: int = 16
+    index_objects: bool = True
+    unpadded: bool = False
+    exact_log_message: bool = False
+
+    def __post_init__(self) -> None:
+        if self.hash not in HASH_SIZES:
+            raise ApiError(f"unknown hash {self.hash!r} (use 'sha1' or 'sha256')")
+        if not 64 <= self.block_size < (1 << 24):
+            raise ApiError(f"block size {self.block_size} outside [64, 2**24)")
+        if not 1 <= self.restart_interval <= 65535:
+            raise ApiError(f"restart interval {self.restart_interval} outside [1, 65535]")
+
+    @property
+    def hash_size(self) -> int:
+        return HASH_SIZES[self.hash]
+
+
+def normalize_log_message(message: str) -> str:
+    """Git's normalisation: one line, ending in exactly one newline."""
+    stripped = message.rstrip("\n")
+    if "\n" in stripped:
+        raise ApiError("log message spans several lines (use exact_log_message)")
+    return stripped + "\n"
+
+
+Sink = Union[IO[bytes], Callable[[bytes], Any]]
+
+
+class TableWriter:
+    """Write one reftable: set limits, add refs (sorted by name), then logs (sorted by
+    ref name, newest update first), then :meth:`close`.
+
+    Output goes to ``sink``: a binary file object or a callable taking ``bytes``.
+    Use :meth:`create` to write a file at a path.
+    """
+
+    def __init__(
+        self,
+        sink: Sink,
+        options: Optional[WriteOptions] = None,
+        *,
+        min_update_index: int = 0,
+        max_update_index: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        if options is None:
+            options = WriteOptions(**kwargs)
+        elif kwargs:
+            raise TypeError("pass either options or keyword options, not both")
+        self.options = options
+        write = sink.write if hasattr(sink, "write") else sink
+        self._core = _core.WriterCore(
+            hash_size=options.hash_size,
+            block_size=options.block_size,
+            restart_interval=options.restart_interval,
+            index_objects=options.index_objects,
+            unpadded=options.unpadded,
+            min_update_index=min_update_index,
+            max_update_index=max_update_index,
+            sink=write,
+        )
+        self._file: Optional[IO[bytes]] = None
+        self._closed = False
+        self.empty = False
+
+    @classmethod
+    def create(
+        cls, path: Union[str, os.PathLike[str]], options: Optional[WriteOptions] = None,
+        **kwargs: Any
+    ) -> TableWriter:
+        """Write a table to ``path`` (created or truncated). Use as a context manager:
+        the file is closed (and the table finished) on exit."""
+        f = open(path, "wb")
+        try:
+            w = cls(f, options, **kwargs)
+        except BaseException:
+            f.close()
+            raise
+        w._file = f
+        return w
+
+    def set_limits(self, min_update_index: int, max_update_index: int) -> None:
+        """Set the update-index range of the table; only before the first record."""
+        if min_update_index < 0 or max_update_index < min_update_index:
+            raise ApiError(f"bad update index limits [{min_update_index}, {max_update_index}]")
+        self._core.set_limits(min_update_index, max_update_index)
+
+    @property
+    def min_update_index(self) -> int:
+        return int(self._core.min_update_index)
+
+    @property
+    def max_update_index(self) -> int:
+        return int(self._core.max_update_index)
+
+    def add_ref(self, rec: RefRecord) -> None:
+        self._core.add_ref(
+            to_name_bytes(rec.name),
+            rec.update_index,
+            int(rec.value_type),
+            rec.value,
+            rec.target_value,
+            None if rec.target is None else to_name_bytes(rec.target),
+        )
+
+    def add_refs(self, recs: Iterable[RefRecord]) -> None:
+        add = self._core.add_ref
+        for rec in recs:
+            add(
+                rec.name.encode("utf-8", "surrogateescape"),
+                rec.update_index,
+                rec.value_type,
+                rec.value,
+                rec.target_value,
+                None if rec.target is None else rec.target.encode("utf-8", "surrogateescape"),
+            )
+
+    def add_log(self, rec: LogRecord) -> None:
+        if rec.value_type == 0:
+            self._core.add_log(to_name_bytes(rec.refname), rec.update_index, 0)
+            return
+        message = rec.message
+        if not self.options.exact_log_message:
+            message = normalize_log_message(message)
+        self._core.add_log(
+            to_name_bytes(rec.refname),
+            rec.update_index,
+            1,
+            rec.old_id,
+            rec.new_id,
+            rec.name.encode("utf-8", "surrogateescape"),
+            rec.email.encode("utf-8", "surrogateescape"),
+            rec.time,
+            rec.tz_offset,
+            message.encode("utf-8", "surrogateescape"),
+        )
+
+    def add_logs(self, recs: Iterable[LogRecord]) -> None:
+        for rec in recs:
+            self.add_log(rec)
+
+    def close(self) -> bool:
+        """Finish the table. Returns True when it holds no records (Git then reports
+        an empty table; the bytes written are still a valid table)."""
+        if self._closed:
+            return self.empty
+        self._closed = True
+        try:
+            self.empty = bool(self._core.close())
+        finally:
+            if self._file is not None:
+                self._file.close()
+        return self.empty
+
+    def stats(self) -> dict[str, Any]:
+        return dict(self._core.stats())
+
+    def __enter__(self) -> TableWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        elif self._file is not None:
+            self._closed = True
+            self._file.close()
+
+
+def write_table_bytes(
+    refs: Iterable[RefRecord] = (),
+    logs: Iterable[LogRecord] = (),
+    options: Optional[WriteOptions] = None,
+    *,
+    min_update_index: int = 0,
+    max_update_index: int = 0,
+    **kwargs: Any,
+) -> bytes:
+    """Write a whole table in memory and return its bytes."""
+    chunks: list[bytes] = []
+    w = TableWriter(
+        chunks.append, options, min_update_index=min_update_index,
+        max_update_index=max_update_index, **kwargs
+    )
+    w.add_refs(refs)
+    w.add_logs(logs)
+    w.close()
+    return b"".join(chunks)
