@@ -20,6 +20,7 @@ __all__ = [
     "EmptyTableError",
     "ReftableIOError",
     "NotExistError",
+    "ExpectationError",
 ]
 
 
@@ -72,6 +73,15 @@ class EntryTooBigError(ReftableError):
 
 class EmptyTableError(ReftableError):
     """A table was closed without any record (an internal signal during compaction)."""
+
+
+class ExpectationError(ReftableError):
+    """A transaction's expected old value did not match the stack (checked under the
+    ``tables.list`` lock); nothing was written."""
+
+    def __init__(self, message: str, refname: Optional[str] = None):
+        self.refname = refname
+        super().__init__(message)
 
 
 class NotExistError(ReftableError):

@@ -1,43 +1,774 @@
-"""The stack of tables named by ``tables.list``."""
+"""The stack: tables named by ``tables.list``, additions, compaction, cleaning.
+
+Concurrency protocol (the same as Git's, including the July 2024 compaction fixes):
+
+* ``tables.list`` is only ever replaced through its lock file ``tables.list.lock``:
+  write the new list there, fsync, rename over the old one.
+* An addition takes the ``tables.list`` lock, checks that the stack on disk is the one
+  it loaded (else :class:`OutdatedError`), writes its table under a temporary name,
+  renames it to its final name and appends it to the list.
+* A compaction takes the ``tables.list`` lock, checks it is up to date, locks every
+  table of its range (newest to oldest, creating ``<table>.lock``), then *releases*
+  ``tables.list`` so that writers are not blocked while it merges. Afterwards it
+  re-locks ``tables.list``, re-reads it and replaces its range only if the tables are
+  still there, contiguous and in order; tables appended meanwhile are kept.
+* Readers never take locks; a table removed by a concurrent compaction makes a reload
+  retry with the newer ``tables.list``.
+"""
 
 from __future__ import annotations
 
 import os
+import random
 import re
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Optional
 
-from .errors import FormatError, NotExistError, ReftableIOError
+from . import _core
+from .errors import (
+    ApiError,
+    FormatError,
+    LockError,
+    NotExistError,
+    OutdatedError,
+    ReftableError,
+    ReftableIOError,
+)
+from .merged import MergedTable
+from .records import LogRecord, NameLike, OidLike, RefRecord
+from .table import Table
+from .writer import TableWriter, WriteOptions
 
-__all__ = ["read_tables_list", "TABLE_NAME_RE"]
+if TYPE_CHECKING:
+    from .transaction import LogEntry, Transaction
+
+__all__ = [
+    "Stack",
+    "StackOptions",
+    "StackStats",
+    "Addition",
+    "LogExpiry",
+    "read_tables_list",
+    "parse_tables_list",
+    "suggest_compaction_segment",
+    "TABLE_NAME_RE",
+]
 
 TABLE_NAME_RE = re.compile(r"0x[0-9a-f]{12,16}-0x[0-9a-f]{12,16}-[0-9a-f]{8}\.ref")
+_TEMP_RE = re.compile(r"\.tmp-(\d+)-[0-9a-f]{8}\.ref")
+_MAX_LIST_SIZE = 16 << 20  # a list of a million tables is ~40 MiB; we refuse far less
 
 
 def parse_tables_list(data: bytes, path: str = "tables.list") -> list[str]:
-    """Split ``tables.list`` content into table names, rejecting anything that is not a
-    table name (so no entry can point outside the stack directory)."""
+    """Split ``tables.list`` content into table names.
+
+    Anything that is not a table name (absolute paths, ``..``, ``/``, NUL, ...) is
+    rejected, so no entry can ever point outside the stack directory. Empty lines and
+    a missing final newline are tolerated, as Git does."""
+    if len(data) > _MAX_LIST_SIZE:
+        raise FormatError(f"tables.list of {len(data)} bytes is implausibly large", path)
     names = []
     for lineno, line in enumerate(data.split(b"\n"), 1):
         if not line:
-            continue  # empty lines and a missing final newline are tolerated, like Git
-        try:
-            name = line.decode("ascii")
-        except UnicodeDecodeError:
-            raise FormatError(f"line {lineno}: not a table name: {line[:80]!r}", path) from None
-        if not TABLE_NAME_RE.fullmatch(name):
+            continue
+        if len(line) > 64 or not TABLE_NAME_RE.fullmatch(line.decode("latin-1")):
             raise FormatError(f"line {lineno}: not a table name: {line[:80]!r}", path)
-        names.append(name)
+        names.append(line.decode("ascii"))
     if len(set(names)) != len(names):
         raise FormatError("a table is listed twice", path)
     return names
 
 
 def read_tables_list(directory: str) -> list[str]:
+    """The table names of the stack in ``directory``, oldest first."""
     path = os.path.join(directory, "tables.list")
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            data = f.read(_MAX_LIST_SIZE + 1)
     except FileNotFoundError:
         raise NotExistError(f"{path}: no such file") from None
     except OSError as e:
         raise ReftableIOError(e.errno or 0, e.strerror or str(e), path) from e
     return parse_tables_list(data, path)
+
+
+def suggest_compaction_segment(sizes: Sequence[int], factor: int = 2) -> tuple[int, int]:
+    """Return ``(start, end)`` (end exclusive) of the tables to compact so that table
+    sizes form a geometric sequence again (each at least ``factor`` times the next);
+    ``start == end`` when nothing needs compacting. Same policy as Git."""
+    n = len(sizes)
+    if factor < 2:
+        factor = 2
+    if n <= 1:
+        return (0, 0)
+    # Segment end: the newest table whose predecessor is not `factor` times larger.
+    end = 0
+    total = 0
+    i = n - 1
+    while i > 0:
+        if sizes[i - 1] < sizes[i] * factor:
+            end = i + 1
+            total = sizes[i]
+            break
+        i -= 1
+    if end == 0:
+        return (0, 0)
+    # Segment start: keep extending while an older table is smaller than `factor`
+    # times the merged size of everything after it (merging works backwards).
+    start = end
+    while i > 0:
+        current = total
+        total += sizes[i - 1]
+        if sizes[i - 1] < current * factor:
+            start = i - 1
+        i -= 1
+    return (start, end) if start < end else (0, 0)
+
+
+@dataclass
+class StackOptions:
+    """Options of a stack. ``hash`` None: taken from the tables (sha1 for a new one)."""
+
+    hash: Optional[str] = None
+    block_size: int = 4096
+    restart_interval: int = 16
+    index_objects: bool = True
+    unpadded: bool = False
+    exact_log_message: bool = False
+    auto_compact: bool = True
+    geometric_factor: int = 2
+    lock_timeout_ms: int = 100
+    permissions: Optional[int] = None
+    fsync: bool = True
+
+    def write_options(self, hash: str, exact: Optional[bool] = None) -> WriteOptions:
+        return WriteOptions(
+            hash=hash,
+            block_size=self.block_size,
+            restart_interval=self.restart_interval,
+            index_objects=self.index_objects,
+            unpadded=self.unpadded,
+            exact_log_message=self.exact_log_message if exact is None else exact,
+        )
+
+
+@dataclass
+class StackStats:
+    """Counters of compaction work, like Git's ``reftable_compaction_stats``."""
+
+    attempts: int = 0  # compactions started
+    failures: int = 0  # compactions that failed on a lock held by someone else
+    bytes: int = 0  # bytes of input tables compacted
+    entries_written: int = 0  # records written by compactions
+    tables_added: int = 0
+    last_auto_compaction_error: Optional[BaseException] = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class LogExpiry:
+    """Reflog expiry for full compaction: drop entries older than ``time`` (seconds
+    since the epoch) or with an update index below ``min_update_index`` (0 = off)."""
+
+    time: int = 0
+    min_update_index: int = 0
+
+
+class Hooks:
+    """Deterministic test hooks; each is called with the stack and context when set."""
+
+    def __init__(self) -> None:
+        # after the tables of a compaction were merged into a temp table, before
+        # tables.list is locked again
+        self.after_compaction_merge: Optional[Callable[..., None]] = None
+        # after the table locks were taken and tables.list released
+        self.after_compaction_locks: Optional[Callable[..., None]] = None
+
+
+def _rand32() -> int:
+    return random.getrandbits(32)
+
+
+class Stack:
+    """A stack of tables in a directory, with ``tables.list`` naming them oldest first.
+
+    >>> with Stack.open(".git/reftable") as st:
+    ...     st.read_ref("HEAD")
+    """
+
+    def __init__(self, directory: str, options: Optional[StackOptions] = None):
+        self.directory = os.fspath(directory)
+        self.options = options or StackOptions()
+        self.list_path = os.path.join(self.directory, "tables.list")
+        self.stats = StackStats()
+        self.hooks = Hooks()
+        self.names: list[str] = []
+        self.tables: list[Table] = []
+        self._by_name: dict[str, Table] = {}
+        self._list_data: Optional[bytes] = None
+        self._list_stat: Optional[tuple[int, int, int, int]] = None
+        self.merged = MergedTable([])
+        self._closed = False
+        if not os.path.isdir(self.directory):
+            raise NotExistError(f"{self.directory}: no such directory")
+        if not os.path.exists(self.list_path):
+            self._create_list()
+        self.reload()
+        h = self.merged.hash
+        if self.options.hash is None:
+            self.hash = h or "sha1"
+        else:
+            if h is not None and h != self.options.hash:
+                raise FormatError(
+                    f"stack holds {h} tables but {self.options.hash} was requested",
+                    self.directory)
+            self.hash = self.options.hash
+
+    @classmethod
+    def open(cls, directory: str, options: Optional[StackOptions] = None, **kwargs: Any) -> Stack:
+        """Open (creating ``tables.list`` when missing) the stack in ``directory``."""
+        if options is None:
+            options = StackOptions(**kwargs)
+        elif kwargs:
+            raise TypeError("pass either options or keyword options, not both")
+        return cls(directory, options)
+
+    def _create_list(self) -> None:
+        # An empty list, created through the lock so we never clobber a racing creator.
+        try:
+            lock = _core.LockFile(self.list_path, self.options.lock_timeout_ms,
+                                  self._mode())
+        except LockError:
+            return  # someone else is creating or updating it
+        with lock:
+            if os.path.exists(self.list_path):
+                return
+            lock.commit()
+
+    def _mode(self) -> int:
+        return self.options.permissions if self.options.permissions is not None else 0o666
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def close(self) -> None:
+        """Close every open table (iterators over them fail cleanly afterwards)."""
+        for t in self.tables:
+            t.close()
+        self.tables = []
+        self._by_name = {}
+        self.merged = MergedTable([])
+        self._closed = True
+
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Stack {self.directory} {len(self.names)} tables>"
+
+    # -- loading -------------------------------------------------------------
+
+    def _read_list(self) -> tuple[bytes, list[str]]:
+        try:
+            with open(self.list_path, "rb") as f:
+                data = f.read(_MAX_LIST_SIZE + 1)
+        except FileNotFoundError:
+            raise NotExistError(f"{self.list_path}: no such file") from None
+        except OSError as e:
+            raise ReftableIOError(e.errno or 0, e.strerror or str(e), self.list_path) from e
+        return data, parse_tables_list(data, self.list_path)
+
+    def _list_stat_key(self) -> Optional[tuple[int, int, int, int]]:
+        try:
+            st = os.stat(self.list_path)
+        except OSError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+    def reload(self, timeout: float = 3.0) -> bool:
+        """Re-read ``tables.list`` and (re)open tables, reusing those already open.
+
+        Cheap when nothing changed. When a listed table has vanished because a
+        concurrent compaction replaced it, re-read the list and retry (for up to
+        ``timeout`` seconds). On failure the previously loaded tables stay usable.
+        Returns True when the stack changed."""
+        if self._closed:
+            raise ApiError("stack is closed")
+        deadline = time.monotonic() + timeout
+        delay = 0.001
+        while True:
+            key = self._list_stat_key()
+            data, names = self._read_list()
+            if data == self._list_data and names == self.names:
+                self._list_stat = key
+                return False
+            try:
+                self._load(names)
+            except NotExistError:
+                # A table vanished: fine if tables.list moved on meanwhile.
+                data2, names2 = self._read_list()
+                if names2 == names or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 0.1)
+                continue
+            self._list_data = data
+            self._list_stat = key
+            return True
+
+    def _load(self, names: list[str]) -> None:
+        new: list[Table] = []
+        opened: list[Table] = []
+        try:
+            for n in names:
+                t = self._by_name.get(n)
+                if t is None:
+                    t = Table.open(os.path.join(self.directory, n))
+                    opened.append(t)
+                new.append(t)
+            merged = MergedTable(new)
+            for prev, nxt in zip(new, new[1:]):
+                if nxt.min_update_index <= prev.max_update_index:
+                    raise FormatError(
+                        f"update index ranges overlap: {prev.name} and {nxt.name}",
+                        self.list_path)
+        except BaseException:
+            for t in opened:
+                t.close()
+            raise
+        # Tables dropped from the list are not closed here: iterators created before
+        # the reload keep working, and the mapping goes away with the last reference.
+        self.tables = new
+        self.names = list(names)
+        self._by_name = dict(zip(names, new))
+        self.merged = merged
+
+    def is_up_to_date(self) -> bool:
+        """True when ``tables.list`` on disk names exactly the loaded tables."""
+        try:
+            _, names = self._read_list()
+        except NotExistError:
+            return False
+        return names == self.names
+
+    # -- reading -------------------------------------------------------------
+
+    def next_update_index(self) -> int:
+        """The update index the next addition must use (at least)."""
+        return (self.tables[-1].max_update_index + 1) if self.tables else 1
+
+    def read_ref(self, name: NameLike) -> Optional[RefRecord]:
+        return self.merged.read_ref(name)
+
+    def refs(self, prefix: NameLike = "") -> Iterator[RefRecord]:
+        return self.merged.refs(prefix)
+
+    def logs(self, refname: Optional[NameLike] = None) -> Iterator[LogRecord]:
+        return self.merged.logs(refname)
+
+    def refs_pointing_at(self, oid: OidLike) -> list[RefRecord]:
+        return self.merged.refs_for(oid)
+
+    def table_path(self, name: str) -> str:
+        return os.path.join(self.directory, name)
+
+    # -- writing -------------------------------------------------------------
+
+    def new_addition(self, reload_if_outdated: bool = False) -> Addition:
+        """Lock ``tables.list`` for an addition (see :class:`Addition`)."""
+        return Addition(self, reload_if_outdated)
+
+    def add(self, write: Callable[[TableWriter], None], reload_if_outdated: bool = False) -> None:
+        """Add one table written by ``write(writer)``; the callback must call
+        ``writer.set_limits(ui, ui)`` with ``ui >= next_update_index()`` (the stack's
+        value at the time of the call is passed via :meth:`Addition.next_update_index`)."""
+        with self.new_addition(reload_if_outdated) as add:
+            add.add_table(write)
+            add.commit()
+
+    def transaction(self, reload_if_outdated: bool = True,
+                    log: Optional[LogEntry] = None) -> Transaction:
+        """An atomic multi-ref update; see :class:`reftable.transaction.Transaction`.
+        ``log``: reflog entry written for every update that does not bring its own."""
+        from .transaction import Transaction
+
+        return Transaction(self, reload_if_outdated, log)
+
+    def _write_temp_table(
+        self,
+        fill: Callable[[TableWriter], None],
+        options: WriteOptions,
+        min_ui: int,
+        max_ui: int,
+    ) -> tuple[Optional[str], int, int]:
+        """Write a table to a temp file; return (temp path or None when the table came
+        out empty, min update index, max update index). No file is left on error."""
+        tmp = os.path.join(self.directory, f".tmp-{os.getpid()}-{_rand32():08x}.ref")
+        fd = _core.io_open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                           self._mode())
+        ok = False
+        try:
+            if self.options.permissions is not None:
+                os.chmod(tmp, self.options.permissions)
+            w = TableWriter(lambda b: _core.io_write(fd, b), options,
+                            min_update_index=min_ui, max_update_index=max_ui)
+            fill(w)
+            empty = w.close()
+            min_ui, max_ui = w.min_update_index, w.max_update_index
+            if not empty and self.options.fsync:
+                _core.io_fsync(fd)
+            ok = True
+        finally:
+            try:
+                _core.io_close(fd)
+            except ReftableError:
+                ok = False
+                raise
+            finally:
+                if not ok or (ok and empty):
+                    _unlink_quiet(tmp)
+        return (None if empty else tmp), min_ui, max_ui
+
+    def _final_name(self, min_ui: int, max_ui: int) -> str:
+        return f"0x{min_ui:012x}-0x{max_ui:012x}-{_rand32():08x}.ref"
+
+    def _write_list(self, lock: Any, names: Sequence[str]) -> None:
+        lock.write("".join(n + "\n" for n in names).encode("ascii"))
+        # LockFile.commit fsyncs before the rename
+
+    def _fsync_dir(self) -> None:
+        if self.options.fsync:
+            _core.fsync_dir(self.directory)
+
+    # -- compaction ----------------------------------------------------------
+
+    def table_sizes_for_compaction(self) -> list[int]:
+        """Table sizes without the (constant) header overhead, as Git counts them."""
+        overhead = (24 if self.hash == "sha1" else 28) - 1
+        return [t.size - overhead for t in self.tables]
+
+    def auto_compact(self) -> bool:
+        """Compact the smallest suffix that breaks the geometric sequence, best effort:
+        tables locked by someone else are skipped. Returns True when it compacted."""
+        if len(self.tables) < 2:
+            return False
+        start, end = suggest_compaction_segment(
+            self.table_sizes_for_compaction(), self.options.geometric_factor)
+        if end - start <= 0:
+            return False
+        return self._compact_range_stats(start, end - 1, None, best_effort=True)
+
+    def compact(self, auto: bool = False, expire: Optional[LogExpiry] = None) -> bool:
+        """``auto``: :meth:`auto_compact`; else :meth:`compact_all`."""
+        return self.auto_compact() if auto else self.compact_all(expire)
+
+    def compact_all(self, expire: Optional[LogExpiry] = None) -> bool:
+        """Merge every table into one, dropping tombstones and expired reflog entries.
+        Raises :class:`LockError` when a table is locked by another process."""
+        if not self.tables:
+            return False
+        return self._compact_range_stats(0, len(self.tables) - 1, expire, best_effort=False)
+
+    def compact_range(self, first: int, last: int, expire: Optional[LogExpiry] = None) -> bool:
+        """Compact tables ``first..last`` (inclusive, indices into :attr:`tables`)."""
+        return self._compact_range_stats(first, last, expire, best_effort=False)
+
+    def _compact_range_stats(self, first: int, last: int, expire: Optional[LogExpiry],
+                             best_effort: bool) -> bool:
+        try:
+            return self._compact_range(first, last, expire, best_effort)
+        except LockError:
+            self.stats.failures += 1
+            raise
+
+    def _compact_range(self, first: int, last: int, expire: Optional[LogExpiry],
+                       best_effort: bool) -> bool:
+        if first > last or (expire is None and first == last):
+            return False
+        if last >= len(self.tables) or first < 0:
+            raise ApiError(f"compaction range [{first}, {last}] outside the stack")
+        self.stats.attempts += 1
+        list_lock: Any = _core.LockFile(self.list_path, self.options.lock_timeout_ms,
+                                        self._mode())
+        table_locks: list[Any] = []
+        tmp: Optional[str] = None
+        new_path: Optional[str] = None
+        committed = False
+        try:
+            if not self.is_up_to_date():
+                raise OutdatedError("stack changed on disk; reload and retry")
+            # Lock the tables newest to oldest: a process that appended tables can
+            # then still compact its own new tables while we hold older ones.
+            for i in range(last, first - 1, -1):
+                try:
+                    table_locks.append(_core.LockFile(self.table_path(self.names[i]), 0,
+                                                      self._mode()))
+                except LockError:
+                    if best_effort and last - i >= 2:
+                        first = i + 1  # compact just the newer tables we could lock
+                        break
+                    raise
+            # Merging may take long: let writers append while we do it.
+            list_lock.rollback()
+            if self.hooks.after_compaction_locks is not None:
+                self.hooks.after_compaction_locks(self, first, last)
+
+            names = self.names[first:last + 1]
+            tables = self.tables[first:last + 1]
+            min_ui = tables[0].min_update_index
+            max_ui = tables[-1].max_update_index
+            opts = self.options.write_options(self.hash, exact=True)
+            tmp, _, _ = self._write_temp_table(
+                lambda w: self._write_compacted(w, tables, first == 0, expire),
+                opts, min_ui, max_ui)
+            if self.hooks.after_compaction_merge is not None:
+                self.hooks.after_compaction_merge(self, first, last)
+
+            list_lock = _core.LockFile(self.list_path, self.options.lock_timeout_ms,
+                                       self._mode())
+            # Re-read tables.list: others may have appended (keep theirs) or, in
+            # theory, replaced our tables (then give up rather than lose anything).
+            _, current = self._read_list()
+            try:
+                at = current.index(names[0])
+            except ValueError:
+                raise OutdatedError("compacted tables vanished from tables.list") from None
+            if current[at:at + len(names)] != names:
+                raise OutdatedError("compacted tables no longer contiguous in tables.list")
+            new_list = list(current[:at])
+            if tmp is not None:
+                new_name = self._final_name(min_ui, max_ui)
+                new_path = self.table_path(new_name)
+                _core.io_rename(tmp, new_path)
+                tmp = None
+                new_list.append(new_name)
+            new_list.extend(current[at + len(names):])
+            self._write_list(list_lock, new_list)
+            list_lock.commit()
+            committed = True
+            self._fsync_dir()
+            # The replaced tables are unreferenced now; remove them while we still
+            # hold their locks so nobody else tries to compact them.
+            for n in names:
+                _unlink_quiet(self.table_path(n))
+        finally:
+            if not committed:
+                if tmp is not None:
+                    _unlink_quiet(tmp)
+                if new_path is not None:
+                    _unlink_quiet(new_path)
+            for lk in table_locks:
+                _rollback_quiet(lk)
+            _rollback_quiet(list_lock)
+        self.reload()
+        return True
+
+    def _write_compacted(self, w: TableWriter, tables: list[Table], bottom: bool,
+                         expire: Optional[LogExpiry]) -> None:
+        merged = MergedTable(tables, suppress_deletions=False)
+        entries = 0
+        self.stats.bytes += sum(t.size for t in tables)
+        core = w._core
+        add_ref = core.add_ref
+        for t in merged.ref_tuples():
+            if bottom and t[2] == 0:
+                continue  # nothing older can be hidden by this tombstone
+            add_ref(t[0].encode("utf-8", "surrogateescape"), t[1], t[2], t[3], t[4],
+                    None if t[5] is None else t[5].encode("utf-8", "surrogateescape"))
+            entries += 1
+        min_expire = expire.min_update_index if expire else 0
+        time_expire = expire.time if expire else 0
+        add_log = core.add_log
+        for t in merged.log_tuples():
+            if bottom and t[2] == 0:
+                continue
+            if min_expire and t[1] < min_expire:
+                continue
+            if time_expire and t[2] == 1 and t[7] < time_expire:
+                continue
+            if t[2] == 0:
+                add_log(t[0].encode("utf-8", "surrogateescape"), t[1], 0)
+            else:
+                add_log(t[0].encode("utf-8", "surrogateescape"), t[1], 1, t[3], t[4],
+                        t[5].encode("utf-8", "surrogateescape"),
+                        t[6].encode("utf-8", "surrogateescape"), t[7], t[8],
+                        t[9].encode("utf-8", "surrogateescape"))
+            entries += 1
+        self.stats.entries_written += entries
+
+    # -- cleaning ------------------------------------------------------------
+
+    def clean(self) -> list[str]:
+        """Remove leftovers of crashed or interrupted processes: ``.ref`` files that
+        ``tables.list`` does not name and whose update indices are not above the
+        stack's (so never a table a concurrent writer is about to add), and temp
+        tables of processes that no longer exist. Holds the ``tables.list`` lock.
+        Returns the names removed."""
+        removed: list[str] = []
+        lock = _core.LockFile(self.list_path, self.options.lock_timeout_ms, self._mode())
+        try:
+            self.reload()
+            listed = set(self.names)
+            max_ui = self.tables[-1].max_update_index if self.tables else 0
+            for entry in sorted(os.listdir(self.directory)):
+                path = self.table_path(entry)
+                if TABLE_NAME_RE.fullmatch(entry) and entry not in listed:
+                    if _table_max_update_index(path, entry) <= max_ui:
+                        _unlink_quiet(path)
+                        removed.append(entry)
+                    continue
+                m = _TEMP_RE.fullmatch(entry)
+                if m and not _pid_alive(int(m.group(1))):
+                    _unlink_quiet(path)
+                    removed.append(entry)
+        finally:
+            _rollback_quiet(lock)
+        return removed
+
+
+def _table_max_update_index(path: str, name: str) -> int:
+    """Max update index of a stray table: from its header, else from its name."""
+    try:
+        with Table.open(path) as t:
+            return t.max_update_index
+    except ReftableError:
+        return int(name.split("-")[1], 16)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _unlink_quiet(path: str) -> None:
+    try:
+        _core.io_unlink(path, True)
+    except OSError:
+        pass
+
+
+def _rollback_quiet(lock: Any) -> None:
+    try:
+        lock.rollback()
+    except OSError:
+        pass
+
+
+class Addition:
+    """Adding tables to a stack under the ``tables.list`` lock (Git's
+    ``reftable_addition``). Use as a context manager; uncommitted work is discarded.
+
+    >>> with stack.new_addition() as add:
+    ...     add.add_table(lambda w: (w.set_limits(ui, ui), w.add_ref(rec)))
+    ...     add.commit()
+    """
+
+    def __init__(self, stack: Stack, reload_if_outdated: bool = False):
+        self.stack = stack
+        self.new_tables: list[str] = []
+        self._committed = False
+        self._lock: Any = _core.LockFile(stack.list_path, stack.options.lock_timeout_ms,
+                                         stack._mode())
+        try:
+            if not stack.is_up_to_date():
+                if not reload_if_outdated:
+                    raise OutdatedError("stack changed on disk since it was loaded")
+                stack.reload()
+        except BaseException:
+            _rollback_quiet(self._lock)
+            raise
+        self.next_update_index = stack.next_update_index()
+
+    def add_table(self, write: Callable[[TableWriter], None],
+                  options: Optional[WriteOptions] = None) -> Optional[str]:
+        """Write one new table with ``write(writer)``; it must set limits with a min
+        update index of at least :attr:`next_update_index`. Returns the table name, or
+        None when the table came out empty (nothing is added then)."""
+        if self._committed:
+            raise ApiError("addition already committed")
+        st = self.stack
+        opts = options or st.options.write_options(st.hash)
+        nui = self.next_update_index
+
+        def fill(w: TableWriter) -> None:
+            w.set_limits(nui, nui)
+            write(w)
+            if w.min_update_index < nui:
+                raise ApiError(
+                    f"table min update index {w.min_update_index} below the stack's next "
+                    f"update index {nui}")
+
+        tmp, lo, hi = st._write_temp_table(fill, opts, nui, nui)
+        if tmp is None:
+            return None
+        name = st._final_name(lo, hi)
+        try:
+            _core.io_rename(tmp, st.table_path(name))
+        except BaseException:
+            _unlink_quiet(tmp)
+            raise
+        self.new_tables.append(name)
+        self.next_update_index = hi + 1
+        return name
+
+    def commit(self) -> None:
+        """Publish the new tables (append them to ``tables.list``), then auto-compact
+        unless disabled. Auto-compaction is best effort: its failures never make the
+        committed addition fail (they are counted in ``stack.stats``)."""
+        if self._committed:
+            raise ApiError("addition already committed")
+        st = self.stack
+        if not self.new_tables:
+            self.close()
+            return
+        try:
+            st._write_list(self._lock, st.names + self.new_tables)
+            self._lock.commit()
+        except BaseException:
+            self.close()
+            raise
+        self._committed = True
+        st.stats.tables_added += len(self.new_tables)
+        st._fsync_dir()
+        st.reload()
+        if st.options.auto_compact:
+            try:
+                st.auto_compact()
+            except ReftableError as e:
+                st.stats.last_auto_compaction_error = e
+
+    def close(self) -> None:
+        """Discard uncommitted tables and release the lock."""
+        if not self._committed:
+            for name in self.new_tables:
+                _unlink_quiet(self.stack.table_path(name))
+            self.new_tables = []
+        _rollback_quiet(self._lock)
+
+    def __enter__(self) -> Addition:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
+

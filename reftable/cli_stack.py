@@ -1,0 +1,253 @@
+"""Stack subcommands of the CLI: update, compact, stats, clean, refs, log."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any, Optional, TextIO
+
+from .errors import ApiError, ExpectationError
+from .jsonio import log_to_json, ref_to_json
+from .stack import LogExpiry, Stack, StackOptions
+from .transaction import ANY, LogEntry, Transaction, local_tz_offset
+
+__all__ = ["add_commands", "parse_update_lines"]
+
+
+def _open(args: argparse.Namespace, **kw: Any) -> Stack:
+    return Stack.open(args.dir, StackOptions(**kw))
+
+
+def _is_zero(oid: str) -> bool:
+    return set(oid) == {"0"}
+
+
+def parse_update_lines(tx: Transaction, stream: TextIO, log: Optional[LogEntry]) -> int:
+    """Feed ``git update-ref --stdin`` style lines into ``tx``; return the count."""
+    count = 0
+    for lineno, raw in enumerate(stream, 1):
+        line = raw.rstrip("\n")
+        if not line.strip():
+            continue
+        parts = line.split(" ")
+        cmd, rest = parts[0], parts[1:]
+        try:
+            if cmd == "create" and len(rest) == 2:
+                tx.create(rest[0], rest[1], log=log)
+            elif cmd == "update" and len(rest) in (2, 3):
+                expect: Any = ANY
+                if len(rest) == 3:
+                    expect = None if _is_zero(rest[2]) else rest[2]
+                if _is_zero(rest[1]):
+                    tx.delete(rest[0], expect=expect, log=log)
+                else:
+                    tx.update(rest[0], rest[1], expect=expect, log=log)
+            elif cmd == "delete" and len(rest) in (1, 2):
+                tx.delete(rest[0], expect=ANY if len(rest) == 1 else rest[1], log=log)
+            elif cmd == "verify" and len(rest) in (1, 2):
+                tx.verify(rest[0], None if len(rest) == 1 or _is_zero(rest[1]) else rest[1])
+            elif cmd == "symref-update" and len(rest) in (2, 4):
+                if len(rest) == 4 and rest[2] == "ref":
+                    tx.symref(rest[0], rest[1], expect_target=rest[3], log=log)
+                elif len(rest) == 4 and rest[2] == "oid":
+                    tx.symref(rest[0], rest[1],
+                              expect=None if _is_zero(rest[3]) else rest[3], log=log)
+                elif len(rest) == 2:
+                    tx.symref(rest[0], rest[1], log=log)
+                else:
+                    raise ValueError("expected 'ref OLD-TARGET' or 'oid OLD-OID'")
+            else:
+                raise ValueError(f"cannot parse command {cmd!r} with {len(rest)} arguments")
+        except ValueError as e:
+            raise ApiError(f"stdin line {lineno}: {line!r}: {e}") from None
+        count += 1
+    return count
+
+
+def cmd_update(args: argparse.Namespace) -> int:
+    log = None
+    if args.message is not None or args.committer_name or args.committer_email:
+        when = int(args.date) if args.date is not None else int(time.time())
+        log = LogEntry(args.committer_name or "", args.committer_email or "",
+                       args.message or "", when, local_tz_offset(when))
+    with _open(args, auto_compact=not args.no_auto_compact) as st:
+        tx = st.transaction()
+        stream = open(args.input, encoding="utf-8") if args.input != "-" else sys.stdin
+        try:
+            n = parse_update_lines(tx, stream, log)
+        finally:
+            if stream is not sys.stdin:
+                stream.close()
+        try:
+            ui = tx.commit()
+        except ExpectationError as e:
+            print(f"reftable: {e}", file=sys.stderr)
+            return 1
+        if args.json:
+            print(json.dumps({"updates": n, "update_index": ui}))
+        elif ui:
+            print(f"committed {n} updates at update index {ui}")
+        else:
+            print("nothing to write")
+    return 0
+
+
+def cmd_compact(args: argparse.Namespace) -> int:
+    from .progress import Progress
+
+    with _open(args) as st:
+        before = len(st.names)
+        expire = None
+        if args.expire_before is not None or args.expire_below_index is not None:
+            expire = LogExpiry(time=args.expire_before or 0,
+                               min_update_index=args.expire_below_index or 0)
+        with Progress(f"compacting {before} tables", enabled=not args.json):
+            did = st.compact(auto=args.auto, expire=expire)
+        result = {"compacted": did, "tables_before": before, "tables_after": len(st.names),
+                  "stats": _stats_json(st)}
+        if args.json:
+            print(json.dumps(result))
+        else:
+            print(f"{'compacted' if did else 'nothing to compact'}: "
+                  f"{before} -> {len(st.names)} tables")
+    return 0
+
+
+def _stats_json(st: Stack) -> dict[str, Any]:
+    s = st.stats
+    return {"attempts": s.attempts, "failures": s.failures, "bytes": s.bytes,
+            "entries_written": s.entries_written}
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    with _open(args, auto_compact=False) as st:
+        tables = [{"name": n, "size": t.size, "min_update_index": t.min_update_index,
+                   "max_update_index": t.max_update_index}
+                  for n, t in zip(st.names, st.tables, strict=True)]
+        refs = sum(1 for _ in st.refs())
+        info = {"directory": st.directory, "hash": st.hash, "tables": tables,
+                "table_count": len(tables), "total_bytes": sum(t["size"] for t in tables),
+                "refs": refs, "next_update_index": st.next_update_index()}
+        if args.json:
+            print(json.dumps(info, indent=1))
+        else:
+            print(f"stack {st.directory} ({st.hash}): {len(tables)} tables, "
+                  f"{info['total_bytes']} bytes, {refs} refs, next update index "
+                  f"{info['next_update_index']}")
+            for t in tables:
+                print(f"  {t['name']}  {t['size']:>10} bytes  "
+                      f"[{t['min_update_index']}, {t['max_update_index']}]")
+    return 0
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    with _open(args, auto_compact=False) as st:
+        removed = st.clean()
+        if args.json:
+            print(json.dumps({"removed": removed}))
+        else:
+            for n in removed:
+                print(f"removed {n}")
+            print(f"{len(removed)} leftover files removed")
+    return 0
+
+
+def _format_ref(fmt: str, rec: Any) -> str:
+    value = rec.value.hex() if rec.value is not None else ""
+    peeled = rec.target_value.hex() if rec.target_value is not None else ""
+    return (fmt.replace("%(refname)", rec.name)
+            .replace("%(objectname)", value)
+            .replace("%(peeled)", peeled)
+            .replace("%(symref)", rec.target or "")
+            .replace("%(update_index)", str(rec.update_index)))
+
+
+def cmd_refs(args: argparse.Namespace) -> int:
+    with _open(args, auto_compact=False) as st:
+        recs = list(st.refs(args.prefix or ""))
+        if args.json:
+            print(json.dumps([ref_to_json(r) for r in recs], indent=1))
+            return 0
+        fmt = args.format or "%(objectname) %(refname)"
+        for r in recs:
+            if args.format is None and r.target is not None:
+                print(f"-> {r.target} {r.name}")
+            else:
+                print(_format_ref(fmt, r))
+    return 0
+
+
+def cmd_log(args: argparse.Namespace) -> int:
+    with _open(args, auto_compact=False) as st:
+        recs = list(st.logs(args.ref))
+        if args.json:
+            print(json.dumps([log_to_json(r) for r in recs], indent=1))
+            return 0
+        for r in recs:
+            if r.old_id is None or r.new_id is None:
+                continue
+            print(f"{r.refname}@{{{r.update_index}}} {r.old_id.hex()[:12]} -> "
+                  f"{r.new_id.hex()[:12]} {r.name} <{r.email}> {r.time} {r.tz_offset:+05d}"
+                  f"\t{r.message.rstrip()}")
+    return 0
+
+
+def add_commands(sub: Any) -> None:
+    p = sub.add_parser(
+        "update", help="apply 'git update-ref --stdin' style lines as one transaction",
+        description="Read lines 'create REF NEW', 'update REF NEW [OLD]', 'delete REF [OLD]', "
+        "'verify REF [OLD]', 'symref-update REF TARGET [ref OLD-TARGET | oid OLD]' and apply "
+        "them atomically (old values are checked under the lock).",
+        epilog="example: echo 'create refs/heads/x <oid>' | reftable update -m msg DIR")
+    p.add_argument("dir")
+    p.add_argument("-m", "--message", help="reflog message (writes reflog entries)")
+    p.add_argument("--committer-name")
+    p.add_argument("--committer-email")
+    p.add_argument("--date", type=int, help="reflog time, seconds since the epoch")
+    p.add_argument("--input", default="-", help="file to read instead of stdin")
+    p.add_argument("--no-auto-compact", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_update)
+
+    p = sub.add_parser("compact", help="compact a stack (full, or --auto geometric)",
+                       description="Merge the tables of a stack. Without --auto every table "
+                       "is merged into one (tombstones and expired reflogs dropped).",
+                       epilog="example: reftable compact --auto .git/reftable")
+    p.add_argument("dir")
+    p.add_argument("--auto", action="store_true", help="only restore the geometric sequence")
+    p.add_argument("--expire-before", type=int, help="drop reflog entries older than this time")
+    p.add_argument("--expire-below-index", type=int,
+                   help="drop reflog entries below this update index")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_compact)
+
+    p = sub.add_parser("stats", help="tables, sizes and counts of a stack",
+                       epilog="example: reftable stats --json .git/reftable")
+    p.add_argument("dir")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("clean", help="remove tables and temp files no longer referenced",
+                       epilog="example: reftable clean .git/reftable")
+    p.add_argument("dir")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_clean)
+
+    p = sub.add_parser("refs", help="list refs (like git for-each-ref)",
+                       epilog="example: reftable refs --format '%(refname) %(objectname)' DIR "
+                       "refs/heads/")
+    p.add_argument("dir")
+    p.add_argument("prefix", nargs="?", default="")
+    p.add_argument("--format", help="with %(refname) %(objectname) %(peeled) %(symref) "
+                   "%(update_index)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_refs)
+
+    p = sub.add_parser("log", help="show reflog entries (all refs, or one)",
+                       epilog="example: reftable log .git/reftable HEAD")
+    p.add_argument("dir")
+    p.add_argument("ref", nargs="?")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_log)

@@ -1,0 +1,227 @@
+"""Atomic multi-ref updates on a stack, with expected old values checked under the
+``tables.list`` lock.
+
+>>> with stack.transaction(log=LogEntry("C O Mitter", "c@example.com", "push")) as tx:
+...     tx.update("refs/heads/main", new_id, expect=old_id)
+...     tx.delete("refs/heads/topic")
+...     tx.symref("HEAD", "refs/heads/main")
+
+Refs are updated as named (no dereferencing of symrefs). All updates of one
+transaction share one update index and land in one table, or nothing is written.
+"""
+
+from __future__ import annotations
+
+import time as _time
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Optional, Union
+
+from .errors import ApiError, ExpectationError
+from .records import (
+    LogRecord,
+    LogValueType,
+    NameLike,
+    OidLike,
+    RefRecord,
+    RefValueType,
+    to_name,
+    to_oid,
+)
+from .refname import check_refname
+
+if TYPE_CHECKING:
+    from .stack import Stack
+    from .writer import TableWriter
+
+__all__ = ["Transaction", "LogEntry", "ANY"]
+
+
+class _Any:
+    def __repr__(self) -> str:
+        return "ANY"
+
+
+ANY: Any = _Any()
+"""Expectation that accepts any current state (no check)."""
+
+
+def local_tz_offset(when: Optional[float] = None) -> int:
+    """The local timezone offset in Git's ``+hhmm`` integer form (e.g. -930)."""
+    t = _time.localtime(when)
+    minutes = (t.tm_gmtoff or 0) // 60
+    sign = -1 if minutes < 0 else 1
+    minutes = abs(minutes)
+    return sign * ((minutes // 60) * 100 + minutes % 60)
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """Who/when/why of a reflog entry. ``time`` None means now."""
+
+    name: str = ""
+    email: str = ""
+    message: str = ""
+    time: Optional[int] = None
+    tz_offset: Optional[int] = None
+
+
+@dataclass
+class _Update:
+    name: str
+    kind: str  # "update", "delete", "verify", "symref"
+    new: Optional[bytes] = None
+    peeled: Optional[bytes] = None
+    target: Optional[str] = None
+    expect: Any = ANY  # ANY, None (must not exist), or raw oid
+    expect_target: Optional[str] = None
+    log: Optional[LogEntry] = None
+
+
+class Transaction:
+    """Collects ref updates and commits them atomically (see module docs)."""
+
+    def __init__(self, stack: Stack, reload_if_outdated: bool = True,
+                 log: Optional[LogEntry] = None):
+        self.stack = stack
+        self.reload_if_outdated = reload_if_outdated
+        self.default_log = log
+        self._updates: dict[str, _Update] = {}
+        self._done = False
+
+    # -- building ------------------------------------------------------------
+
+    def _oid(self, oid: OidLike) -> bytes:
+        from .records import HASH_SIZES
+
+        return to_oid(oid, HASH_SIZES[self.stack.hash])
+
+    def _expect(self, expect: Any) -> Any:
+        if expect is ANY or expect is None:
+            return expect
+        return self._oid(expect)
+
+    def _add(self, u: _Update) -> None:
+        if self._done:
+            raise ApiError("transaction already finished")
+        if u.name in self._updates:
+            raise ApiError(f"{u.name}: more than one update in one transaction")
+        self._updates[u.name] = u
+
+    def update(self, name: NameLike, new: OidLike, expect: Any = ANY,
+               peeled: Optional[OidLike] = None, log: Optional[LogEntry] = None) -> None:
+        """Set ``name`` to ``new`` (with ``peeled`` for annotated tags). ``expect``:
+        ANY (no check), None (must not exist) or the current object id."""
+        self._add(_Update(check_refname(name), "update", self._oid(new),
+                          None if peeled is None else self._oid(peeled),
+                          expect=self._expect(expect), log=log))
+
+    def create(self, name: NameLike, new: OidLike, peeled: Optional[OidLike] = None,
+               log: Optional[LogEntry] = None) -> None:
+        """Create ``name``; fails if it exists."""
+        self.update(name, new, expect=None, peeled=peeled, log=log)
+
+    def delete(self, name: NameLike, expect: Any = ANY, log: Optional[LogEntry] = None) -> None:
+        """Delete ``name`` (writes a tombstone)."""
+        self._add(_Update(check_refname(name), "delete", expect=self._expect(expect), log=log))
+
+    def verify(self, name: NameLike, expect: Any = None) -> None:
+        """Only check that ``name`` is at ``expect`` (None: does not exist)."""
+        self._add(_Update(to_name(name), "verify", expect=self._expect(expect)))
+
+    def symref(self, name: NameLike, target: NameLike, expect: Any = ANY,
+               expect_target: Optional[NameLike] = None,
+               log: Optional[LogEntry] = None) -> None:
+        """Make ``name`` a symbolic ref to ``target``. ``expect_target``: the current
+        symref target it must have."""
+        self._add(_Update(check_refname(name), "symref", target=check_refname(target),
+                          expect=self._expect(expect),
+                          expect_target=None if expect_target is None else to_name(expect_target),
+                          log=log))
+
+    # -- committing ----------------------------------------------------------
+
+    def _check(self, u: _Update, cur: Optional[RefRecord]) -> None:
+        if u.expect_target is not None:
+            if cur is None or cur.value_type != RefValueType.SYMREF or cur.target != u.expect_target:
+                have = "missing" if cur is None else repr(cur)
+                raise ExpectationError(
+                    f"{u.name}: expected symref to {u.expect_target}, found {have}", u.name)
+        if u.expect is ANY:
+            return
+        if u.expect is None:
+            if cur is not None:
+                raise ExpectationError(f"{u.name}: expected to be missing, found {cur!r}", u.name)
+            return
+        if cur is None or cur.value != u.expect:
+            have = "missing" if cur is None else repr(cur)
+            raise ExpectationError(f"{u.name}: expected {u.expect.hex()}, found {have}", u.name)
+
+    def commit(self) -> int:
+        """Check every expectation under the lock and write one table. Returns the
+        update index used (0 when there was nothing to write)."""
+        if self._done:
+            raise ApiError("transaction already finished")
+        self._done = True
+        writes = [u for u in self._updates.values() if u.kind != "verify"]
+        st = self.stack
+        zero = b"\0" * (20 if st.hash == "sha1" else 32)
+        with st.new_addition(self.reload_if_outdated) as add:
+            current = {u.name: st.read_ref(u.name) for u in self._updates.values()}
+            for u in self._updates.values():
+                self._check(u, current[u.name])
+            if not writes:
+                return 0
+            ui = add.next_update_index
+            refs: list[RefRecord] = []
+            logs: list[LogRecord] = []
+            now = int(_time.time())
+            for u in sorted(writes, key=lambda x: x.name.encode("utf-8", "surrogateescape")):
+                if u.kind == "update":
+                    assert u.new is not None
+                    if u.peeled is None:
+                        refs.append(RefRecord(u.name, ui, RefValueType.VAL1, u.new))
+                    else:
+                        refs.append(RefRecord(u.name, ui, RefValueType.VAL2, u.new, u.peeled))
+                elif u.kind == "delete":
+                    refs.append(RefRecord(u.name, ui, RefValueType.DELETION))
+                else:
+                    refs.append(RefRecord(u.name, ui, RefValueType.SYMREF, target=u.target))
+                entry = u.log or self.default_log
+                if entry is not None and u.kind != "symref":
+                    cur = current[u.name]
+                    old = cur.value if cur is not None and cur.value is not None else zero
+                    new = u.new if u.new is not None else zero
+                    when = now if entry.time is None else entry.time
+                    tz = local_tz_offset(when) if entry.tz_offset is None else entry.tz_offset
+                    logs.append(LogRecord(u.name, ui, LogValueType.UPDATE, old, new, entry.name,
+                                          entry.email, when, tz, entry.message))
+
+            def write(w: TableWriter) -> None:
+                w.add_refs(refs)
+                w.add_logs(logs)
+
+            add.add_table(write)
+            add.commit()
+            return ui
+
+    def abort(self) -> None:
+        self._done = True
+        self._updates.clear()
+
+    def __enter__(self) -> Transaction:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        if exc_type is None and not self._done:
+            self.commit()
+        else:
+            self.abort()
+
+
+Expectation = Union[OidLike, None, Any]
