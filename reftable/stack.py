@@ -336,7 +336,7 @@ class Stack:
                     opened.append(t)
                 new.append(t)
             merged = MergedTable(new)
-            for prev, nxt in zip(new, new[1:]):
+            for prev, nxt in zip(new, new[1:], strict=False):
                 if nxt.min_update_index <= prev.max_update_index:
                     raise FormatError(
                         f"update index ranges overlap: {prev.name} and {nxt.name}",
@@ -349,7 +349,7 @@ class Stack:
         # the reload keep working, and the mapping goes away with the last reference.
         self.tables = new
         self.names = list(names)
-        self._by_name = dict(zip(names, new))
+        self._by_name = dict(zip(names, new, strict=True))
         self.merged = merged
 
     def is_up_to_date(self) -> bool:

@@ -143,7 +143,8 @@ class Transaction:
 
     def _check(self, u: _Update, cur: Optional[RefRecord]) -> None:
         if u.expect_target is not None:
-            if cur is None or cur.value_type != RefValueType.SYMREF or cur.target != u.expect_target:
+            is_target = cur is not None and cur.value_type == RefValueType.SYMREF
+            if not is_target or cur.target != u.expect_target:  # type: ignore[union-attr]
                 have = "missing" if cur is None else repr(cur)
                 raise ExpectationError(
                     f"{u.name}: expected symref to {u.expect_target}, found {have}", u.name)
