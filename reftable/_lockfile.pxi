@@ -1,1 +1,565 @@
-# Lock files: filled in separately.
+# Lock files (Git's lock-file protocol) and the injectable I/O layer under them.
+#
+# Every file syscall the core makes goes through the _sys_* wrappers below. They behave
+# like the syscalls they wrap (-1 and errno on failure) but first consult a fault table,
+# so tests can make the N-th call of an operation fail with a chosen errno, and they count
+# calls. The counters and the fault table are only touched with the GIL held; the GIL is
+# released around the syscall itself.
+
+cimport cython
+from libc.errno cimport errno, EINTR, EEXIST, ENOENT, EINVAL, ENOSPC
+from libc.stdio cimport rename as c_rename
+from posix.unistd cimport (write as c_write, fsync as c_fsync, close as c_close,
+                           unlink as c_unlink, getpid)
+from posix.fcntl cimport (open as c_open, O_CREAT, O_EXCL, O_WRONLY, O_RDONLY, O_CLOEXEC,
+                          O_DIRECTORY)
+from posix.time cimport clock_gettime, nanosleep, timespec, CLOCK_MONOTONIC
+from posix.types cimport mode_t
+from cpython.exc cimport PyErr_CheckSignals
+
+cdef extern from *:
+    """
+    #include <errno.h>
+    static inline void rt_set_errno(int e) { errno = e; }
+    """
+    void rt_set_errno(int e) noexcept nogil
+
+import errno as _errno_mod
+import os as _os
+
+from reftable.errors import LockError, ReftableIOError
+
+cdef enum:
+    RT_IO_OPEN = 0
+    RT_IO_WRITE = 1
+    RT_IO_FSYNC = 2
+    RT_IO_RENAME = 3
+    RT_IO_UNLINK = 4
+    RT_IO_CLOSE = 5
+    RT_IO_NOPS = 6
+
+cdef enum:
+    RT_MAX_WRITE = 1 << 30  # Linux writes at most ~2 GiB per call anyway
+
+# Keeps timeout_ms * 1e6 far from int64 overflow (2^40 ms is ~35 years).
+cdef int64_t RT_MAX_TIMEOUT_MS = (<int64_t>1) << 40
+
+_IO_OPS = ("open", "write", "fsync", "rename", "unlink", "close")
+
+cdef long long _io_calls[RT_IO_NOPS]    # calls per op since reset_io_counts()
+cdef long long _fault_left[RT_IO_NOPS]  # calls until the armed fault fires; 0 = none
+cdef int _fault_err[RT_IO_NOPS]
+cdef uint64_t _rng_state = 0            # backoff jitter; seeded lazily
+
+
+cdef inline int _fault_hit(int op) noexcept:
+    """Count one call of ``op``; return the errno to inject, or 0."""
+    _io_calls[op] += 1
+    if _fault_left[op] > 0:
+        _fault_left[op] -= 1
+        if _fault_left[op] == 0:
+            return _fault_err[op]
+    return 0
+
+
+# The wrappers save errno inside the nogil block and set it again afterwards, so nothing
+# that runs while the GIL is re-taken can clobber it.
+
+cdef int _sys_open(const char* path, int flags, mode_t mode) noexcept:
+    cdef int fd
+    cdef int err = _fault_hit(RT_IO_OPEN)
+    if err:
+        rt_set_errno(err)
+        return -1
+    with nogil:
+        fd = c_open(path, flags, mode)
+        err = errno
+    rt_set_errno(err)
+    return fd
+
+
+cdef ssize_t _sys_write(int fd, const void* buf, size_t n) noexcept:
+    cdef ssize_t r
+    cdef int err = _fault_hit(RT_IO_WRITE)
+    if err:
+        rt_set_errno(err)
+        return -1
+    with nogil:
+        r = c_write(fd, buf, n)
+        err = errno
+    rt_set_errno(err)
+    return r
+
+
+cdef int _sys_fsync(int fd) noexcept:
+    cdef int r
+    cdef int err = _fault_hit(RT_IO_FSYNC)
+    if err:
+        rt_set_errno(err)
+        return -1
+    with nogil:
+        r = c_fsync(fd)
+        err = errno
+    rt_set_errno(err)
+    return r
+
+
+cdef int _sys_rename(const char* src, const char* dst) noexcept:
+    cdef int r
+    cdef int err = _fault_hit(RT_IO_RENAME)
+    if err:
+        rt_set_errno(err)
+        return -1
+    with nogil:
+        r = c_rename(src, dst)
+        err = errno
+    rt_set_errno(err)
+    return r
+
+
+cdef int _sys_unlink(const char* path) noexcept:
+    cdef int r
+    cdef int err = _fault_hit(RT_IO_UNLINK)
+    if err:
+        rt_set_errno(err)
+        return -1
+    with nogil:
+        r = c_unlink(path)
+        err = errno
+    rt_set_errno(err)
+    return r
+
+
+cdef int _sys_close(int fd) noexcept:
+    # An injected fault still closes the fd: callers treat every close as final (Linux
+    # releases the fd even when close fails), so skipping it would leak the fd.
+    cdef int r, saved
+    cdef int err = _fault_hit(RT_IO_CLOSE)
+    with nogil:
+        r = c_close(fd)
+        saved = errno
+    if err:
+        rt_set_errno(err)
+        return -1
+    rt_set_errno(saved)
+    return r
+
+
+# Retry loops shared by the Python wrappers and LockFile. Each returns 0 or an errno.
+
+cdef int _write_all(int fd, const unsigned char* p, size_t n) noexcept:
+    cdef ssize_t w
+    while n > 0:
+        w = _sys_write(fd, p, n if n < <size_t>RT_MAX_WRITE else <size_t>RT_MAX_WRITE)
+        if w < 0:
+            if errno == EINTR:
+                continue
+            return errno
+        if w == 0:
+            return ENOSPC  # a regular file that accepts nothing is full (as Git assumes)
+        p += w
+        n -= <size_t>w
+    return 0
+
+
+cdef int _fsync_retry(int fd) noexcept:
+    while _sys_fsync(fd) < 0:
+        if errno != EINTR:
+            return errno
+    return 0
+
+
+cdef int _close_fd(int fd) noexcept:
+    # EINTR from close is not an error: the fd is released anyway and retrying could
+    # close someone else's fd (PEP 475 treats it the same way).
+    if _sys_close(fd) < 0 and errno != EINTR:
+        return errno
+    return 0
+
+
+cdef int _unlink_retry(const char* path) noexcept:
+    while _sys_unlink(path) < 0:
+        if errno != EINTR:
+            return errno
+    return 0
+
+
+cdef int _raise_io(int err, object filename, object filename2=None) except -1:
+    exc = ReftableIOError(err, _os.strerror(err), filename)
+    if filename2 is not None:
+        exc.filename2 = filename2
+    raise exc
+
+
+cdef int _open_retry(const char* path, int flags, mode_t mode) except? -2:
+    """open(2) that retries EINTR (checking for signals); -1 and errno on failure."""
+    cdef int fd, err
+    while True:
+        fd = _sys_open(path, flags, mode)
+        if fd >= 0:
+            return fd
+        err = errno
+        if err != EINTR:
+            return -1
+        PyErr_CheckSignals()
+
+
+# ---------------------------------------------------------------------------
+# Fault table and counters (for tests)
+
+cdef int _op_index(str op) except -1:
+    try:
+        return _IO_OPS.index(op)
+    except ValueError:
+        raise ApiError(f"unknown I/O operation {op!r}; expected one of {_IO_OPS}") from None
+
+
+def set_fault(str op, long long nth, int err=_errno_mod.EIO):
+    """Make the ``nth`` call (1-based, counted from now) of ``op`` fail once with ``err``.
+
+    Replaces any fault already armed for ``op``. For ``write`` the call returns -1 with
+    that errno (e.g. ENOSPC); for ``close`` the fd is still released, as on Linux.
+    """
+    cdef int i = _op_index(op)
+    if nth < 1:
+        raise ApiError(f"nth must be >= 1, not {nth}")
+    if err <= 0:
+        raise ApiError(f"err must be a positive errno, not {err}")
+    _fault_left[i] = nth
+    _fault_err[i] = err
+
+
+def clear_faults():
+    """Disarm every injected fault."""
+    cdef int i
+    for i in range(RT_IO_NOPS):
+        _fault_left[i] = 0
+        _fault_err[i] = 0
+
+
+def io_counts():
+    """Calls (syscall attempts) per operation since the last :func:`reset_io_counts`."""
+    cdef int i
+    return {_IO_OPS[i]: _io_calls[i] for i in range(RT_IO_NOPS)}
+
+
+def reset_io_counts():
+    cdef int i
+    for i in range(RT_IO_NOPS):
+        _io_calls[i] = 0
+
+
+# ---------------------------------------------------------------------------
+# Python-callable wrappers through the same layer (used by the stack code)
+
+def io_open(path, int flags, int mode=0o666):
+    """open(2); ``O_CLOEXEC`` is always added (like ``os.open``). Returns the fd."""
+    cdef bytes bpath = _os.fsencode(path)
+    cdef int fd = _open_retry(bpath, flags | O_CLOEXEC, <mode_t>mode)
+    cdef int err = errno
+    if fd < 0:
+        _raise_io(err, _os.fspath(path))
+    return fd
+
+
+def io_write(int fd, data, path=None):
+    """Write all of ``data`` (any C-contiguous bytes-like), retrying EINTR and short
+    writes. ``path`` only names the file in the error."""
+    cdef Py_buffer view
+    cdef int err
+    PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+    try:
+        err = _write_all(fd, <const unsigned char*>view.buf, <size_t>view.len)
+    finally:
+        PyBuffer_Release(&view)
+    if err:
+        _raise_io(err, path)
+
+
+def io_fsync(int fd, path=None):
+    cdef int err = _fsync_retry(fd)
+    if err:
+        _raise_io(err, path)
+
+
+def io_rename(src, dst):
+    cdef bytes bsrc = _os.fsencode(src)
+    cdef bytes bdst = _os.fsencode(dst)
+    cdef int err
+    if _sys_rename(bsrc, bdst) < 0:
+        err = errno
+        _raise_io(err, _os.fspath(src), _os.fspath(dst))
+
+
+def io_unlink(path, bint missing_ok=False):
+    cdef bytes bpath = _os.fsencode(path)
+    cdef int err = _unlink_retry(bpath)
+    if err and not (missing_ok and err == ENOENT):
+        _raise_io(err, _os.fspath(path))
+
+
+def io_close(int fd, path=None):
+    """close(2). The fd is released even when this raises; never close it twice."""
+    cdef int err = _close_fd(fd)
+    if err:
+        _raise_io(err, path)
+
+
+def fsync_dir(path):
+    """fsync a directory, so renames and unlinks in it are durable."""
+    cdef bytes bpath = _os.fsencode(path)
+    cdef int fd = _open_retry(bpath, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0)
+    cdef int err = errno
+    if fd < 0:
+        _raise_io(err, _os.fspath(path))
+    err = _fsync_retry(fd)
+    # Some filesystems cannot sync directories (EINVAL); there is nothing more to do.
+    if err == EINVAL:
+        err = 0
+    if err:
+        _close_fd(fd)
+        _raise_io(err, _os.fspath(path))
+    err = _close_fd(fd)
+    if err:
+        _raise_io(err, _os.fspath(path))
+
+
+# ---------------------------------------------------------------------------
+# Lock files
+
+cdef inline int64_t _now_ns() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
+
+
+cdef inline void _sleep_ns(int64_t ns) noexcept nogil:
+    # An EINTR just ends the sleep early; the caller checks signals and retries.
+    cdef timespec ts
+    if ns <= 0:
+        return
+    ts.tv_sec = ns // 1000000000
+    ts.tv_nsec = ns % 1000000000
+    nanosleep(&ts, NULL)
+
+
+cdef uint64_t _rng_next(uint64_t seed) noexcept:
+    # splitmix64: cheap, and good enough to de-synchronise contending processes.
+    global _rng_state
+    cdef uint64_t z
+    if _rng_state == 0:
+        _rng_state = seed | 1
+    _rng_state += <uint64_t>0x9E3779B97F4A7C15
+    z = _rng_state
+    z = (z ^ (z >> 30)) * <uint64_t>0xBF58476D1CE4E5B9
+    z = (z ^ (z >> 27)) * <uint64_t>0x94D049BB133111EB
+    return z ^ (z >> 31)
+
+
+@cython.auto_pickle(False)
+@cython.no_gc_clear  # __dealloc__ needs _block, even when collected in a cycle
+cdef class LockFile:
+    """Git's lock-file protocol: ``path + ".lock"`` is created exclusively; write the new
+    content to it, then :meth:`commit` renames it over ``path`` or :meth:`rollback`
+    removes it.
+
+    Symlinks are not followed (like Git's ``LOCK_NO_DEREF``, which reftable uses). A
+    relative ``path`` is made absolute at creation, as Git does, so a later ``chdir``
+    cannot make commit or cleanup act on another file.
+
+    ``timeout_ms``: how long to retry while the lock exists (0 = fail at once, negative
+    = wait forever). ``mode`` is the creation mode of the lock file, before the umask.
+    A lock still held when the object is freed is rolled back, unless it was inherited
+    across ``fork`` (it belongs to the parent).
+    """
+
+    cdef readonly str path
+    cdef readonly str lock_path
+    cdef readonly bint committed
+    cdef int _fd
+    cdef bint _fd_open
+    cdef bint _lock_exists  # we created lock_path and have not removed or renamed it
+    cdef bytes _bpath
+    cdef bytes _block
+    cdef long _owner        # pid that took the lock
+
+    def __cinit__(self, *args, **kwargs):
+        self._fd = -1
+
+    def __init__(self, path, long long timeout_ms=100, int mode=0o666):
+        cdef int fd, err
+        cdef int64_t backoff, cap, wait, now, deadline = 0
+        cdef int flags = O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC
+        if self.path is not None:
+            raise ApiError("LockFile is already initialised")
+        p = _os.fspath(path)
+        if not isinstance(p, str):
+            raise TypeError(f"path must be str or os.PathLike[str], not {type(p).__name__}")
+        if not _os.path.isabs(p):
+            p = _os.path.join(_os.getcwd(), p)
+        lock_path = p + ".lock"
+        self._bpath = _os.fsencode(p)
+        self._block = _os.fsencode(lock_path)
+
+        if timeout_ms > RT_MAX_TIMEOUT_MS:
+            timeout_ms = RT_MAX_TIMEOUT_MS
+        # Jittered exponential backoff from 1 ms, capped at a quarter of the timeout so
+        # the last attempt is not far from the deadline, and at 100 ms.
+        backoff = 1000000
+        cap = 100000000
+        if timeout_ms > 0:
+            cap = min(cap, max(timeout_ms * 1000000 // 4, backoff))
+            deadline = _now_ns() + timeout_ms * 1000000
+        while True:
+            fd = _sys_open(self._block, flags, <mode_t>mode)
+            if fd >= 0:
+                break
+            err = errno
+            if err == EINTR:
+                PyErr_CheckSignals()
+                continue
+            if err != EEXIST:
+                _raise_io(err, lock_path)
+            now = _now_ns()
+            if timeout_ms == 0 or (timeout_ms > 0 and now >= deadline):
+                raise LockError(f"unable to lock {p}: {lock_path} exists", lock_path=lock_path)
+            wait = <int64_t>(backoff * (750 + _rng_next(<uint64_t>now ^ getpid()) % 500) // 1000)
+            if timeout_ms > 0 and wait > deadline - now:
+                wait = deadline - now
+            with nogil:
+                _sleep_ns(wait)
+            PyErr_CheckSignals()  # waiting forever must stay interruptible
+            backoff = min(backoff * 2, cap)
+
+        self._fd = fd
+        self._fd_open = True
+        self._lock_exists = True
+        self._owner = getpid()
+        self.path = p
+        self.lock_path = lock_path
+
+    @property
+    def fd(self):
+        """The lock file's descriptor, or -1 once closed."""
+        return self._fd if self._fd_open else -1
+
+    @property
+    def closed(self):
+        return not self._fd_open
+
+    def __repr__(self):
+        state = "committed" if self.committed else ("closed" if not self._fd_open else "open")
+        return f"<LockFile {self.lock_path!r} {state}>"
+
+    cdef int _check_writable(self) except -1:
+        if self.path is None:
+            raise ApiError("LockFile is not initialised")
+        if self.committed:
+            raise ApiError(f"{self.lock_path}: lock already committed")
+        if not self._fd_open:
+            raise ApiError(f"{self.lock_path}: lock file is closed")
+        return 0
+
+    cdef void _close(self) noexcept:
+        # Release the fd and ignore errors: used when the content is being discarded.
+        if self._fd_open:
+            self._fd_open = False
+            _close_fd(self._fd)
+            self._fd = -1
+
+    cdef int _remove(self) noexcept:
+        """Unlink the lock file if we still own one; 0 or the errno of the failure."""
+        cdef int err
+        if not self._lock_exists:
+            return 0
+        err = _unlink_retry(self._block)
+        if err == 0 or err == ENOENT:  # already gone is fine: rollback is idempotent
+            self._lock_exists = False
+            return 0
+        return err
+
+    def write(self, data):
+        """Write all of ``data`` (bytes-like) to the lock file."""
+        cdef Py_buffer view
+        cdef int err
+        self._check_writable()
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        try:
+            err = _write_all(self._fd, <const unsigned char*>view.buf, <size_t>view.len)
+        finally:
+            PyBuffer_Release(&view)
+        if err:
+            _raise_io(err, self.lock_path)
+
+    def fsync(self):
+        cdef int err
+        self._check_writable()
+        err = _fsync_retry(self._fd)
+        if err:
+            _raise_io(err, self.lock_path)
+
+    def commit(self):
+        """fsync, close and rename the lock file over ``path``.
+
+        On any failure the lock file is removed (``path`` keeps its old content) and
+        ``ReftableIOError`` is raised; should that removal fail too, :meth:`rollback`
+        retries it.
+        """
+        cdef int err
+        cdef bint renaming = False
+        self._check_writable()
+        err = _fsync_retry(self._fd)
+        if err:
+            self._close()
+        else:
+            self._fd_open = False  # released even if close fails
+            err = _close_fd(self._fd)
+            self._fd = -1
+        if not err:
+            renaming = True
+            if _sys_rename(self._block, self._bpath) < 0:
+                err = errno
+        if err:
+            self._remove()
+            if renaming:
+                _raise_io(err, self.lock_path, self.path)
+            _raise_io(err, self.lock_path)
+        self._lock_exists = False
+        self.committed = True
+
+    def rollback(self):
+        """Close and remove the lock file. Idempotent, a no-op after commit; raises only
+        if the lock file exists and cannot be removed (a second call retries)."""
+        cdef int err
+        if self.committed:
+            return
+        self._close()
+        err = self._remove()
+        if err:
+            _raise_io(err, self.lock_path)
+
+    def close(self):
+        """Roll back unless committed."""
+        self.rollback()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.rollback()
+        else:
+            # Do not mask the exception in flight; a failed removal is retried on dealloc.
+            try:
+                self.rollback()
+            except ReftableIOError:
+                pass
+        return False
+
+    def __dealloc__(self):
+        # Must not raise. A forked child must not remove its parent's lock.
+        if self._owner != 0 and self._owner != getpid():
+            return
+        self._close()
+        if not self.committed and self._block is not None:
+            self._remove()
