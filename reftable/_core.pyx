@@ -194,7 +194,7 @@ cdef inline int key_cmp(const unsigned char* a, size_t alen,
     cdef size_t n = alen if alen < blen else blen
     cdef int c = memcmp(a, b, n) if n else 0
     if c:
-        return c
+        return -1 if c < 0 else 1  # normalised: callers use -2 as an error marker
     if alen < blen:
         return -1
     if alen > blen:
@@ -775,13 +775,11 @@ cdef class WriterCore:
         buf_set(&self.wlast, key, klen)
         return 0
 
-    def add_ref(self, bytes name, uint64_t update_index, int value_type,
-                bytes value=None, bytes target_value=None, bytes target=None):
-        """Add a ref record. ``value_type``: 0 deletion, 1 id, 2 id + peeled, 3 symref."""
+    cdef int _add_ref_raw(self, const unsigned char* name, size_t nlen, uint64_t update_index,
+                          int value_type, const unsigned char* rest, size_t rlen) except -1:
+        """Add a ref whose value after the update index is already encoded (``rest``)."""
         cdef Buf* s = &self.scratch
-        cdef const unsigned char* np = <const unsigned char*>PyBytes_AS_STRING(name)
-        cdef size_t nlen = PyBytes_GET_SIZE(name)
-        cdef size_t tlen
+        cdef int hs = self.hash_size
         if self.closed:
             raise ApiError("writer is closed")
         if update_index < self.min_update_index or update_index > self.max_update_index:
@@ -792,38 +790,76 @@ cdef class WriterCore:
             raise ApiError("refs must be added before logs")
         if nlen == 0:
             raise ApiError("empty ref name")
+        if (value_type == 1 and rlen != <size_t>hs) or (value_type == 2 and rlen != <size_t>2 * hs):
+            raise ApiError("ref value must be an object id of the table's hash size")
+        if value_type < 0 or value_type > 3:
+            raise ApiError(f"invalid ref value type {value_type}")
         s.len = 0
-        buf_reserve(s, 10)
+        buf_reserve(s, 10 + rlen)
         s.len = put_varint(s.p, update_index - self.min_update_index)
-        if value_type == 1 or value_type == 2:
-            if value is None or PyBytes_GET_SIZE(value) != self.hash_size:
-                raise ApiError("ref value must be an object id of the table's hash size")
-            buf_append(s, <const unsigned char*>PyBytes_AS_STRING(value), self.hash_size)
+        buf_append(s, rest, rlen)
+        self._check_order(name, nlen)
+        self.limits_locked = True
+        if self._add(BLOCK_REF, name, nlen, value_type, s.p, s.len):
+            self.wlast.len = 0
+            raise EntryTooBigError(
+                f"ref record for {_bytes(name, nlen)!r} does not fit a block")
+        self.ref_count += 1
+        if self.index_objects and (value_type == 1 or value_type == 2):
+            self._note_oid(rest)
             if value_type == 2:
-                if target_value is None or PyBytes_GET_SIZE(target_value) != self.hash_size:
+                self._note_oid(rest + hs)
+        return 0
+
+    def add_ref(self, bytes name, uint64_t update_index, int value_type,
+                bytes value=None, bytes target_value=None, bytes target=None):
+        """Add a ref record. ``value_type``: 0 deletion, 1 id, 2 id + peeled, 3 symref."""
+        cdef Buf* k = &self.keybuf
+        cdef size_t tlen
+        cdef int hs = self.hash_size
+        k.len = 0
+        if value_type == 1 or value_type == 2:
+            if value is None or PyBytes_GET_SIZE(value) != hs:
+                raise ApiError("ref value must be an object id of the table's hash size")
+            buf_append(k, <const unsigned char*>PyBytes_AS_STRING(value), hs)
+            if value_type == 2:
+                if target_value is None or PyBytes_GET_SIZE(target_value) != hs:
                     raise ApiError("peeled value must be an object id of the table's hash size")
-                buf_append(s, <const unsigned char*>PyBytes_AS_STRING(target_value),
-                           self.hash_size)
+                buf_append(k, <const unsigned char*>PyBytes_AS_STRING(target_value), hs)
         elif value_type == 3:
             if target is None:
                 raise ApiError("symref needs a target")
             tlen = PyBytes_GET_SIZE(target)
-            buf_reserve(s, 10 + tlen)
-            s.len += put_varint(s.p + s.len, tlen)
-            buf_append(s, <const unsigned char*>PyBytes_AS_STRING(target), tlen)
+            buf_reserve(k, 10 + tlen)
+            k.len += put_varint(k.p + k.len, tlen)
+            buf_append(k, <const unsigned char*>PyBytes_AS_STRING(target), tlen)
         elif value_type != 0:
             raise ApiError(f"invalid ref value type {value_type}")
-        self._check_order(np, nlen)
-        self.limits_locked = True
-        if self._add(BLOCK_REF, np, nlen, value_type, s.p, s.len):
-            self.wlast.len = 0
-            raise EntryTooBigError(f"ref record for {name!r} does not fit a block")
-        self.ref_count += 1
-        if self.index_objects and (value_type == 1 or value_type == 2):
-            self._note_oid(<const unsigned char*>PyBytes_AS_STRING(value))
-            if value_type == 2:
-                self._note_oid(<const unsigned char*>PyBytes_AS_STRING(target_value))
+        self._add_ref_raw(<const unsigned char*>PyBytes_AS_STRING(name),
+                          PyBytes_GET_SIZE(name), update_index, value_type, k.p, k.len)
         return None
+
+    cdef int _add_log_raw(self, const unsigned char* key, size_t klen, uint64_t update_index,
+                          int value_type, const unsigned char* val, size_t vlen) except -1:
+        """Add a log record given its full key and encoded value."""
+        if self.closed:
+            raise ApiError("writer is closed")
+        if update_index > self.max_update_index:
+            raise ApiError(
+                f"log update index {update_index} above limit {self.max_update_index}")
+        if self.btype == BLOCK_REF:
+            self._finish_public_section()
+        # The log section follows the previous block directly: its padding is dropped.
+        self.next -= self.pending_padding
+        self.pending_padding = 0
+        self._check_order(key, klen)
+        self.limits_locked = True
+        if self._add(BLOCK_LOG, key, klen, value_type, val, vlen):
+            self.wlast.len = 0
+            raise EntryTooBigError(
+                f"log record for {_bytes(key, klen - 9)!r} does not fit a block")
+        self.log_count += 1
+        return 0
 
     def add_log(self, bytes refname, uint64_t update_index, int value_type,
                 bytes old_id=None, bytes new_id=None, bytes name=None, bytes email=None,
@@ -835,11 +871,6 @@ cdef class WriterCore:
         cdef size_t rlen = PyBytes_GET_SIZE(refname)
         cdef bytes part
         cdef size_t plen
-        if self.closed:
-            raise ApiError("writer is closed")
-        if update_index > self.max_update_index:
-            raise ApiError(
-                f"log update index {update_index} above limit {self.max_update_index}")
         if rlen == 0:
             raise ApiError("empty ref name")
         if value_type != 0 and value_type != 1:
@@ -874,17 +905,7 @@ cdef class WriterCore:
             buf_reserve(s, plen + 10)
             s.len += put_varint(s.p + s.len, plen)
             buf_append(s, <const unsigned char*>PyBytes_AS_STRING(part), plen)
-        if self.btype == BLOCK_REF:
-            self._finish_public_section()
-        # The log section follows the previous block directly: its padding is dropped.
-        self.next -= self.pending_padding
-        self.pending_padding = 0
-        self._check_order(k.p, k.len)
-        self.limits_locked = True
-        if self._add(BLOCK_LOG, k.p, k.len, value_type, s.p, s.len):
-            self.wlast.len = 0
-            raise EntryTooBigError(f"log record for {refname!r} does not fit a block")
-        self.log_count += 1
+        self._add_log_raw(k.p, k.len, update_index, value_type, s.p, s.len)
         return None
 
     def close(self):

@@ -51,6 +51,9 @@ cdef class TableCore:
     cdef readonly bint log_present
     cdef readonly uint64_t data_end
     cdef readonly bint released
+    cdef RecordIter _lookup_it
+    cdef RecordIter _index_it
+    cdef dict _block_cache
 
     def __cinit__(self, data, path=None):
         self._has_buf = False
@@ -61,6 +64,7 @@ cdef class TableCore:
         self.size = <uint64_t>self._pybuf.len
         self._mv = memoryview(data)
         self.path = path
+        self._block_cache = {}
         self._parse()
 
     def __dealloc__(self):
@@ -77,6 +81,9 @@ cdef class TableCore:
             self._has_buf = False
         self.buf = NULL
         self.released = True
+        self._block_cache = {}
+        self._lookup_it = None
+        self._index_it = None
 
     cdef _err(self, msg, offset):
         return FormatError(msg, self.path, offset)
@@ -161,6 +168,9 @@ cdef class TableCore:
         self._check_open()
         if off >= self.data_end:
             return None
+        blk = self._block_cache.get(off)
+        if blk is not None:
+            return blk
         hoff = self.header_size if off == 0 else 0
         if off + hoff + 4 > self.data_end:
             raise self._err("truncated block header", off)
@@ -219,10 +229,12 @@ cdef class TableCore:
             raise self._err(f"bogus restart count {count}", off + blen - 2)
         blk.restart_count = count
         blk.restart_start = blen - 2 - 3 * count
-        for i in range(count):
-            r = get_be24(blk.data + blk.restart_start + 3 * i)
-            if r < blk.rec_start or r >= blk.restart_start:
-                raise self._err(f"bogus restart offset {r}", off + blk.restart_start + 3 * i)
+        # Decoded blocks are small and immutable: keep them for later seeks, up to a
+        # bound. Not log blocks: they own their inflated bytes (memory must stay flat
+        # when iterating a large log section).
+        if typ != BLOCK_LOG and len(self._block_cache) < 65536:
+            self._block_cache[off] = blk
+        # restart offsets are validated when used (_restart), not all up front
         return blk
 
     cdef RecordIter _new_iter(self, int typ):
@@ -249,11 +261,12 @@ cdef class TableCore:
             return self.obj_index_offset
         return self.log_index_offset
 
-    def iter_section(self, int typ):
+    def iter_section(self, int typ, bint records=False):
         """Iterate every record of the section of ``typ`` (a BLOCK_TYPE_* value)."""
         cdef bint present = False
         cdef uint64_t start = self._section_start(typ, &present)
         cdef RecordIter it = self._new_iter(typ)
+        it.records = records
         cdef Block blk
         if not present:
             return it
@@ -263,9 +276,10 @@ cdef class TableCore:
         it._set_block(blk)
         return it
 
-    def iter_block(self, uint64_t off, int typ):
+    def iter_block(self, uint64_t off, int typ, bint records=False):
         """Iterate the records of the single block at ``off`` (which must be ``typ``)."""
         cdef RecordIter it = self._new_iter(typ)
+        it.records = records
         cdef Block blk = self._read_block(off)
         if blk is None or blk.typ != typ:
             raise self._err(f"expected a block of type {chr(typ)!r}", off)
@@ -273,22 +287,70 @@ cdef class TableCore:
         it.one_block = True
         return it
 
-    def seek(self, int typ, bytes key):
+    def seek(self, int typ, bytes key, bint records=False, bytes stop=None):
         """Return an iterator over the section of ``typ`` positioned at the first record
-        whose key is ``>= key``."""
-        cdef bint present = False
-        cdef uint64_t start = self._section_start(typ, &present)
-        cdef uint64_t ioff = self._index_offset(typ)
+        whose key is ``>= key``; with ``stop``, it ends at the first key that does not
+        start with ``stop``."""
         cdef RecordIter it = self._new_iter(typ)
+        it.records = records
+        if stop is not None:
+            it._set_stop(<const unsigned char*>PyBytes_AS_STRING(stop), PyBytes_GET_SIZE(stop))
+        self._seek_into(it, <const unsigned char*>PyBytes_AS_STRING(key),
+                        PyBytes_GET_SIZE(key))
+        return it
+
+    def lookup(self, int typ, bytes key, bint records=True):
+        """The record whose key is exactly ``key``, or None (a point lookup that
+        builds nothing but the result)."""
+        cdef RecordIter it = self._lookup_it
+        cdef const unsigned char* kp = <const unsigned char*>PyBytes_AS_STRING(key)
+        cdef size_t klen = PyBytes_GET_SIZE(key)
+        if it is None:
+            it = self._lookup_it = self._new_iter(typ)
+        it.typ = typ
+        it.records = records
+        it.has_stop = False
+        it.one_block = False
+        it.has_cur = False
+        it.done = True
+        self._seek_into(it, kp, klen)
+        if not it._advance() or key_cmp(it.key.p, it.key.len, kp, klen) != 0:
+            it.has_cur = False
+            return None
+        return it._make()
+
+    cdef object _lookup(self, int typ, const unsigned char* kp, size_t klen):
+        cdef RecordIter it = self._lookup_it
+        if it is None:
+            it = self._lookup_it = self._new_iter(typ)
+        it.typ = typ
+        it.records = True
+        it.has_stop = False
+        it.one_block = False
+        it.has_cur = False
+        it.done = True
+        self._seek_into(it, kp, klen)
+        if not it._advance() or key_cmp(it.key.p, it.key.len, kp, klen) != 0:
+            it.has_cur = False
+            return None
+        return it._make()
+
+    cdef int _seek_into(self, RecordIter it, const unsigned char* kp, size_t klen) except -1:
+        cdef bint present = False
+        cdef uint64_t start = self._section_start(it.typ, &present)
+        cdef uint64_t ioff = self._index_offset(it.typ)
         cdef RecordIter idx
         cdef Block blk, nb
         cdef int level
-        cdef const unsigned char* kp = <const unsigned char*>PyBytes_AS_STRING(key)
-        cdef size_t klen = PyBytes_GET_SIZE(key)
+        cdef int typ = it.typ
         if not present:
-            return it
+            return 0
         if ioff:
             blk = None
+            idx = self._index_it
+            if idx is None:
+                idx = self._index_it = self._new_iter(BLOCK_INDEX)
+                idx.one_block = True
             for level in range(MAX_INDEX_LEVELS):
                 blk = self._read_block(ioff)
                 if blk is None:
@@ -297,12 +359,16 @@ cdef class TableCore:
                     break
                 if blk.typ != BLOCK_INDEX:
                     raise self._err(f"index points at a block of type {chr(blk.typ)!r}", ioff)
-                idx = self._new_iter(BLOCK_INDEX)
                 idx._set_block(blk)
-                idx.one_block = True
                 idx._seek_in_block(kp, klen)
-                if idx._at_end():
-                    return it          # the key is past every indexed block
+                while idx.pos >= idx.block.restart_start:
+                    # Past this index block: the top level of an index may span up to
+                    # three blocks (Git stops adding levels below that).
+                    nb = self._read_block(idx.block.offset + idx.block.full_size)
+                    if nb is None or nb.typ != BLOCK_INDEX:
+                        return 0      # the key is past every indexed block
+                    idx._set_block(nb)
+                    idx._seek_in_block(kp, klen)
                 ioff = idx._next_index_offset()
             else:
                 raise self._err("index nests too deeply (cycle?)", ioff)
@@ -320,7 +386,24 @@ cdef class TableCore:
                 blk = nb
         it._set_block(blk)
         it._seek_in_block(kp, klen)
-        return it
+        return 0
+
+
+def merged_lookup(list cores, bytes key, bint suppress_deletions=True):
+    """Point lookup of a ref over tables given oldest first: the newest record for
+    ``key``, or None (also for a tombstone when deletions are suppressed)."""
+    cdef Py_ssize_t i
+    cdef TableCore c
+    cdef const unsigned char* kp = <const unsigned char*>PyBytes_AS_STRING(key)
+    cdef size_t klen = PyBytes_GET_SIZE(key)
+    for i in range(len(cores) - 1, -1, -1):
+        c = <TableCore>cores[i]
+        r = c._lookup(BLOCK_REF, kp, klen)
+        if r is not None:
+            if suppress_deletions and r.value_type == 0:
+                return None
+            return r
+    return None
 
 
 cdef int _first_key_cmp(Block b, const unsigned char* kp, size_t klen,
@@ -411,6 +494,96 @@ cdef int _skip_value(TableCore t, int typ, int extra, const unsigned char* p, ui
     return pos + n
 
 
+cdef inline uint32_t _restart(TableCore t, Block b, uint32_t i) except? 0:
+    """Offset of restart point ``i`` of ``b``, checked to lie among the records."""
+    cdef uint32_t r = get_be24(b.data + b.restart_start + 3 * i)
+    if r < b.rec_start or r >= b.restart_start:
+        raise t._err(f"bogus restart offset {r}", b.offset + b.restart_start + 3 * i)
+    return r
+
+
+# ---------------------------------------------------------------------------
+# Record objects built directly in C.
+#
+# RefRecord and LogRecord are frozen, slotted dataclasses. Calling their __init__
+# costs ~1 us per record (frozen dataclasses set fields through object.__setattr__),
+# which would dominate iteration. When the classes are registered and their fields are
+# plain slot descriptors, records are allocated with tp_alloc and their slots filled by
+# offset, which is what __init__ ends up doing, minus the overhead.
+
+from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF
+from cpython.object cimport PyTypeObject
+import types as _types
+
+cdef extern from "Python.h":
+    PyObject* PyType_GenericAlloc(PyTypeObject* t, Py_ssize_t n)
+    ctypedef struct PyMemberDef:
+        Py_ssize_t offset
+        int type
+    ctypedef struct PyMemberDescrObject:
+        PyMemberDef* d_member
+
+cdef object _RefCls = None
+cdef object _LogCls = None
+cdef Py_ssize_t _ref_offs[6]
+cdef Py_ssize_t _log_offs[10]
+cdef bint _fast_records = False
+cdef tuple _ref_vts = (0, 1, 2, 3)
+cdef tuple _log_vts = (0, 1)
+
+
+def register_record_types(refcls, logcls, ref_vts, log_vts):
+    """Tell the core which classes to build for ref and log records (done once by
+    ``reftable.records``)."""
+    global _RefCls, _LogCls, _fast_records, _ref_vts, _log_vts
+    cdef int i
+    _RefCls = refcls
+    _LogCls = logcls
+    _ref_vts = tuple(ref_vts)
+    _log_vts = tuple(log_vts)
+    ok = True
+    for cls, fields, n in ((refcls, ("name", "update_index", "value_type", "value",
+                                     "target_value", "target"), 6),
+                           (logcls, ("refname", "update_index", "value_type", "old_id",
+                                     "new_id", "name", "email", "time", "tz_offset",
+                                     "message"), 10)):
+        if getattr(cls, "__dictoffset__", 1) != 0 or "__slots__" not in cls.__dict__:
+            ok = False
+            break
+        for i in range(n):
+            d = cls.__dict__.get(fields[i])
+            if type(d) is not _types.MemberDescriptorType:
+                ok = False
+                break
+            if cls is refcls:
+                _ref_offs[i] = (<PyMemberDescrObject*>d).d_member.offset
+            else:
+                _log_offs[i] = (<PyMemberDescrObject*>d).d_member.offset
+    _fast_records = ok
+    return ok
+
+
+cdef inline void _put_slot(PyObject* o, Py_ssize_t off, object v) noexcept:
+    Py_INCREF(v)
+    (<PyObject**>((<char*>o) + off))[0] = <PyObject*>v
+
+
+cdef object _new_record(object cls, Py_ssize_t* offs, tuple values):
+    cdef PyObject* o
+    cdef object result
+    cdef Py_ssize_t i
+    if not _fast_records:
+        return cls(*values)
+    o = PyType_GenericAlloc(<PyTypeObject*>cls, 0)
+    if o == NULL:
+        raise MemoryError()
+    result = <object>o
+    Py_DECREF(result)
+    for i in range(len(values)):
+        _put_slot(o, offs[i], values[i])
+    return result
+
+
 cdef inline object _str(const unsigned char* p, size_t n):
     return PyUnicode_DecodeUTF8(<const char*>p, n, "surrogateescape")
 
@@ -422,26 +595,34 @@ cdef inline object _bytes(const unsigned char* p, size_t n):
 cdef class RecordIter:
     """Iterator over the records of one section (or one block) of a table.
 
-    Yields tuples:
+    Yields record objects (``RefRecord``/``LogRecord``) when made with ``records=True``,
+    else tuples:
       ref:   (name, update_index, value_type, value, target_value, target)
       log:   (refname, update_index, value_type, old_id, new_id, name, email, time,
               tz_offset, message)
       obj:   (prefix, [block offsets])
       index: (last_key, block offset)
+    With a stop prefix, iteration ends at the first key not starting with it.
     """
 
     cdef TableCore table
     cdef Block block
     cdef int typ
-    cdef uint32_t pos
-    cdef Buf key
+    cdef uint32_t pos        # next unread byte (value of the current record once decoded)
+    cdef Buf key             # key of the current record
     cdef Buf prev
+    cdef Buf stop            # stop prefix
+    cdef bint has_stop
     cdef bint done
     cdef bint one_block
+    cdef bint records
+    cdef bint has_cur        # a key is decoded and its value not consumed yet
+    cdef int extra           # value type of the current record
 
     def __dealloc__(self):
         buf_free(&self.key)
         buf_free(&self.prev)
+        buf_free(&self.stop)
 
     def __iter__(self):
         return self
@@ -453,38 +634,43 @@ cdef class RecordIter:
         self.done = False
         return 0
 
+    cdef int _set_stop(self, const unsigned char* p, size_t n) except -1:
+        buf_set(&self.stop, p, n)
+        self.has_stop = n > 0
+        return 0
+
     cdef int _decode_key(self, int* extra) except -1:
         """Decode the key at ``pos`` into ``key`` and advance ``pos`` past it."""
         cdef const unsigned char* p = self.block.data
         cdef uint32_t end = self.block.restart_start
         cdef uint64_t prefix, st, suffix
         cdef int n
-        cdef uint64_t boff = self.block.offset
         n = get_varint(p + self.pos, end - self.pos, &prefix)
         if n < 0:
-            raise self.table._err("bad key prefix varint", boff + self.pos)
+            raise self.table._err("bad key prefix varint", self.block.offset + self.pos)
         self.pos += n
         n = get_varint(p + self.pos, end - self.pos, &st)
         if n < 0:
-            raise self.table._err("bad key suffix varint", boff + self.pos)
+            raise self.table._err("bad key suffix varint", self.block.offset + self.pos)
         self.pos += n
         suffix = st >> 3
         extra[0] = <int>(st & 7)
         if prefix > self.key.len:
             raise self.table._err(
-                f"key prefix {prefix} longer than previous key {self.key.len}", boff + self.pos)
+                f"key prefix {prefix} longer than previous key {self.key.len}",
+                self.block.offset + self.pos)
         if suffix > end - self.pos:
             raise self.table._err(f"key suffix of {suffix} bytes runs past the block",
-                                  boff + self.pos)
+                                  self.block.offset + self.pos)
         if prefix + suffix == 0:
-            raise self.table._err("empty record key", boff + self.pos)
+            raise self.table._err("empty record key", self.block.offset + self.pos)
         self.key.len = <size_t>prefix
         buf_append(&self.key, p + self.pos, <size_t>suffix)
         self.pos += <uint32_t>suffix
         return 0
 
     cdef int _at_end(self) except -1:
-        """Advance to the next block when this one is used up; true at the end."""
+        """Move to the next block when this one is used up; true at the end."""
         cdef Block nb
         while True:
             if self.done:
@@ -501,8 +687,43 @@ cdef class RecordIter:
                 return 1
             self._set_block(nb)
 
+    cdef int _advance(self) except -1:
+        """Decode the next record's key (value left unread). 0 at the end."""
+        if self.has_cur:
+            return 1
+        if self._at_end():
+            return 0
+        self._decode_key(&self.extra)
+        if self.has_stop and (self.key.len < self.stop.len or
+                              memcmp(self.key.p, self.stop.p, self.stop.len) != 0):
+            self.done = True
+            return 0
+        self.has_cur = True
+        return 1
+
+    cdef int _skip(self) except -1:
+        """Consume the current record's value without building anything."""
+        self.pos = _skip_value(self.table, self.typ, self.extra, self.block.data, self.pos,
+                               self.block.restart_start, self.block.offset)
+        self.has_cur = False
+        return 0
+
+    cdef object _make(self):
+        """Build the current record (consuming its value)."""
+        cdef object r
+        if self.typ == BLOCK_REF:
+            r = self._ref_value(self.extra)
+        elif self.typ == BLOCK_LOG:
+            r = self._log_value(self.extra)
+        elif self.typ == BLOCK_OBJ:
+            r = self._obj_value(self.extra)
+        else:
+            r = self._index_value()
+        self.has_cur = False
+        return r
+
     cdef int _seek_in_block(self, const unsigned char* kp, size_t klen) except -1:
-        """Position at the first record of this block with key >= the given key
+        """Position before the first record of this block with key >= the given key
         (or at the block's end)."""
         cdef Block b = self.block
         cdef uint32_t lo = 0, hi = b.restart_count, mid, rpos, save
@@ -510,10 +731,11 @@ cdef class RecordIter:
         cdef int n, extra
         cdef const unsigned char* p = b.data
         cdef Buf tmp
+        self.has_cur = False
         # Binary search for the first restart whose key is > the wanted key.
         while lo < hi:
             mid = lo + (hi - lo) // 2
-            rpos = get_be24(p + b.restart_start + 3 * mid)
+            rpos = _restart(self.table, b, mid)
             n = get_varint(p + rpos, b.restart_start - rpos, &prefix)
             if n < 0 or prefix != 0:
                 raise self.table._err("restart point does not start a full key", b.offset + rpos)
@@ -529,18 +751,16 @@ cdef class RecordIter:
                 hi = mid
             else:
                 lo = mid + 1
-        self.pos = get_be24(p + b.restart_start + 3 * (lo - 1)) if lo > 0 else b.rec_start
+        self.pos = _restart(self.table, b, lo - 1) if lo > 0 else b.rec_start
         self.key.len = 0
         while self.pos < b.restart_start:
             save = self.pos
-            buf_set(&self.prev, self.key.p, self.key.len)
             self._decode_key(&extra)
             if key_cmp(self.key.p, self.key.len, kp, klen) >= 0:
-                # step back so that the next record returned is this one
+                # Step back so that the next record returned is this one. The key
+                # buffer can stay: decoding the record again keeps its first `prefix`
+                # bytes, which it shares with the previous key, and re-adds the suffix.
                 self.pos = save
-                tmp = self.key
-                self.key = self.prev
-                self.prev = tmp
                 return 0
             self.pos = _skip_value(self.table, self.typ, extra, p, self.pos, b.restart_start,
                                    b.offset)
@@ -554,40 +774,37 @@ cdef class RecordIter:
         if n < 0:
             raise self.table._err("bad index offset varint", self.block.offset + self.pos)
         self.pos += n
-        if v == 0 or v >= self.table.data_end:
+        if v >= self.table.data_end:
             raise self.table._err(f"index record points at bogus offset {v}",
                                   self.block.offset + self.pos)
         return v
 
     def __next__(self):
-        cdef int extra
-        if self._at_end():
+        if not self._advance():
             raise StopIteration
-        self._decode_key(&extra)
-        if self.typ == BLOCK_REF:
-            return self._ref_value(extra)
-        if self.typ == BLOCK_LOG:
-            return self._log_value(extra)
-        if self.typ == BLOCK_OBJ:
-            return self._obj_value(extra)
-        return self._index_value()
+        return self._make()
 
     def next_key(self):
         """Return the key of the next record without consuming it, or None."""
-        cdef uint32_t save
-        cdef int extra
-        cdef Buf tmp
-        if self._at_end():
+        if not self._advance():
             return None
-        save = self.pos
-        buf_set(&self.prev, self.key.p, self.key.len)
-        self._decode_key(&extra)
-        result = _bytes(self.key.p, self.key.len)
-        self.pos = save
-        tmp = self.key
-        self.key = self.prev
-        self.prev = tmp
-        return result
+        return _bytes(self.key.p, self.key.len)
+
+    def count(self):
+        """Consume the iterator and return how many records it had (no objects built)."""
+        cdef Py_ssize_t n = 0
+        while self._advance():
+            self._skip()
+            n += 1
+        return n
+
+    def names(self):
+        """Consume the iterator and return the keys as ``str`` (ref sections: names)."""
+        cdef list out = []
+        while self._advance():
+            out.append(_str(self.key.p, self.key.len))
+            self._skip()
+        return out
 
     cdef object _ref_value(self, int extra):
         cdef const unsigned char* p = self.block.data
@@ -619,9 +836,12 @@ cdef class RecordIter:
             self.pos += <uint32_t>tl
         elif extra != 0:
             raise self.table._err(f"unknown ref value type {extra}", boff + self.pos)
-        return (_str(self.key.p, self.key.len),
-                PyLong_FromUnsignedLongLong(self.table.min_update_index + delta),
-                extra, value, target_value, target)
+        values = (_str(self.key.p, self.key.len),
+                  PyLong_FromUnsignedLongLong(self.table.min_update_index + delta),
+                  _ref_vts[extra] if self.records else extra, value, target_value, target)
+        if self.records:
+            return _new_record(_RefCls, _ref_offs, values)
+        return values
 
     cdef object _log_value(self, int extra):
         cdef const unsigned char* p = self.block.data
@@ -631,44 +851,54 @@ cdef class RecordIter:
         cdef uint64_t ui, v, t
         cdef int n, hs = self.table.hash_size, i
         cdef int tz
-        cdef list strs
+        cdef object s0, s1
         if kl < 10 or self.key.p[kl - 9] != 0:
             raise self.table._err("log key lacks its update index suffix", boff + self.pos)
         ui = UINT64_MAX - get_be64(self.key.p + kl - 8)
         refname = _str(self.key.p, kl - 9)
         if extra == 0:
-            return (refname, PyLong_FromUnsignedLongLong(ui), 0, None, None, "", "", 0, 0, "")
-        if extra != 1:
-            raise self.table._err(f"unknown log value type {extra}", boff + self.pos)
-        if <uint64_t>2 * hs > end - self.pos:
-            raise self.table._err("truncated log object ids", boff + self.pos)
-        old_id = _bytes(p + self.pos, hs)
-        new_id = _bytes(p + self.pos + hs, hs)
-        self.pos += 2 * hs
-        strs = []
-        for i in range(2):
+            values = (refname, PyLong_FromUnsignedLongLong(ui),
+                      _log_vts[0] if self.records else 0, None, None, "", "", 0, 0, "")
+        else:
+            if extra != 1:
+                raise self.table._err(f"unknown log value type {extra}", boff + self.pos)
+            if <uint64_t>2 * hs > end - self.pos:
+                raise self.table._err("truncated log object ids", boff + self.pos)
+            old_id = _bytes(p + self.pos, hs)
+            new_id = _bytes(p + self.pos + hs, hs)
+            self.pos += 2 * hs
             n = get_varint(p + self.pos, end - self.pos, &v)
             if n < 0 or v > end - self.pos - n:
-                raise self.table._err("bad log string length", boff + self.pos)
+                raise self.table._err("bad log name length", boff + self.pos)
             self.pos += n
-            strs.append(_str(p + self.pos, <size_t>v))
+            s0 = _str(p + self.pos, <size_t>v)
             self.pos += <uint32_t>v
-        n = get_varint(p + self.pos, end - self.pos, &t)
-        if n < 0:
-            raise self.table._err("bad log time varint", boff + self.pos)
-        self.pos += n
-        if end - self.pos < 2:
-            raise self.table._err("truncated log timezone", boff + self.pos)
-        tz = <int>(<int16_t>get_be16(p + self.pos))
-        self.pos += 2
-        n = get_varint(p + self.pos, end - self.pos, &v)
-        if n < 0 or v > end - self.pos - n:
-            raise self.table._err("bad log message length", boff + self.pos)
-        self.pos += n
-        message = _str(p + self.pos, <size_t>v)
-        self.pos += <uint32_t>v
-        return (refname, PyLong_FromUnsignedLongLong(ui), 1, old_id, new_id, strs[0], strs[1],
-                PyLong_FromUnsignedLongLong(t), tz, message)
+            n = get_varint(p + self.pos, end - self.pos, &v)
+            if n < 0 or v > end - self.pos - n:
+                raise self.table._err("bad log email length", boff + self.pos)
+            self.pos += n
+            s1 = _str(p + self.pos, <size_t>v)
+            self.pos += <uint32_t>v
+            n = get_varint(p + self.pos, end - self.pos, &t)
+            if n < 0:
+                raise self.table._err("bad log time varint", boff + self.pos)
+            self.pos += n
+            if end - self.pos < 2:
+                raise self.table._err("truncated log timezone", boff + self.pos)
+            tz = <int>(<int16_t>get_be16(p + self.pos))
+            self.pos += 2
+            n = get_varint(p + self.pos, end - self.pos, &v)
+            if n < 0 or v > end - self.pos - n:
+                raise self.table._err("bad log message length", boff + self.pos)
+            self.pos += n
+            message = _str(p + self.pos, <size_t>v)
+            self.pos += <uint32_t>v
+            values = (refname, PyLong_FromUnsignedLongLong(ui),
+                      _log_vts[1] if self.records else 1, old_id, new_id, s0, s1,
+                      PyLong_FromUnsignedLongLong(t), tz, message)
+        if self.records:
+            return _new_record(_LogCls, _log_offs, values)
+        return values
 
     cdef object _obj_value(self, int extra):
         cdef const unsigned char* p = self.block.data
@@ -702,3 +932,120 @@ cdef class RecordIter:
             raise self.table._err("bad index offset varint", self.block.offset + self.pos)
         self.pos += n
         return (_bytes(self.key.p, self.key.len), PyLong_FromUnsignedLongLong(v))
+
+
+cdef class MergedIter:
+    """k-way merge of the same section of several tables (given oldest first): for
+    each key the newest table's record wins; with ``suppress_deletions`` tombstones
+    are dropped after hiding older records. Shadowed records are skipped without
+    building objects."""
+
+    cdef list iters
+    cdef Py_ssize_t n
+    cdef int typ
+    cdef bint suppress
+
+    def __init__(self, iters, int typ, bint suppress_deletions=True):
+        self.iters = list(iters)
+        self.n = len(self.iters)
+        self.typ = typ
+        self.suppress = suppress_deletions
+
+    def __iter__(self):
+        return self
+
+    cdef Py_ssize_t _step(self) except -2:
+        """Leave the winning record current in its iterator; return its index or -1."""
+        cdef Py_ssize_t i, best
+        cdef RecordIter it, b
+        while True:
+            best = -1
+            b = None
+            # newest first, replacing only on a strictly smaller key: ties keep the newest
+            for i in range(self.n - 1, -1, -1):
+                it = <RecordIter>self.iters[i]
+                if not it._advance():
+                    continue
+                if b is None or key_cmp(it.key.p, it.key.len, b.key.p, b.key.len) < 0:
+                    best = i
+                    b = it
+            if b is None:
+                return -1
+            for i in range(best):
+                it = <RecordIter>self.iters[i]
+                if it.has_cur and key_cmp(it.key.p, it.key.len, b.key.p, b.key.len) == 0:
+                    it._skip()
+            if self.suppress and b.extra == 0:
+                b._skip()
+                continue
+            return best
+
+    def __next__(self):
+        cdef Py_ssize_t i = self._step()
+        if i < 0:
+            raise StopIteration
+        return (<RecordIter>self.iters[i])._make()
+
+    def count(self):
+        cdef Py_ssize_t i, c = 0
+        while True:
+            i = self._step()
+            if i < 0:
+                return c
+            (<RecordIter>self.iters[i])._skip()
+            c += 1
+
+    def copy_to(self, WriterCore w, bint drop_deletions=False, uint64_t min_update_index=0,
+                uint64_t min_time=0):
+        """Write every merged record into ``w`` without building Python objects
+        (compaction). ``drop_deletions``: leave tombstones out (bottom of the stack).
+        Log entries below ``min_update_index`` or older than ``min_time`` are expired.
+        Returns the number of records written."""
+        cdef Py_ssize_t i, written = 0
+        cdef RecordIter it
+        cdef uint32_t start, end, vstart
+        cdef uint64_t delta, ui, t
+        cdef int n, hs
+        cdef const unsigned char* p
+        while True:
+            i = self._step()
+            if i < 0:
+                return written
+            it = <RecordIter>self.iters[i]
+            p = it.block.data
+            start = it.pos
+            end = _skip_value(it.table, it.typ, it.extra, p, start, it.block.restart_start,
+                              it.block.offset)
+            it.pos = end
+            it.has_cur = False
+            if drop_deletions and it.extra == 0:
+                continue
+            if self.typ == BLOCK_REF:
+                n = get_varint(p + start, end - start, &delta)
+                ui = it.table.min_update_index + delta
+                w._add_ref_raw(it.key.p, it.key.len, ui, it.extra, p + start + n,
+                               end - start - n)
+            else:
+                if it.key.len < 10 or it.key.p[it.key.len - 9] != 0:
+                    raise it.table._err("log key lacks its update index suffix",
+                                        it.block.offset + start)
+                ui = UINT64_MAX - get_be64(it.key.p + it.key.len - 8)
+                if min_update_index and ui < min_update_index:
+                    continue
+                if min_time and it.extra == 1:
+                    hs = it.table.hash_size
+                    vstart = start + 2 * hs
+                    vstart = _skip_str(p, vstart, end)
+                    vstart = _skip_str(p, vstart, end)
+                    get_varint(p + vstart, end - vstart, &t)
+                    if t < min_time:
+                        continue
+                w._add_log_raw(it.key.p, it.key.len, ui, it.extra, p + start, end - start)
+            written += 1
+
+
+cdef inline uint32_t _skip_str(const unsigned char* p, uint32_t pos, uint32_t end) noexcept:
+    # only used on values already validated by _skip_value
+    cdef uint64_t v
+    cdef int n = get_varint(p + pos, end - pos, &v)
+    return pos + n + <uint32_t>v

@@ -193,3 +193,13 @@ class LogRecord:
             f" {self.name} <{self.email}> {self.time} {self.tz_offset:+05d}"
             f" {self.message!r}>"
         )
+
+
+def _register() -> None:
+    # Let the core build these records directly (see _reader.pxi).
+    from . import _core
+
+    _core.register_record_types(RefRecord, LogRecord, tuple(RefValueType), tuple(LogValueType))
+
+
+_register()

@@ -59,7 +59,9 @@ __all__ = [
 
 TABLE_NAME_RE = re.compile(r"0x[0-9a-f]{12,16}-0x[0-9a-f]{12,16}-[0-9a-f]{8}\.ref")
 _TEMP_RE = re.compile(r"\.tmp-(\d+)-[0-9a-f]{8}\.ref")
-_MAX_LIST_SIZE = 16 << 20  # a list of a million tables is ~40 MiB; we refuse far less
+_MAX_LIST_SIZE = 16 << 20
+_REF = _core.BLOCK_TYPE_REF
+_LOG = _core.BLOCK_TYPE_LOG  # a list of a million tables is ~40 MiB; we refuse far less
 
 
 def parse_tables_list(data: bytes, path: str = "tables.list") -> list[str]:
@@ -245,7 +247,14 @@ class Stack:
         with lock:
             if os.path.exists(self.list_path):
                 return
+            self._chmod_lock(lock)
             lock.commit()
+
+    def _chmod_lock(self, lock: Any) -> None:
+        # Like Git: the configured permissions apply exactly, not narrowed by the umask
+        # (tables get the same chmod in _write_temp_table).
+        if self.options.permissions is not None:
+            os.chmod(lock.lock_path, self.options.permissions)
 
     def _mode(self) -> int:
         return self.options.permissions if self.options.permissions is not None else 0o666
@@ -442,6 +451,7 @@ class Stack:
         return f"0x{min_ui:012x}-0x{max_ui:012x}-{_rand32():08x}.ref"
 
     def _write_list(self, lock: Any, names: Sequence[str]) -> None:
+        self._chmod_lock(lock)
         lock.write("".join(n + "\n" for n in names).encode("ascii"))
         # LockFile.commit fsyncs before the rename
 
@@ -452,8 +462,9 @@ class Stack:
     # -- compaction ----------------------------------------------------------
 
     def table_sizes_for_compaction(self) -> list[int]:
-        """Table sizes without the (constant) header overhead, as Git counts them."""
-        overhead = (24 if self.hash == "sha1" else 28) - 1
+        """Table sizes without the (constant) header overhead, as Git counts them.
+        Git's table size already excludes the footer (68 bytes, 72 for SHA-256)."""
+        overhead = (24 - 1 + 68) if self.hash == "sha1" else (28 - 1 + 72)
         return [t.size - overhead for t in self.tables]
 
     def auto_compact(self) -> bool:
@@ -574,35 +585,14 @@ class Stack:
 
     def _write_compacted(self, w: TableWriter, tables: list[Table], bottom: bool,
                          expire: Optional[LogExpiry]) -> None:
-        merged = MergedTable(tables, suppress_deletions=False)
-        entries = 0
+        # Records are copied block to block in the core: no Python object per record.
         self.stats.bytes += sum(t.size for t in tables)
         core = w._core
-        add_ref = core.add_ref
-        for t in merged.ref_tuples():
-            if bottom and t[2] == 0:
-                continue  # nothing older can be hidden by this tombstone
-            add_ref(t[0].encode("utf-8", "surrogateescape"), t[1], t[2], t[3], t[4],
-                    None if t[5] is None else t[5].encode("utf-8", "surrogateescape"))
-            entries += 1
-        min_expire = expire.min_update_index if expire else 0
-        time_expire = expire.time if expire else 0
-        add_log = core.add_log
-        for t in merged.log_tuples():
-            if bottom and t[2] == 0:
-                continue
-            if min_expire and t[1] < min_expire:
-                continue
-            if time_expire and t[2] == 1 and t[7] < time_expire:
-                continue
-            if t[2] == 0:
-                add_log(t[0].encode("utf-8", "surrogateescape"), t[1], 0)
-            else:
-                add_log(t[0].encode("utf-8", "surrogateescape"), t[1], 1, t[3], t[4],
-                        t[5].encode("utf-8", "surrogateescape"),
-                        t[6].encode("utf-8", "surrogateescape"), t[7], t[8],
-                        t[9].encode("utf-8", "surrogateescape"))
-            entries += 1
+        refs = _core.MergedIter([t._core.iter_section(_REF) for t in tables], _REF, False)
+        entries = refs.copy_to(core, bottom)
+        logs = _core.MergedIter([t._core.iter_section(_LOG) for t in tables], _LOG, False)
+        entries += logs.copy_to(core, bottom, expire.min_update_index if expire else 0,
+                                expire.time if expire else 0)
         self.stats.entries_written += entries
 
     # -- cleaning ------------------------------------------------------------

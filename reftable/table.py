@@ -21,7 +21,6 @@ from .records import (
     OidLike,
     RefRecord,
     RefValueType,
-    to_name,
     to_name_bytes,
     to_oid,
 )
@@ -162,51 +161,62 @@ class Table:
 
     def ref_tuples(self, start: NameLike = b"") -> Iterator[tuple[Any, ...]]:
         """Raw ref tuples ``(name, update_index, type, value, peeled, target)`` from the
-        first name ``>= start`` on, deletions included (fast path, no objects)."""
+        first name ``>= start`` on, deletions included (no record objects)."""
         key = to_name_bytes(start)
         if not key:
             return self._core.iter_section(BLOCK_REF)  # type: ignore[no-any-return]
         return self._core.seek(BLOCK_REF, key)  # type: ignore[no-any-return]
 
+    def _ref_iter(self, prefix: bytes) -> Any:
+        if not prefix:
+            return self._core.iter_section(BLOCK_REF, True)
+        return self._core.seek(BLOCK_REF, prefix, True, prefix)
+
     def refs(self, prefix: NameLike = "", *, include_deletions: bool = True) -> Iterator[RefRecord]:
         """Ref records in name order, optionally only those under ``prefix``."""
-        pfx = to_name(prefix)
-        for t in self.ref_tuples(pfx):
-            if pfx and not t[0].startswith(pfx):
-                break
-            if t[2] == 0 and not include_deletions:
-                continue
-            yield ref_from_tuple(t)
+        it = self._ref_iter(to_name_bytes(prefix))
+        if include_deletions:
+            return it  # type: ignore[no-any-return]
+        return (r for r in it if r.value_type != 0)
+
+    def ref_names(self, prefix: NameLike = "") -> list[str]:
+        """All ref names (tombstones included) without building records: the bulk path."""
+        return self._ref_iter(to_name_bytes(prefix)).names()  # type: ignore[no-any-return]
+
+    def count_refs(self, prefix: NameLike = "") -> int:
+        """Number of ref records (tombstones included), without building any."""
+        return self._ref_iter(to_name_bytes(prefix)).count()  # type: ignore[no-any-return]
 
     def read_ref(self, name: NameLike) -> Optional[RefRecord]:
         """The record stored for ``name`` (possibly a deletion), or None."""
-        n = to_name(name)
-        for t in self.ref_tuples(n):
-            return ref_from_tuple(t) if t[0] == n else None
-        return None
+        key = name.encode("utf-8", "surrogateescape") if isinstance(name, str) else \
+            to_name_bytes(name)
+        return self._core.lookup(BLOCK_REF, key)  # type: ignore[no-any-return]
 
     # -- logs ------------------------------------------------------------------
 
     def log_tuples(self, refname: Optional[NameLike] = None) -> Iterator[tuple[Any, ...]]:
         if refname is None:
             return self._core.iter_section(BLOCK_LOG)  # type: ignore[no-any-return]
-        return self._core.seek(BLOCK_LOG, to_name_bytes(refname) + b"\0")  # type: ignore
+        key = to_name_bytes(refname) + b"\0"
+        return self._core.seek(BLOCK_LOG, key, False, key)  # type: ignore[no-any-return]
+
+    def _log_iter(self, refname: Optional[NameLike]) -> Any:
+        if refname is None:
+            return self._core.iter_section(BLOCK_LOG, True)
+        key = to_name_bytes(refname) + b"\0"
+        return self._core.seek(BLOCK_LOG, key, True, key)
 
     def logs(self, refname: Optional[NameLike] = None) -> Iterator[LogRecord]:
         """Log records in key order (ref name, newest first); only ``refname``'s when
         given. Deletion records are included."""
-        name = None if refname is None else to_name(refname)
-        for t in self.log_tuples(refname):
-            if name is not None and t[0] != name:
-                break
-            yield log_from_tuple(t)
+        return self._log_iter(refname)  # type: ignore[no-any-return]
 
     def seek_log(self, refname: NameLike, update_index: int) -> Iterator[LogRecord]:
         """Logs from ``(refname, update_index)`` on (the same ref's older entries
         follow, then other refs)."""
         key = log_key(to_name_bytes(refname), update_index)
-        for t in self._core.seek(BLOCK_LOG, key):
-            yield log_from_tuple(t)
+        return self._core.seek(BLOCK_LOG, key, True)  # type: ignore[no-any-return]
 
     # -- reverse index -----------------------------------------------------------
 
@@ -226,11 +236,11 @@ class Table:
                 return []  # the index lists every id in the table: none matches
             if positions:
                 return [
-                    ref_from_tuple(t)
+                    r
                     for off in positions
-                    for t in c.iter_block(off, BLOCK_REF)
-                    if t[3] == raw or t[4] == raw
+                    for r in c.iter_block(off, BLOCK_REF, True)
+                    if r.value == raw or r.target_value == raw
                 ]
             # a record without positions: too many to list, so scan
-        return [ref_from_tuple(t) for t in c.iter_section(BLOCK_REF)
-                if t[3] == raw or t[4] == raw]
+        return [r for r in c.iter_section(BLOCK_REF, True)
+                if r.value == raw or r.target_value == raw]
