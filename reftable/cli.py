@@ -120,6 +120,21 @@ def cmd_write(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .fsck import check_path
+
+    findings = check_path(args.path)
+    if args.json:
+        _print_json({"ok": not findings,
+                     "findings": [{"severity": f.severity, "path": f.path,
+                                   "message": f.message} for f in findings]})
+    else:
+        for f in findings:
+            print(f)
+        print("ok" if not findings else f"{len(findings)} findings")
+    return 1 if findings else 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -157,6 +172,15 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("input")
     d.add_argument("output")
     d.set_defaults(func=cmd_write)
+
+    d = sub.add_parser("verify", help="check a table or stack for consistency",
+                       description="Decode every block, check key order, update-index "
+                       "ranges, table names against headers, ref names, and look for stray "
+                       "tables, temp files and locks. Exit 0 when clean, 1 with findings.",
+                       epilog="example: reftable verify .git/reftable")
+    d.add_argument("path", help="a .ref file or a stack directory")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=cmd_verify)
 
     _add_stack_commands(sub)
     return p
