@@ -167,6 +167,7 @@ class StackStats:
     entries_written: int = 0  # records written by compactions
     tables_added: int = 0
     last_auto_compaction_error: Optional[BaseException] = field(default=None, repr=False)
+    last_fsync_error: Optional[BaseException] = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -428,17 +429,17 @@ class Stack:
         try:
             if self.options.permissions is not None:
                 os.chmod(tmp, self.options.permissions)
-            w = TableWriter(lambda b: _core.io_write(fd, b), options,
+            w = TableWriter(lambda b: _core.io_write(fd, b, tmp), options,
                             min_update_index=min_ui, max_update_index=max_ui)
             fill(w)
             empty = w.close()
             min_ui, max_ui = w.min_update_index, w.max_update_index
             if not empty and self.options.fsync:
-                _core.io_fsync(fd)
+                _core.io_fsync(fd, tmp)
             ok = True
         finally:
             try:
-                _core.io_close(fd)
+                _core.io_close(fd, tmp)
             except ReftableError:
                 ok = False
                 raise
@@ -456,8 +457,14 @@ class Stack:
         # LockFile.commit fsyncs before the rename
 
     def _fsync_dir(self) -> None:
+        # Called after a commit, to make the rename durable. The new state is already
+        # visible to everyone, so a failure here must not be reported as a failed
+        # commit (callers would retry an update that happened); it is recorded.
         if self.options.fsync:
-            _core.fsync_dir(self.directory)
+            try:
+                _core.fsync_dir(self.directory)
+            except OSError as e:
+                self.stats.last_fsync_error = e
 
     # -- compaction ----------------------------------------------------------
 
@@ -558,6 +565,11 @@ class Stack:
             new_list = list(current[:at])
             if tmp is not None:
                 new_name = self._final_name(min_ui, max_ui)
+                while new_name in current:
+                    # Compacting one table keeps its update index range: should the
+                    # random suffix repeat too, the rename would replace the old table
+                    # and deleting the replaced tables would delete the new one.
+                    new_name = self._final_name(min_ui, max_ui)
                 new_path = self.table_path(new_name)
                 _core.io_rename(tmp, new_path)
                 tmp = None
@@ -566,11 +578,15 @@ class Stack:
             self._write_list(list_lock, new_list)
             list_lock.commit()
             committed = True
-            self._fsync_dir()
-            # The replaced tables are unreferenced now; remove them while we still
-            # hold their locks so nobody else tries to compact them.
-            for n in names:
-                _unlink_quiet(self.table_path(n))
+            try:
+                self._fsync_dir()
+            finally:
+                # The replaced tables are unreferenced now (even if the directory fsync
+                # failed); remove them while we still hold their locks so nobody else
+                # tries to compact them, and load the new list.
+                for n in names:
+                    _unlink_quiet(self.table_path(n))
+                self.reload()
         finally:
             if not committed:
                 if tmp is not None:
@@ -580,7 +596,6 @@ class Stack:
             for lk in table_locks:
                 _rollback_quiet(lk)
             _rollback_quiet(list_lock)
-        self.reload()
         return True
 
     def _write_compacted(self, w: TableWriter, tables: list[Table], bottom: bool,
@@ -735,8 +750,10 @@ class Addition:
             raise
         self._committed = True
         st.stats.tables_added += len(self.new_tables)
-        st._fsync_dir()
-        st.reload()
+        try:
+            st._fsync_dir()
+        finally:
+            st.reload()  # our tables are listed even if the directory fsync failed
         if st.options.auto_compact:
             try:
                 st.auto_compact()
