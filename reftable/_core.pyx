@@ -722,6 +722,11 @@ cdef class WriterCore:
                     maxc = c
             prev = h
         id_len = <int>maxc + 1
+        if id_len > 31:
+            # The footer stores the length in 5 bits. Only two SHA-256 ids sharing 31
+            # bytes get here (Git would write an unreadable table): leave the obj
+            # index out; readers then scan.
+            return 0
         self.object_id_len = id_len
         self._bw_init(BLOCK_OBJ)
         try:

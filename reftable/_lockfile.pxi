@@ -29,6 +29,9 @@ import os as _os
 
 from reftable.errors import LockError, ReftableIOError
 
+from posix.signal cimport kill as c_kill
+from libc.signal cimport SIGKILL
+
 cdef enum:
     RT_IO_OPEN = 0
     RT_IO_WRITE = 1
@@ -52,9 +55,17 @@ cdef int _fault_err[RT_IO_NOPS]
 cdef uint64_t _rng_state = 0            # backoff jitter; seeded lazily
 
 
+cdef long long _crash_left[RT_IO_NOPS]  # calls until the process kills itself; 0 = none
+
+
 cdef inline int _fault_hit(int op) noexcept:
     """Count one call of ``op``; return the errno to inject, or 0."""
     _io_calls[op] += 1
+    if _crash_left[op] > 0:
+        _crash_left[op] -= 1
+        if _crash_left[op] == 0:
+            # crash-consistency tests: die like a power cut would stop us, mid-protocol
+            c_kill(getpid(), SIGKILL)
     if _fault_left[op] > 0:
         _fault_left[op] -= 1
         if _fault_left[op] == 0:
@@ -229,12 +240,22 @@ def set_fault(str op, long long nth, int err=_errno_mod.EIO):
     _fault_err[i] = err
 
 
+def set_crash(str op, long long nth):
+    """Make the process kill itself with SIGKILL right before the ``nth`` call of
+    ``op`` (for crash-consistency tests, in a child process)."""
+    cdef int i = _op_index(op)
+    if nth < 1:
+        raise ApiError(f"nth must be >= 1, not {nth}")
+    _crash_left[i] = nth
+
+
 def clear_faults():
-    """Disarm every injected fault."""
+    """Disarm every injected fault and crash."""
     cdef int i
     for i in range(RT_IO_NOPS):
         _fault_left[i] = 0
         _fault_err[i] = 0
+        _crash_left[i] = 0
 
 
 def io_counts():

@@ -157,6 +157,16 @@ cdef class TableCore:
                             self.data_end + self.header_size + 8)
         return 0
 
+    cdef int _block_type_at(self, uint64_t off) except -1:
+        """Type byte of the block at ``off`` (0 past the data), read without loading
+        the block: moving from one section into the next must not inflate a log block
+        (slow, and a corrupt one would break reading the intact section before it)."""
+        cdef uint32_t hoff = self.header_size if off == 0 else 0
+        self._check_open()
+        if off >= self.data_end or off + hoff >= self.data_end:
+            return 0
+        return self.buf[off + hoff]
+
     cdef Block _read_block(self, uint64_t off):
         """Load the block at ``off``; None at the end of the data."""
         cdef Block blk
@@ -364,6 +374,9 @@ cdef class TableCore:
                 while idx.pos >= idx.block.restart_start:
                     # Past this index block: the top level of an index may span up to
                     # three blocks (Git stops adding levels below that).
+                    if self._block_type_at(idx.block.offset + idx.block.full_size) != \
+                            BLOCK_INDEX:
+                        return 0      # the key is past every indexed block
                     nb = self._read_block(idx.block.offset + idx.block.full_size)
                     if nb is None or nb.typ != BLOCK_INDEX:
                         return 0      # the key is past every indexed block
@@ -378,6 +391,8 @@ cdef class TableCore:
                 raise self._err(f"section does not start with a block of type {chr(typ)!r}",
                                 start)
             while True:
+                if self._block_type_at(blk.offset + blk.full_size) != typ:
+                    break
                 nb = self._read_block(blk.offset + blk.full_size)
                 if nb is None or nb.typ != typ:
                     break
@@ -679,6 +694,9 @@ cdef class RecordIter:
             if self.pos < self.block.restart_start:
                 return 0
             if self.one_block:
+                self.done = True
+                return 1
+            if self.table._block_type_at(self.block.offset + self.block.full_size) != self.typ:
                 self.done = True
                 return 1
             nb = self.table._read_block(self.block.offset + self.block.full_size)
