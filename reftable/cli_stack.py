@@ -35,6 +35,8 @@ def parse_update_lines(tx: Transaction, stream: TextIO, log: Optional[LogEntry])
         cmd, rest = parts[0], parts[1:]
         try:
             if cmd == "create" and len(rest) == 2:
+                if _is_zero(rest[1]):
+                    raise ValueError("zero <new-oid>")  # as git update-ref refuses it
                 tx.create(rest[0], rest[1], log=log)
             elif cmd == "update" and len(rest) in (2, 3):
                 expect: Any = ANY
@@ -144,7 +146,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def cmd_clean(args: argparse.Namespace) -> int:
     with _open(args, auto_compact=False) as st:
-        removed = st.clean()
+        removed = st.clean(args.stale_locks)
         if args.json:
             print(json.dumps({"removed": removed}))
         else:
@@ -232,6 +234,8 @@ def add_commands(sub: Any) -> None:
     p = sub.add_parser("clean", help="remove tables and temp files no longer referenced",
                        epilog="example: reftable clean .git/reftable")
     p.add_argument("dir")
+    p.add_argument("--stale-locks", type=float, metavar="SECONDS",
+                   help="also remove .lock files older than this (left by killed processes)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_clean)
 
@@ -240,8 +244,9 @@ def add_commands(sub: Any) -> None:
                        "refs/heads/")
     p.add_argument("dir")
     p.add_argument("prefix", nargs="?", default="")
-    p.add_argument("--format", help="with %(refname) %(objectname) %(peeled) %(symref) "
-                   "%(update_index)")
+    # argparse %-formats help strings: the placeholders need %%
+    p.add_argument("--format", help="with %%(refname) %%(objectname) %%(peeled) %%(symref) "
+                   "%%(update_index)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_refs)
 

@@ -612,13 +612,31 @@ class Stack:
 
     # -- cleaning ------------------------------------------------------------
 
-    def clean(self) -> list[str]:
+    def clean(self, stale_locks_older_than: Optional[float] = None) -> list[str]:
         """Remove leftovers of crashed or interrupted processes: ``.ref`` files that
         ``tables.list`` does not name and whose update indices are not above the
         stack's (so never a table a concurrent writer is about to add), and temp
         tables of processes that no longer exist. Holds the ``tables.list`` lock.
+
+        A process killed while holding a lock leaves its ``.lock`` file behind, and
+        that blocks writers (or compaction of that table) until removed. With
+        ``stale_locks_older_than`` (seconds), lock files older than that are removed
+        first: use it only when no process can legitimately hold a lock that long.
         Returns the names removed."""
         removed: list[str] = []
+        if stale_locks_older_than is not None:
+            now = time.time()
+            for entry in sorted(os.listdir(self.directory)):
+                if not entry.endswith(".lock"):
+                    continue
+                path = self.table_path(entry)
+                try:
+                    age = now - os.stat(path).st_mtime
+                except FileNotFoundError:
+                    continue
+                if age >= stale_locks_older_than:
+                    _unlink_quiet(path)
+                    removed.append(entry)
         lock = _core.LockFile(self.list_path, self.options.lock_timeout_ms, self._mode())
         try:
             self.reload()
