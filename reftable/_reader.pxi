@@ -599,6 +599,20 @@ cdef object _new_record(object cls, Py_ssize_t* offs, tuple values):
     return result
 
 
+cdef uint64_t _keys_decoded = 0
+
+
+def keys_decoded():
+    """Record keys decoded by readers since :func:`reset_keys_decoded` (a work counter
+    for tests that check scaling by counting operations instead of timing them)."""
+    return _keys_decoded
+
+
+def reset_keys_decoded():
+    global _keys_decoded
+    _keys_decoded = 0
+
+
 cdef inline object _str(const unsigned char* p, size_t n):
     return PyUnicode_DecodeUTF8(<const char*>p, n, "surrogateescape")
 
@@ -656,6 +670,8 @@ cdef class RecordIter:
 
     cdef int _decode_key(self, int* extra) except -1:
         """Decode the key at ``pos`` into ``key`` and advance ``pos`` past it."""
+        global _keys_decoded
+        _keys_decoded += 1
         cdef const unsigned char* p = self.block.data
         cdef uint32_t end = self.block.restart_start
         cdef uint64_t prefix, st, suffix
