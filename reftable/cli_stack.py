@@ -125,7 +125,8 @@ def _stats_json(st: Stack) -> dict[str, Any]:
 
 def cmd_stats(args: argparse.Namespace) -> int:
     with _open(args, auto_compact=False) as st:
-        tables = [{"name": n, "size": t.size, "min_update_index": t.min_update_index,
+        tables: list[dict[str, Any]] = [
+                  {"name": n, "size": t.size, "min_update_index": t.min_update_index,
                    "max_update_index": t.max_update_index}
                   for n, t in zip(st.names, st.tables, strict=True)]
         refs = sum(1 for _ in st.refs())

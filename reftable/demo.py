@@ -20,18 +20,20 @@ def _oid(i: int) -> bytes:
 def run_demo(directory: str, out: TextIO) -> None:
     stack_dir = os.path.join(directory, "reftable")
     os.mkdir(stack_dir)
-    who = dict(name="Demo User", email="demo@example.com", time=1700000000, tz_offset=100)
+    def entry(message: str) -> LogEntry:
+        return LogEntry("Demo User", "demo@example.com", message, 1700000000, 100)
+
     with Stack.open(stack_dir) as st:
-        with st.transaction(log=LogEntry(message="initial import", **who)) as tx:
+        with st.transaction(log=entry("initial import")) as tx:
             for i in range(8):
                 tx.create(f"refs/heads/branch-{i}", _oid(i))
             tx.create("refs/tags/v1.0", _oid(100), peeled=_oid(1))
             tx.symref("HEAD", "refs/heads/branch-0")
         for i in range(1, 6):
-            with st.transaction(log=LogEntry(message=f"commit {i}", **who)) as tx:
+            with st.transaction(log=entry(f"commit {i}")) as tx:
                 tx.update("refs/heads/branch-0", _oid(1000 + i), expect=st.read_ref(
                     "refs/heads/branch-0").value)  # type: ignore[union-attr]
-        with st.transaction(log=LogEntry(message="delete", **who)) as tx:
+        with st.transaction(log=entry("delete")) as tx:
             tx.delete("refs/heads/branch-7")
         out.write(f"stack in {stack_dir}\n")
         out.write(f"tables.list ({len(st.names)} tables after auto-compaction):\n")
@@ -52,6 +54,6 @@ def run_demo(directory: str, out: TextIO) -> None:
         out.write("tip 1 is pointed at by: "
                   + ", ".join(r.name for r in st.refs_pointing_at(_oid(1))) + "\n")
         st.compact_all()
-        t: Table = st.tables[0]
-        out.write(f"after compact_all: {len(st.names)} table, {t.size} bytes, "
-                  f"{sum(1 for _ in t.refs())} refs, {sum(1 for _ in t.logs())} log entries\n")
+        final: Table = st.tables[0]
+        out.write(f"after compact_all: {len(st.names)} table, {final.size} bytes, "
+                  f"{final.count_refs()} refs, {sum(1 for _ in final.logs())} log entries\n")

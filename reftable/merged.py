@@ -77,8 +77,9 @@ class MergedTable:
 
     def seek_log(self, refname: NameLike, update_index: int) -> Iterator[LogRecord]:
         """Merged logs from ``(refname, update_index)`` on."""
-        return self._merge(_LOG, log_key(to_name_bytes(refname), update_index), True,
-                           None)  # type: ignore[no-any-return]
+        it: Iterator[LogRecord] = self._merge(
+            _LOG, log_key(to_name_bytes(refname), update_index), True, None)
+        return it
 
     def refs_for(self, oid: OidLike) -> list[RefRecord]:
         """Live refs (in the merged view) whose value or peeled value is ``oid``."""
@@ -89,7 +90,7 @@ class MergedTable:
                 names.add(rec.name)
         out = []
         for name in sorted(names):
-            rec = self.read_ref(name)
-            if rec is not None and (rec.value == raw or rec.target_value == raw):
-                out.append(rec)
+            cur = self.read_ref(name)
+            if cur is not None and (cur.value == raw or cur.target_value == raw):
+                out.append(cur)
         return out

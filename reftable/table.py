@@ -164,8 +164,8 @@ class Table:
         first name ``>= start`` on, deletions included (no record objects)."""
         key = to_name_bytes(start)
         if not key:
-            return self._core.iter_section(BLOCK_REF)  # type: ignore[no-any-return]
-        return self._core.seek(BLOCK_REF, key)  # type: ignore[no-any-return]
+            return self._core.iter_section(BLOCK_REF)
+        return self._core.seek(BLOCK_REF, key)
 
     def _ref_iter(self, prefix: bytes) -> Any:
         if not prefix:
@@ -197,9 +197,9 @@ class Table:
 
     def log_tuples(self, refname: Optional[NameLike] = None) -> Iterator[tuple[Any, ...]]:
         if refname is None:
-            return self._core.iter_section(BLOCK_LOG)  # type: ignore[no-any-return]
+            return self._core.iter_section(BLOCK_LOG)
         key = to_name_bytes(refname) + b"\0"
-        return self._core.seek(BLOCK_LOG, key, False, key)  # type: ignore[no-any-return]
+        return self._core.seek(BLOCK_LOG, key, False, key)
 
     def _log_iter(self, refname: Optional[NameLike]) -> Any:
         if refname is None:
@@ -216,7 +216,7 @@ class Table:
         """Logs from ``(refname, update_index)`` on (the same ref's older entries
         follow, then other refs)."""
         key = log_key(to_name_bytes(refname), update_index)
-        return self._core.seek(BLOCK_LOG, key, True)  # type: ignore[no-any-return]
+        return self._core.seek(BLOCK_LOG, key, True)
 
     # -- reverse index -----------------------------------------------------------
 
