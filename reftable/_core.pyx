@@ -16,7 +16,7 @@ from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 
 import zlib as _zlib
 
-from reftable.errors import ApiError, EntryTooBigError, FormatError
+from .errors import ApiError, EntryTooBigError, FormatError
 
 cdef extern from "Python.h":
     object PyLong_FromUnsignedLongLong(unsigned long long v)

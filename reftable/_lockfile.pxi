@@ -27,7 +27,7 @@ cdef extern from *:
 import errno as _errno_mod
 import os as _os
 
-from reftable.errors import LockError, ReftableIOError
+from .errors import LockError, ReftableIOError
 
 from posix.signal cimport kill as c_kill
 from libc.signal cimport SIGKILL
