@@ -54,6 +54,10 @@ cdef class TableCore:
     cdef RecordIter _lookup_it
     cdef RecordIter _index_it
     cdef dict _block_cache
+    cdef uint64_t* _bloom
+    cdef uint64_t _bloom_mask
+    cdef bint _bloom_off
+    cdef uint64_t _lookups
 
     def __cinit__(self, data, path=None):
         self._has_buf = False
@@ -68,9 +72,55 @@ cdef class TableCore:
         self._parse()
 
     def __dealloc__(self):
+        free(self._bloom)
         if self._has_buf:
             PyBuffer_Release(&self._pybuf)
             self._has_buf = False
+
+    cdef int _build_bloom(self) except -1:
+        """Build an in-memory Bloom filter of the ref names, so that lookups of names
+        the table does not hold (most lookups in a stack) cost a few hashes instead of
+        a seek. Built only once a table has served enough lookups to pay for the scan;
+        tables are immutable, so it never goes stale."""
+        cdef Buf hashes
+        cdef bint present = False
+        cdef RecordIter it
+        cdef Block blk
+        cdef size_t n, i, nbits
+        cdef uint64_t* bits
+        hashes.p = NULL
+        hashes.len = hashes.cap = 0
+        self._bloom_off = True  # until built (also stays off for a corrupt table)
+        self._section_start(BLOCK_REF, &present)
+        try:
+            if present:
+                blk = self._read_block(0)
+                if blk is None or blk.typ != BLOCK_REF:
+                    return 0
+                it = self._new_iter(BLOCK_REF)
+                it._set_block(blk)
+                while it._advance():
+                    buf_reserve(&hashes, 8)
+                    (<uint64_t*>(hashes.p + hashes.len))[0] = _hash_key(it.key.p, it.key.len)
+                    hashes.len += 8
+                    it._skip()
+            n = hashes.len // 8
+            nbits = 1024
+            while nbits < n * 10:  # ~10 bits per name: about 1% false positives
+                nbits *= 2
+            bits = <uint64_t*>calloc(nbits // 64, 8)
+            if bits == NULL:
+                raise MemoryError()
+            for i in range(n):
+                _bloom_add(bits, nbits - 1, (<uint64_t*>hashes.p)[i])
+            self._bloom = bits
+            self._bloom_mask = nbits - 1
+            self._bloom_off = False
+        except FormatError:
+            pass  # lookups go on without the filter and report the damage themselves
+        finally:
+            buf_free(&hashes)
+        return 0
 
     def release(self):
         """Drop the reference to the underlying buffer (so an mmap can be closed).
@@ -81,6 +131,9 @@ cdef class TableCore:
             self._has_buf = False
         self.buf = NULL
         self.released = True
+        free(self._bloom)
+        self._bloom = NULL
+        self._bloom_off = True
         self._block_cache = {}
         self._lookup_it = None
         self._index_it = None
@@ -331,6 +384,14 @@ cdef class TableCore:
 
     cdef object _lookup(self, int typ, const unsigned char* kp, size_t klen):
         cdef RecordIter it = self._lookup_it
+        if typ == BLOCK_REF and not self._bloom_off:
+            if self._bloom != NULL:
+                if not _bloom_has(self._bloom, self._bloom_mask, _hash_key(kp, klen)):
+                    return None
+            else:
+                self._lookups += 1
+                if self._lookups >= 64 + self.data_end // 2048:
+                    self._build_bloom()
         if it is None:
             it = self._lookup_it = self._new_iter(typ)
         it.typ = typ
@@ -597,6 +658,50 @@ cdef object _new_record(object cls, Py_ssize_t* offs, tuple values):
     for i in range(len(values)):
         _put_slot(o, offs[i], values[i])
     return result
+
+
+cdef inline uint64_t _mix64(uint64_t h) noexcept nogil:
+    h ^= h >> 33
+    h *= <uint64_t>0xff51afd7ed558ccdULL
+    h ^= h >> 33
+    h *= <uint64_t>0xc4ceb9fe1a85ec53ULL
+    h ^= h >> 33
+    return h
+
+
+cdef inline uint64_t _hash_key(const unsigned char* p, size_t n) noexcept nogil:
+    cdef uint64_t h = 0x9E3779B97F4A7C15ULL ^ n
+    cdef uint64_t w
+    while n >= 8:
+        memcpy(&w, p, 8)
+        h = (h ^ w) * <uint64_t>0x100000001b3ULL
+        h ^= h >> 29
+        p += 8
+        n -= 8
+    w = 0
+    if n:
+        memcpy(&w, p, n)
+    return _mix64(h ^ w)
+
+
+cdef inline void _bloom_add(uint64_t* bits, uint64_t mask, uint64_t h) noexcept nogil:
+    cdef uint64_t h2 = (h >> 32) | 1
+    cdef uint64_t b
+    cdef int i
+    for i in range(4):
+        b = (h + i * h2) & mask
+        bits[b >> 6] |= (<uint64_t>1) << (b & 63)
+
+
+cdef inline bint _bloom_has(const uint64_t* bits, uint64_t mask, uint64_t h) noexcept nogil:
+    cdef uint64_t h2 = (h >> 32) | 1
+    cdef uint64_t b
+    cdef int i
+    for i in range(4):
+        b = (h + i * h2) & mask
+        if not (bits[b >> 6] >> (b & 63)) & 1:
+            return False
+    return True
 
 
 cdef uint64_t _keys_decoded = 0

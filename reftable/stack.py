@@ -351,6 +351,13 @@ class Stack:
                     raise FormatError(
                         f"update index ranges overlap: {prev.name} and {nxt.name}",
                         self.list_path)
+            # A handle keeps its hash (set when it was opened): if another process
+            # filled an empty stack with tables of the other hash, writing ours next to
+            # them would make the stack unreadable for everyone.
+            have = getattr(self, "hash", None)
+            if merged.hash is not None and have is not None and merged.hash != have:
+                raise FormatError(f"stack holds {merged.hash} tables, this handle uses {have}",
+                                  self.list_path)
         except BaseException:
             for t in opened:
                 t.close()
