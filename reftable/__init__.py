@@ -8,39 +8,52 @@ from .errors import (
     ApiError,
     EmptyTableError,
     EntryTooBigError,
+    ExpectationError,
     FormatError,
     LockError,
     NotExistError,
     OutdatedError,
+    RefConflictError,
     RefNameError,
     ReftableError,
     ReftableIOError,
 )
 from .merged import MergedTable
 from .records import LogRecord, LogValueType, RefRecord, RefValueType
+from .stack import LogExpiry, Stack, StackOptions, StackStats
 from .table import Table
+from .transaction import ANY, LogEntry, Transaction
 from .writer import TableWriter, WriteOptions, write_table_bytes
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ANY",
     "ApiError",
     "EmptyTableError",
     "EntryTooBigError",
+    "ExpectationError",
     "FormatError",
     "LockError",
+    "LogEntry",
+    "LogExpiry",
     "LogRecord",
     "LogValueType",
     "MergedTable",
     "NotExistError",
     "OutdatedError",
+    "RefConflictError",
     "RefNameError",
     "RefRecord",
     "RefValueType",
     "ReftableError",
     "ReftableIOError",
+    "Stack",
+    "StackOptions",
+    "StackStats",
     "Table",
     "TableWriter",
+    "Transaction",
     "WriteOptions",
     "write_table_bytes",
     "__version__",

@@ -14,9 +14,8 @@ import tempfile
 from collections.abc import Sequence
 from typing import Any, Optional
 
-from .errors import ReftableError
+from .errors import NotExistError, ReftableError
 from .jsonio import log_from_json, log_to_json, ref_from_json, ref_to_json, table_to_json
-from .merged import MergedTable
 from .table import Table
 from .writer import TableWriter, WriteOptions
 
@@ -28,19 +27,17 @@ def _print_json(obj: Any) -> None:
     sys.stdout.write("\n")
 
 
-def _open_stack_tables(path: str) -> tuple[list[str], list[Table]]:
-    from .stack import read_tables_list
-
-    names = read_tables_list(path)
-    return names, [Table.open(os.path.join(path, n)) for n in names]
-
-
 def cmd_dump(args: argparse.Namespace) -> int:
     path = args.path
     if os.path.isdir(path):
-        names, tables = _open_stack_tables(path)
-        try:
-            merged = MergedTable(tables)
+        from .stack import Stack, StackOptions
+
+        if not os.path.exists(os.path.join(path, "tables.list")):
+            raise NotExistError(f"{path}: no tables.list (not a reftable stack)")
+        # Through Stack: its reload retries when a concurrent compaction removes a
+        # table between reading tables.list and opening it.
+        with Stack.open(path, StackOptions(auto_compact=False)) as st:
+            names, tables, merged = st.names, st.tables, st.merged
             if args.json:
                 _print_json({
                     "tables_list": names,
@@ -53,9 +50,6 @@ def cmd_dump(args: argparse.Namespace) -> int:
                     print(f"  {n}  [{t.min_update_index}, {t.max_update_index}] {t.size} bytes")
                 _print_refs_human(merged.refs())
                 _print_logs_human(merged.logs())
-        finally:
-            for t in tables:
-                t.close()
         return 0
     with Table.open(path) as t:
         if args.json:
@@ -99,7 +93,13 @@ def _print_logs_human(logs: Any) -> None:
 def cmd_write(args: argparse.Namespace) -> int:
     with open(args.input, encoding="utf-8") as f:
         spec = json.load(f)
-    wi = spec.get("write_inputs", {})
+    # The fixtures' `write_inputs`; else the header fields of `dump --json` of a table
+    # (options a table does not record take Git's defaults).
+    wi = spec.get("write_inputs") or {
+        k: spec[k] for k in ("hash", "block_size", "min_update_index", "max_update_index")
+        if k in spec}
+    if "write_inputs" not in spec and "object_id_len" in spec:
+        wi["index_objects"] = bool(spec["object_id_len"])
     opts = WriteOptions(
         hash=wi.get("hash", "sha1"),
         block_size=int(wi.get("block_size", 4096)),
@@ -109,14 +109,21 @@ def cmd_write(args: argparse.Namespace) -> int:
         # the input holds messages exactly as stored
         exact_log_message=bool(wi.get("exact_log_message", True)),
     )
-    with TableWriter.create(
-        args.output,
-        opts,
-        min_update_index=int(wi.get("min_update_index", 0)),
-        max_update_index=int(wi.get("max_update_index", 0)),
-    ) as w:
-        w.add_refs(ref_from_json(r) for r in spec.get("refs", []))
-        w.add_logs(log_from_json(lg) for lg in spec.get("logs", []))
+    try:
+        with TableWriter.create(
+            args.output,
+            opts,
+            min_update_index=int(wi.get("min_update_index", 0)),
+            max_update_index=int(wi.get("max_update_index", 0)),
+        ) as w:
+            w.add_refs(ref_from_json(r) for r in spec.get("refs", []))
+            w.add_logs(log_from_json(lg) for lg in spec.get("logs", []))
+    except BaseException:
+        try:
+            os.unlink(args.output)  # no half-written table left behind
+        except OSError:
+            pass
+        raise
     return 0
 
 
@@ -165,8 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_dump)
 
     d = sub.add_parser("write", help="write one table from a JSON description",
-                       description="Write a table from JSON with 'write_inputs', 'refs' and "
-                       "'logs' (the shape of 'dump --json' of a table).",
+                       description="Write a table from JSON: a fixture table (with "
+                       "'write_inputs', 'refs', 'logs') or the output of 'dump --json' of a "
+                       "table (header fields, 'refs', 'logs').",
                        epilog="example: reftable write --json in.json out.ref")
     d.add_argument("--json", action="store_true", required=True, help="input is JSON")
     d.add_argument("input")
@@ -187,10 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_stack_commands(sub: Any) -> None:
-    try:
-        from . import cli_stack
-    except ImportError:  # pragma: no cover - during bootstrap only
-        return
+    from . import cli_stack
+
     cli_stack.add_commands(sub)
 
 

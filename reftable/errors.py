@@ -21,6 +21,7 @@ __all__ = [
     "ReftableIOError",
     "NotExistError",
     "ExpectationError",
+    "RefConflictError",
 ]
 
 
@@ -82,6 +83,10 @@ class ExpectationError(ReftableError):
     def __init__(self, message: str, refname: Optional[str] = None):
         self.refname = refname
         super().__init__(message)
+
+
+class RefConflictError(ExpectationError):
+    """A ref cannot be created because of another one (``a/b`` beside ``a``)."""
 
 
 class NotExistError(ReftableError):

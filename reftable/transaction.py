@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Optional, Union
 
-from .errors import ApiError, ExpectationError
+from .errors import ApiError, ExpectationError, RefConflictError
 from .records import (
     LogRecord,
     LogValueType,
@@ -87,6 +87,7 @@ class Transaction:
         self.reload_if_outdated = reload_if_outdated
         self.default_log = log
         self._updates: dict[str, _Update] = {}
+        self._log_only: dict[str, tuple[bytes, bytes, LogEntry]] = {}
         self._done = False
 
     # -- building ------------------------------------------------------------
@@ -108,36 +109,60 @@ class Transaction:
             raise ApiError(f"{u.name}: more than one update in one transaction")
         self._updates[u.name] = u
 
+    def _target(self, expect_target: Optional[NameLike]) -> Optional[str]:
+        return None if expect_target is None else to_name(expect_target)
+
     def update(self, name: NameLike, new: OidLike, expect: Any = ANY,
-               peeled: Optional[OidLike] = None, log: Optional[LogEntry] = None) -> None:
+               peeled: Optional[OidLike] = None, log: Optional[LogEntry] = None,
+               expect_target: Optional[NameLike] = None) -> None:
         """Set ``name`` to ``new`` (with ``peeled`` for annotated tags). ``expect``:
-        ANY (no check), None (must not exist) or the current object id."""
+        ANY (no check), None (must not exist) or the current object id;
+        ``expect_target``: ``name`` must currently be a symref to this ref."""
         self._add(_Update(check_refname(name), "update", self._oid(new),
                           None if peeled is None else self._oid(peeled),
-                          expect=self._expect(expect), log=log))
+                          expect=self._expect(expect), log=log,
+                          expect_target=self._target(expect_target)))
 
     def create(self, name: NameLike, new: OidLike, peeled: Optional[OidLike] = None,
                log: Optional[LogEntry] = None) -> None:
         """Create ``name``; fails if it exists."""
         self.update(name, new, expect=None, peeled=peeled, log=log)
 
-    def delete(self, name: NameLike, expect: Any = ANY, log: Optional[LogEntry] = None) -> None:
-        """Delete ``name`` (writes a tombstone)."""
-        self._add(_Update(check_refname(name), "delete", expect=self._expect(expect), log=log))
+    def delete(self, name: NameLike, expect: Any = ANY, log: Optional[LogEntry] = None,
+               expect_target: Optional[NameLike] = None) -> None:
+        """Delete ``name``: a ref tombstone, and tombstones for its reflog entries (as
+        Git deletes a ref's reflog with it). ``log`` is accepted for symmetry and
+        ignored: the reflog goes away."""
+        self._add(_Update(check_refname(name), "delete", expect=self._expect(expect), log=log,
+                          expect_target=self._target(expect_target)))
 
-    def verify(self, name: NameLike, expect: Any = None) -> None:
-        """Only check that ``name`` is at ``expect`` (None: does not exist)."""
-        self._add(_Update(to_name(name), "verify", expect=self._expect(expect)))
+    def verify(self, name: NameLike, expect: Any = None,
+               expect_target: Optional[NameLike] = None) -> None:
+        """Only check that ``name`` is at ``expect`` (None: does not exist; ANY: no
+        check of the value) and, with ``expect_target``, a symref to that ref."""
+        self._add(_Update(to_name(name), "verify", expect=self._expect(expect),
+                          expect_target=self._target(expect_target)))
 
     def symref(self, name: NameLike, target: NameLike, expect: Any = ANY,
                expect_target: Optional[NameLike] = None,
                log: Optional[LogEntry] = None) -> None:
         """Make ``name`` a symbolic ref to ``target``. ``expect_target``: the current
-        symref target it must have."""
+        symref target it must have. With ``log``, a reflog entry of ``name`` records
+        the move between the object ids the old and new targets resolve to (like
+        Git's ``checkout: moving from ...``)."""
         self._add(_Update(check_refname(name), "symref", target=check_refname(target),
                           expect=self._expect(expect),
-                          expect_target=None if expect_target is None else to_name(expect_target),
-                          log=log))
+                          expect_target=self._target(expect_target), log=log))
+
+    def log(self, name: NameLike, old: OidLike, new: OidLike, entry: LogEntry) -> None:
+        """Write a reflog entry for ``name`` without changing the ref (for example
+        HEAD's entry when a branch is updated through it)."""
+        n = to_name(name)
+        if self._done:
+            raise ApiError("transaction already finished")
+        if n in self._log_only:
+            raise ApiError(f"{n}: more than one log-only entry in one transaction")
+        self._log_only[n] = (self._oid(old), self._oid(new), entry)
 
     # -- committing ----------------------------------------------------------
 
@@ -158,6 +183,38 @@ class Transaction:
             have = "missing" if cur is None else repr(cur)
             raise ExpectationError(f"{u.name}: expected {u.expect.hex()}, found {have}", u.name)
 
+    def _check_conflicts(self, writes: list[_Update]) -> None:
+        """Git's directory/file rule: ``a/b`` cannot exist beside ``a``. Checked under
+        the lock against the stack as this transaction leaves it."""
+        st = self.stack
+        deleted = {u.name for u in writes if u.kind == "delete"}
+        created = {u.name for u in writes if u.kind != "delete"}
+        for name in sorted(created):
+            parts = name.split("/")
+            for i in range(1, len(parts)):
+                parent = "/".join(parts[:i])
+                if parent in created or (parent not in deleted and
+                                         st.read_ref(parent) is not None):
+                    raise RefConflictError(f"{name}: '{parent}' exists; cannot create "
+                                           f"'{name}'", name)
+            for child in st.refs(name + "/"):
+                if child.name not in deleted:
+                    raise RefConflictError(f"{name}: '{child.name}' exists; cannot create "
+                                           f"'{name}'", name)
+
+    def _resolve(self, name: Optional[str]) -> Optional[bytes]:
+        """The object id ``name`` resolves to through symrefs, or None."""
+        for _ in range(6):
+            if name is None:
+                return None
+            cur = self.stack.read_ref(name)
+            if cur is None:
+                return None
+            if cur.value_type != RefValueType.SYMREF:
+                return cur.value
+            name = cur.target
+        return None
+
     def commit(self) -> int:
         """Check every expectation under the lock and write one table. Returns the
         update index used (0 when there was nothing to write)."""
@@ -171,34 +228,58 @@ class Transaction:
             current = {u.name: st.read_ref(u.name) for u in self._updates.values()}
             for u in self._updates.values():
                 self._check(u, current[u.name])
-            if not writes:
+            self._check_conflicts(writes)
+            if not writes and not self._log_only:
                 return 0
             ui = add.next_update_index
             refs: list[RefRecord] = []
             logs: list[LogRecord] = []
             now = int(_time.time())
-            for u in sorted(writes, key=lambda x: x.name.encode("utf-8", "surrogateescape")):
+
+            def entry_record(name: str, old: bytes, new: bytes, entry: LogEntry) -> LogRecord:
+                when = now if entry.time is None else entry.time
+                tz = local_tz_offset(when) if entry.tz_offset is None else entry.tz_offset
+                return LogRecord(name, ui, LogValueType.UPDATE, old, new, entry.name,
+                                 entry.email, when, tz, entry.message)
+
+            for u in writes:
+                cur = current[u.name]
+                entry = u.log or self.default_log
                 if u.kind == "update":
                     assert u.new is not None
                     if u.peeled is None:
                         refs.append(RefRecord(u.name, ui, RefValueType.VAL1, u.new))
                     else:
                         refs.append(RefRecord(u.name, ui, RefValueType.VAL2, u.new, u.peeled))
+                    if entry is not None:
+                        old = cur.value if cur is not None and cur.value is not None else zero
+                        logs.append(entry_record(u.name, old, u.new, entry))
                 elif u.kind == "delete":
                     refs.append(RefRecord(u.name, ui, RefValueType.DELETION))
+                    # the reflog goes with the ref
+                    for lg in st.logs(u.name):
+                        logs.append(LogRecord(u.name, lg.update_index, LogValueType.DELETION))
                 else:
                     refs.append(RefRecord(u.name, ui, RefValueType.SYMREF, target=u.target))
-                entry = u.log or self.default_log
-                if entry is not None and u.kind != "symref":
-                    cur = current[u.name]
-                    old = cur.value if cur is not None and cur.value is not None else zero
-                    new = u.new if u.new is not None else zero
-                    when = now if entry.time is None else entry.time
-                    tz = local_tz_offset(when) if entry.tz_offset is None else entry.tz_offset
-                    logs.append(LogRecord(u.name, ui, LogValueType.UPDATE, old, new, entry.name,
-                                          entry.email, when, tz, entry.message))
+                    if entry is not None:
+                        old_id = self._resolve(u.name) or zero
+                        # the target as this transaction leaves it
+                        t = self._updates.get(u.target or "")
+                        if t is not None and t.kind in ("update", "delete"):
+                            new_id = t.new or zero
+                        else:
+                            new_id = self._resolve(u.target) or zero
+                        logs.append(entry_record(u.name, old_id, new_id, entry))
+            for name, (old_id, new_id, entry) in self._log_only.items():
+                if name not in self._updates or self._updates[name].kind == "verify":
+                    logs.append(entry_record(name, old_id, new_id, entry))
+            refs.sort(key=lambda r: r.name.encode("utf-8", "surrogateescape"))
+            logs.sort(key=lambda r: (r.refname.encode("utf-8", "surrogateescape"),
+                                     -r.update_index))
 
             def write(w: TableWriter) -> None:
+                # (reflog tombstones keep the lower update index of the entries they
+                # hide: only a log's upper bound is checked, as in Git)
                 w.add_refs(refs)
                 w.add_logs(logs)
 
@@ -209,6 +290,7 @@ class Transaction:
     def abort(self) -> None:
         self._done = True
         self._updates.clear()
+        self._log_only.clear()
 
     def __enter__(self) -> Transaction:
         return self

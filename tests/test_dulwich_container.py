@@ -627,24 +627,23 @@ def test_reflog_written_and_read_back(empty):
     empty.set_if_equals(b"refs/heads/main", ONES, TWOS, committer=b"B <b@x.org>",
                         timestamp=1_700_000_100, timezone=-3600,
                         message=b"commit:\n  two  lines\n")
-    empty.remove_if_equals(b"refs/heads/main", TWOS, timestamp=1_700_000_200, timezone=0,
-                           message=b"branch: deleted")
     recs = logs_of(empty, "refs/heads/main")  # newest first
-    assert [r.message for r in recs] == ["branch: deleted\n", "commit: two lines\n",
-                                         "create\n"]
-    assert [(r.name, r.email) for r in recs] == [
-        ("C O Mitter", "committer@example.com"), ("B", "b@x.org"), ("A U Thor", "a@x.org")]
-    assert [r.time for r in recs] == [1_700_000_200, 1_700_000_100, 1_700_000_000]
-    assert [r.tz_offset for r in recs] == [0, -100, 530]
+    assert [r.message for r in recs] == ["commit: two lines\n", "create\n"]
+    assert [(r.name, r.email) for r in recs] == [("B", "b@x.org"), ("A U Thor", "a@x.org")]
+    assert [r.time for r in recs] == [1_700_000_100, 1_700_000_000]
+    assert [r.tz_offset for r in recs] == [-100, 530]
     zero = b"\0" * 20
-    assert [(r.old_id, r.new_id) for r in recs] == [
-        (_raw(TWOS), zero), (_raw(ONES), _raw(TWOS)), (zero, _raw(ONES))]
+    assert [(r.old_id, r.new_id) for r in recs] == [(_raw(ONES), _raw(TWOS)), (zero, _raw(ONES))]
     entries = list(empty.read_reflog(b"refs/heads/main"))  # oldest first, dulwich form
-    assert [(e.old_sha, e.new_sha) for e in entries] == [
-        (ZERO_SHA, ONES), (ONES, TWOS), (TWOS, ZERO_SHA)]
-    assert [e.timezone for e in entries] == [19800, -3600, 0]
+    assert [(e.old_sha, e.new_sha) for e in entries] == [(ZERO_SHA, ONES), (ONES, TWOS)]
+    assert [e.timezone for e in entries] == [19800, -3600]
     assert entries[0].committer == b"A U Thor <a@x.org>"
     assert entries[1].message == b"commit: two lines"
+    # deleting the branch deletes its reflog, as Git does
+    empty.remove_if_equals(b"refs/heads/main", TWOS, timestamp=1_700_000_200, timezone=0,
+                           message=b"branch: deleted")
+    assert logs_of(empty, "refs/heads/main") == []
+    assert list(empty.read_reflog(b"refs/heads/main")) == []
 
 
 def test_reflog_through_head_logs_the_branch(empty):

@@ -637,10 +637,12 @@ def _apply(expected_refs, expected_logs, tx_result, changes, entry, hash):
         old = cur["value"] if cur is not None and "value" in cur else zero
         if new is None:
             refs.pop(name, None)
-        else:
-            refs[name] = {"name": name, "update_index": ui, "type": "val1", "value": new.hex()}
+            # deleting a ref deletes its reflog (as Git does)
+            logs = [lg for lg in logs if lg["refname"] != name]
+            continue
+        refs[name] = {"name": name, "update_index": ui, "type": "val1", "value": new.hex()}
         logs.append({"refname": name, "update_index": ui, "type": "update", "old_id": old,
-                     "new_id": new.hex() if new is not None else zero, "name": entry.name,
+                     "new_id": new.hex(), "name": entry.name,
                      "email": entry.email, "time": entry.time, "tz_offset": entry.tz_offset,
                      "message": entry.message + "\n"})
     refs_out = [refs[k] for k in sorted(refs, key=lambda n: n.encode("utf-8",

@@ -238,7 +238,7 @@ def test_sha256_transactions(tmp_path):
 def test_reflog_old_ids_come_from_the_current_values(st):
     with st.transaction(log=ENTRY) as tx:
         tx.update("refs/heads/main", oid(10))  # was oid(1)
-        tx.delete("refs/heads/topic")  # was oid(2)
+        tx.delete("refs/heads/topic")  # was oid(2); its reflog goes with it
         tx.create("refs/heads/fresh", oid(11))  # did not exist
         tx.update("refs/tags/v1", oid(12))  # was a peeled tag at oid(3)
         tx.update("HEAD", oid(13))  # was a symref: no old object id
@@ -246,7 +246,7 @@ def test_reflog_old_ids_come_from_the_current_values(st):
     logs = {lg.refname: lg for lg in st.logs()}
     zero = ZERO["sha1"]
     assert (logs["refs/heads/main"].old_id, logs["refs/heads/main"].new_id) == (oid(1), oid(10))
-    assert (logs["refs/heads/topic"].old_id, logs["refs/heads/topic"].new_id) == (oid(2), zero)
+    assert "refs/heads/topic" not in logs  # deleting a ref deletes its reflog, as in Git
     assert (logs["refs/heads/fresh"].old_id, logs["refs/heads/fresh"].new_id) == (zero, oid(11))
     assert logs["refs/tags/v1"].old_id == oid(3)
     assert logs["HEAD"].old_id == zero
@@ -280,12 +280,19 @@ def test_per_update_log_entry_and_default(st):
     assert logs["refs/heads/topic"].name == ENTRY.name
 
 
-def test_no_log_without_log_entry_and_none_for_symrefs(st):
+def test_no_log_without_log_entry_and_symrefs_log_resolved_ids(st):
     assert list(st.logs()) == []
+    with st.transaction() as tx:
+        tx.update("refs/heads/other", oid(9))
+    assert list(st.logs()) == []  # no entry without a LogEntry
     with st.transaction(log=ENTRY) as tx:
         tx.symref("refs/heads/alias", "refs/heads/main")
         tx.update("refs/heads/main", oid(10))
-    assert [lg.refname for lg in st.logs()] == ["refs/heads/main"]
+    logs = {lg.refname: lg for lg in st.logs()}
+    assert sorted(logs) == ["refs/heads/alias", "refs/heads/main"]
+    # the symref's entry records what it resolved to before and after (read under the
+    # lock, before this transaction's own updates)
+    assert logs["refs/heads/alias"].old_id == ZERO["sha1"]
 
 
 def test_log_time_defaults_to_now_and_local_timezone(st):
@@ -378,3 +385,54 @@ def test_many_refs_in_one_transaction(tmp_path):
     assert len(st.names) == 1
     assert [r.name for r in st.refs()] == names
     assert sum(1 for _ in st.logs()) == 2000
+
+
+def test_delete_removes_the_reflog_with_tombstones(st):
+    with st.transaction(log=ENTRY) as tx:
+        tx.update("refs/heads/topic", oid(20))
+    before = [lg.update_index for lg in st.logs("refs/heads/topic")]
+    assert before
+    with st.transaction(log=ENTRY) as tx:
+        tx.delete("refs/heads/topic")
+    assert list(st.logs("refs/heads/topic")) == []
+    top = st.tables[-1]
+    tomb = [lg for lg in top.logs("refs/heads/topic")]
+    assert [lg.update_index for lg in tomb] == sorted(before, reverse=True)
+    assert all(lg.is_deletion for lg in tomb)
+
+
+def test_symref_update_logs_the_move_between_resolved_ids(st):
+    with st.transaction(log=ENTRY) as tx:
+        tx.update("refs/heads/a", oid(30))
+        tx.update("refs/heads/b", oid(31))
+        tx.symref("HEAD", "refs/heads/a")
+    with st.transaction() as tx:
+        tx.symref("HEAD", "refs/heads/b", expect_target="refs/heads/a", log=ENTRY)
+    (lg, *_) = st.logs("HEAD")
+    assert (lg.old_id, lg.new_id) == (oid(30), oid(31))
+
+
+def test_log_only_entry(st):
+    with st.transaction() as tx:
+        tx.update("refs/heads/a", oid(40), log=ENTRY)
+        tx.log("HEAD", oid(39), oid(40), ENTRY)
+    (lg, *_) = st.logs("HEAD")
+    assert (lg.old_id, lg.new_id) == (oid(39), oid(40))
+
+
+def test_directory_file_conflicts_are_refused_under_the_lock(st):
+    from reftable import RefConflictError
+
+    with st.transaction() as tx:
+        tx.update("refs/heads/dir/leaf", oid(50))
+    with pytest.raises(RefConflictError):
+        with st.transaction() as tx:
+            tx.update("refs/heads/dir", oid(51))
+    with pytest.raises(RefConflictError):
+        with st.transaction() as tx:
+            tx.update("refs/heads/dir/leaf/deeper", oid(52))
+    # deleting the blocker in the same transaction makes room
+    with st.transaction() as tx:
+        tx.delete("refs/heads/dir/leaf")
+        tx.update("refs/heads/dir", oid(53))
+    assert st.read_ref("refs/heads/dir").value == oid(53)
