@@ -1086,6 +1086,11 @@ cdef class MergedIter:
 
     def __init__(self, iters, int typ, bint suppress_deletions=True):
         self.iters = list(iters)
+        for it in self.iters:
+            # _step and copy_to cast without checking, and copy_to decodes values by
+            # self.typ after validating them by the iterator's own type
+            if not isinstance(it, RecordIter) or (<RecordIter>it).typ != typ:
+                raise TypeError("MergedIter needs RecordIters over one section type")
         self.n = len(self.iters)
         self.typ = typ
         self.suppress = suppress_deletions
@@ -1160,7 +1165,9 @@ cdef class MergedIter:
             if drop_deletions and it.extra == 0:
                 continue
             if self.typ == BLOCK_REF:
-                n = get_varint(p + start, end - start, &delta)
+                n = get_varint(p + start, end - start, &delta)   # validated by _skip_value
+                if delta > UINT64_MAX - it.table.min_update_index:
+                    raise it.table._err("update index overflows", it.block.offset + start)
                 ui = it.table.min_update_index + delta
                 w._add_ref_raw(it.key.p, it.key.len, ui, it.extra, p + start + n,
                                end - start - n)

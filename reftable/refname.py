@@ -41,7 +41,8 @@ def _problem(name: str) -> str | None:
 
 
 def _is_pseudo_or_head(name: str) -> bool:
-    return all(c.isupper() or c == "_" for c in name) and name[0].isupper()
+    # Git's root ref syntax: ASCII upper case, '-' and '_' (HEAD, ORIG_HEAD, ...)
+    return all("A" <= c <= "Z" or c in "-_" for c in name)
 
 
 def is_valid_refname(name: NameLike) -> bool:

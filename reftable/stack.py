@@ -102,8 +102,8 @@ def suggest_compaction_segment(sizes: Sequence[int], factor: int = 2) -> tuple[i
     sizes form a geometric sequence again (each at least ``factor`` times the next);
     ``start == end`` when nothing needs compacting. Same policy as Git."""
     n = len(sizes)
-    if factor < 2:
-        factor = 2
+    if factor <= 0:
+        factor = 2  # Git's default; like Git, 1 is accepted as given
     if n <= 1:
         return (0, 0)
     # Segment end: the newest table whose predecessor is not `factor` times larger.
@@ -292,7 +292,7 @@ class Stack:
             with open(self.list_path, "rb") as f:
                 data = f.read(_MAX_LIST_SIZE + 1)
         except FileNotFoundError:
-            raise NotExistError(f"{self.list_path}: no such file") from None
+            return b"", []  # like Git: no list yet is an empty stack
         except OSError as e:
             raise ReftableIOError(e.errno or 0, e.strerror or str(e), self.list_path) from e
         return data, parse_tables_list(data, self.list_path)

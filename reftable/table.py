@@ -235,12 +235,20 @@ class Table:
             if positions is None:
                 return []  # the index lists every id in the table: none matches
             if positions:
-                return [
-                    r
-                    for off in positions
-                    for r in c.iter_block(off, BLOCK_REF, True)
-                    if r.value == raw or r.target_value == raw
-                ]
+                out = []
+                prev = -1
+                for off in positions:
+                    # Git writes each block offset once, ascending (deltas > 0). A
+                    # repeated offset would rescan the same block once per repeat: a
+                    # small obj block could make this take hours and return millions.
+                    if off <= prev:
+                        raise FormatError(
+                            f"obj record for {key.hex()} lists block offset {off} "
+                            f"after {prev}", self.name, c.obj_offset)
+                    prev = off
+                    out += [r for r in c.iter_block(off, BLOCK_REF, True)
+                            if r.value == raw or r.target_value == raw]
+                return out
             # a record without positions: too many to list, so scan
         return [r for r in c.iter_section(BLOCK_REF, True)
                 if r.value == raw or r.target_value == raw]

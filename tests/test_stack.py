@@ -866,13 +866,21 @@ def test_reload_with_garbage_entry_keeps_old_tables(tmp_path):
 
 
 def test_reload_when_tables_list_vanished(tmp_path):
+    # Like Git, a missing tables.list is an empty stack (not an error).
     st = open_stack(tmp_path, auto_compact=False)
     write_n_ref_tables(st, 1)
+    held = st.tables[0]
     os.unlink(tmp_path / "tables.list")
-    with pytest.raises(NotExistError):
-        st.reload()
     assert not st.is_up_to_date()
-    assert st.read_ref("refs/heads/branch-0000") is not None
+    assert st.reload() is True
+    assert st.names == [] and st.read_ref("refs/heads/branch-0000") is None
+    assert held.read_ref("refs/heads/branch-0000") is not None  # old handles keep working
+
+
+def test_missing_tables_list_is_an_empty_stack_even_when_locked(tmp_path):
+    open(tmp_path / "tables.list.lock", "w").close()  # someone is creating it
+    st = open_stack(tmp_path, auto_compact=False, lock_timeout_ms=0)
+    assert st.names == [] and list(st.refs()) == []
 
 
 def test_reload_reuses_open_tables(tmp_path):
