@@ -1140,15 +1140,35 @@ cdef class MergedIter:
             c += 1
 
     def copy_to(self, WriterCore w, bint drop_deletions=False, uint64_t min_update_index=0,
-                uint64_t min_time=0):
+                uint64_t min_time=0, bint normalize_messages=False):
         """Write every merged record into ``w`` without building Python objects
         (compaction). ``drop_deletions``: leave tombstones out (bottom of the stack).
         Log entries below ``min_update_index`` or older than ``min_time`` are expired.
+        ``normalize_messages``: rewrite log messages the way Git's writer does when
+        not in exact mode (one trailing newline), so compacted tables match Git's;
+        messages with inner newlines are kept as they are.
         Returns the number of records written."""
         cdef Py_ssize_t i, written = 0
         cdef RecordIter it
-        cdef uint32_t start, end, vstart
-        cdef uint64_t delta, ui, t
+        cdef uint32_t start, end, vstart, mstart, mlen, keep
+        cdef uint64_t delta, ui, t, v
+        cdef int n, hs
+        cdef const unsigned char* p
+        cdef Buf val
+        val.p = NULL
+        val.len = val.cap = 0
+        try:
+            return self._copy_to(w, drop_deletions, min_update_index, min_time,
+                                 normalize_messages, &val)
+        finally:
+            buf_free(&val)
+
+    cdef Py_ssize_t _copy_to(self, WriterCore w, bint drop_deletions, uint64_t min_update_index,
+                             uint64_t min_time, bint normalize_messages, Buf* val) except -1:
+        cdef Py_ssize_t i, written = 0
+        cdef RecordIter it
+        cdef uint32_t start, end, vstart, mstart, mlen, keep
+        cdef uint64_t delta, ui, t, v
         cdef int n, hs
         cdef const unsigned char* p
         while True:
@@ -1178,14 +1198,33 @@ cdef class MergedIter:
                 ui = UINT64_MAX - get_be64(it.key.p + it.key.len - 8)
                 if min_update_index and ui < min_update_index:
                     continue
-                if min_time and it.extra == 1:
+                if (min_time or normalize_messages) and it.extra == 1:
+                    # (the value was validated by _skip_value above)
                     hs = it.table.hash_size
                     vstart = start + 2 * hs
                     vstart = _skip_str(p, vstart, end)
                     vstart = _skip_str(p, vstart, end)
-                    get_varint(p + vstart, end - vstart, &t)
-                    if t < min_time:
+                    n = get_varint(p + vstart, end - vstart, &t)
+                    if min_time and t < min_time:
                         continue
+                    if normalize_messages:
+                        mstart = vstart + n + 2          # message length varint
+                        n = get_varint(p + mstart, end - mstart, &v)
+                        mlen = <uint32_t>v
+                        keep = mlen
+                        while keep and p[mstart + n + keep - 1] == 0x0A:
+                            keep -= 1
+                        if keep + 1 != mlen and \
+                                memchr(p + mstart + n, 0x0A, keep) == NULL:
+                            val.len = 0
+                            buf_append(val, p + start, mstart - start)
+                            buf_reserve(val, 10)
+                            val.len += put_varint(val.p + val.len, keep + 1)
+                            buf_append(val, p + mstart + n, keep)
+                            buf_append(val, <const unsigned char*>b"\n", 1)
+                            w._add_log_raw(it.key.p, it.key.len, ui, 1, val.p, val.len)
+                            written += 1
+                            continue
                 w._add_log_raw(it.key.p, it.key.len, ui, it.extra, p + start, end - start)
             written += 1
 

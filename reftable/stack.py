@@ -613,8 +613,11 @@ class Stack:
         refs = _core.MergedIter([t._core.iter_section(_REF) for t in tables], _REF, False)
         entries = refs.copy_to(core, bottom)
         logs = _core.MergedIter([t._core.iter_section(_LOG) for t in tables], _LOG, False)
+        # Like Git's compaction, re-apply the log message normalisation unless the
+        # stack is in exact mode (so compacted tables are byte-identical to Git's).
         entries += logs.copy_to(core, bottom, expire.min_update_index if expire else 0,
-                                expire.time if expire else 0)
+                                expire.time if expire else 0,
+                                not self.options.exact_log_message)
         self.stats.entries_written += entries
 
     # -- cleaning ------------------------------------------------------------
