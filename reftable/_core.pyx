@@ -259,8 +259,8 @@ cdef struct SecStats:
 
 cdef struct ObjEnt:
     uint64_t pfx      # first 8 hash bytes, big-endian, for fast comparison
-    uint64_t offset   # block offset of the ref
-    uint32_t idx      # index of the hash in the hash store
+    uint32_t idx      # index of the hash in the hash store (= insertion order)
+    uint32_t blk      # ordinal of the ref block the ref went into
 
 
 cdef inline int slot_of(int typ) noexcept nogil:
@@ -275,67 +275,126 @@ cdef inline int slot_of(int typ) noexcept nogil:
 
 cdef inline int objent_cmp(const ObjEnt* a, const ObjEnt* b, const unsigned char* hashes,
                            int hash_size) noexcept nogil:
+    """Order by hash, then insertion order: a total order, so the sort need not be
+    stable (and needs no scratch memory)."""
+    cdef int c
     if a.pfx != b.pfx:
         return -1 if a.pfx < b.pfx else 1
-    return memcmp(hashes + <size_t>a.idx * hash_size + 8,
-                  hashes + <size_t>b.idx * hash_size + 8, hash_size - 8)
+    c = memcmp(hashes + <size_t>a.idx * hash_size + 8,
+               hashes + <size_t>b.idx * hash_size + 8, hash_size - 8)
+    if c:
+        return c
+    return -1 if a.idx < b.idx else (1 if a.idx > b.idx else 0)
 
 
-cdef void objent_sort(ObjEnt* a, ObjEnt* tmp, size_t n, const unsigned char* hashes,
-                      int hash_size) noexcept nogil:
-    """Stable bottom-up merge sort by hash (offsets of equal hashes keep their order)."""
-    cdef size_t width, i, lo, mid, hi, l, r, k
-    cdef ObjEnt* src = a
-    cdef ObjEnt* dst = tmp
-    cdef ObjEnt* sw
+cdef void _objent_sift(ObjEnt* a, size_t root, size_t n, const unsigned char* hashes,
+                       int hs) noexcept nogil:
+    cdef size_t child
     cdef ObjEnt t
-    # insertion sort runs of 16 first
-    cdef size_t run = 16
-    lo = 0
-    while lo < n:
-        hi = lo + run if lo + run < n else n
+    while 2 * root + 1 < n:
+        child = 2 * root + 1
+        if child + 1 < n and objent_cmp(&a[child], &a[child + 1], hashes, hs) < 0:
+            child += 1
+        if objent_cmp(&a[root], &a[child], hashes, hs) >= 0:
+            return
+        t = a[root]
+        a[root] = a[child]
+        a[child] = t
+        root = child
+
+
+cdef void _objent_heapsort(ObjEnt* a, size_t n, const unsigned char* hashes,
+                           int hs) noexcept nogil:
+    cdef size_t i
+    cdef ObjEnt t
+    i = n // 2
+    while i > 0:
+        i -= 1
+        _objent_sift(a, i, n, hashes, hs)
+    i = n
+    while i > 1:
+        i -= 1
+        t = a[0]
+        a[0] = a[i]
+        a[i] = t
+        _objent_sift(a, 0, i, hashes, hs)
+
+
+cdef void objent_sort(ObjEnt* a, size_t n, const unsigned char* hashes,
+                      int hs) noexcept nogil:
+    """In-place introsort: quicksort with a median-of-three pivot, heapsort when the
+    recursion gets too deep (so crafted ids cannot make it quadratic), insertion sort
+    for short runs. Uses O(log n) stack and no heap memory."""
+    cdef size_t lo = 0, hi = n, i, j, mid, k
+    cdef int depth = 0
+    cdef size_t m = n
+    cdef ObjEnt pivot, t
+    cdef size_t stack_lo[128]
+    cdef size_t stack_hi[128]
+    cdef int stack_depth[128]
+    cdef int sp = 0
+    while m > 1:
+        depth += 2
+        m >>= 1
+    stack_lo[0] = 0
+    stack_hi[0] = n
+    stack_depth[0] = depth
+    sp = 1
+    while sp > 0:
+        sp -= 1
+        lo = stack_lo[sp]
+        hi = stack_hi[sp]
+        depth = stack_depth[sp]
+        while hi - lo > 16:
+            if depth == 0:
+                _objent_heapsort(a + lo, hi - lo, hashes, hs)
+                lo = hi
+                break
+            depth -= 1
+            mid = lo + (hi - lo) // 2
+            # median of three into a[mid]
+            if objent_cmp(&a[mid], &a[lo], hashes, hs) < 0:
+                t = a[mid]; a[mid] = a[lo]; a[lo] = t
+            if objent_cmp(&a[hi - 1], &a[lo], hashes, hs) < 0:
+                t = a[hi - 1]; a[hi - 1] = a[lo]; a[lo] = t
+            if objent_cmp(&a[hi - 1], &a[mid], hashes, hs) < 0:
+                t = a[hi - 1]; a[hi - 1] = a[mid]; a[mid] = t
+            pivot = a[mid]
+            i = lo
+            j = hi - 1
+            while True:
+                while objent_cmp(&a[i], &pivot, hashes, hs) < 0:
+                    i += 1
+                while objent_cmp(&pivot, &a[j], hashes, hs) < 0:
+                    j -= 1
+                if i >= j:
+                    break
+                t = a[i]; a[i] = a[j]; a[j] = t
+                i += 1
+                j -= 1
+            # [lo, j] <= pivot <= [j + 1, hi): push the larger part, loop on the smaller
+            if j + 1 - lo < hi - (j + 1):
+                stack_lo[sp] = j + 1
+                stack_hi[sp] = hi
+                stack_depth[sp] = depth
+                sp += 1
+                hi = j + 1
+            else:
+                stack_lo[sp] = lo
+                stack_hi[sp] = j + 1
+                stack_depth[sp] = depth
+                sp += 1
+                lo = j + 1
+        # insertion sort of the short run
         i = lo + 1
         while i < hi:
             t = a[i]
             k = i
-            while k > lo and objent_cmp(&a[k - 1], &t, hashes, hash_size) > 0:
+            while k > lo and objent_cmp(&a[k - 1], &t, hashes, hs) > 0:
                 a[k] = a[k - 1]
                 k -= 1
             a[k] = t
             i += 1
-        lo = hi
-    width = run
-    while width < n:
-        lo = 0
-        while lo < n:
-            mid = lo + width if lo + width < n else n
-            hi = lo + 2 * width if lo + 2 * width < n else n
-            l = lo
-            r = mid
-            k = lo
-            while l < mid and r < hi:
-                if objent_cmp(&src[r], &src[l], hashes, hash_size) < 0:
-                    dst[k] = src[r]
-                    r += 1
-                else:
-                    dst[k] = src[l]
-                    l += 1
-                k += 1
-            while l < mid:
-                dst[k] = src[l]
-                l += 1
-                k += 1
-            while r < hi:
-                dst[k] = src[r]
-                r += 1
-                k += 1
-            lo = hi
-        sw = src
-        src = dst
-        dst = sw
-        width *= 2
-    if src != a:
-        memcpy(a, src, n * sizeof(ObjEnt))
 
 
 cdef class WriterCore:
@@ -379,6 +438,7 @@ cdef class WriterCore:
     # object ids seen in ref records
     cdef Buf obj_hashes
     cdef Buf obj_ents
+    cdef Buf obj_blocks
     cdef size_t obj_len
     cdef SecStats sec[4]
     cdef readonly int object_id_len
@@ -434,6 +494,7 @@ cdef class WriterCore:
         buf_free(&self.idx_ents)
         buf_free(&self.obj_hashes)
         buf_free(&self.obj_ents)
+        buf_free(&self.obj_blocks)
 
     def set_limits(self, uint64_t min_update_index, uint64_t max_update_index):
         if self.limits_locked:
@@ -671,6 +732,7 @@ cdef class WriterCore:
             self._dump_obj_index()
         self.obj_hashes.len = 0
         self.obj_ents.len = 0
+        self.obj_blocks.len = 0
         self.obj_len = 0
         self.btype = 0
         return 0
@@ -682,10 +744,14 @@ cdef class WriterCore:
         for i in range(8):
             pfx = (pfx << 8) | oid[i]
         e.pfx = pfx
-        e.offset = self.next
         e.idx = <uint32_t>self.obj_len
         if self.obj_len >= 0xFFFFFFFF:
             raise ApiError("too many object ids for the obj index")
+        # Block offsets are shared by every ref of a block: keep one per block.
+        if self.obj_blocks.len == 0 or \
+                (<uint64_t*>self.obj_blocks.p)[self.obj_blocks.len // 8 - 1] != self.next:
+            buf_append(&self.obj_blocks, <unsigned char*>&self.next, 8)
+        e.blk = <uint32_t>(self.obj_blocks.len // 8 - 1)
         buf_append(&self.obj_hashes, oid, self.hash_size)
         buf_append(&self.obj_ents, <unsigned char*>&e, sizeof(ObjEnt))
         self.obj_len += 1
@@ -694,8 +760,8 @@ cdef class WriterCore:
     cdef int _dump_obj_index(self) except -1:
         cdef size_t n = self.obj_len
         cdef ObjEnt* ents = <ObjEnt*>self.obj_ents.p
-        cdef ObjEnt* tmp = NULL
         cdef const unsigned char* hashes = self.obj_hashes.p
+        cdef const uint64_t* blocks = <const uint64_t*>self.obj_blocks.p
         cdef int hs = self.hash_size
         cdef size_t i, j, k, cnt, maxc = 1, c
         cdef const unsigned char* h
@@ -706,12 +772,8 @@ cdef class WriterCore:
         val.p = NULL
         val.len = val.cap = 0
         if n > 1:
-            tmp = <ObjEnt*>malloc(n * sizeof(ObjEnt))
-            if tmp == NULL:
-                raise MemoryError()
             with nogil:
-                objent_sort(ents, tmp, n, hashes, hs)
-            free(tmp)
+                objent_sort(ents, n, hashes, hs)
         # Shortest prefix length that tells every pair of neighbours apart (>= 2).
         prev = NULL
         for i in range(n):
@@ -740,9 +802,9 @@ cdef class WriterCore:
                 cnt = 0
                 last = 0
                 for k in range(i, j):
-                    if cnt == 0 or ents[k].offset != last:
+                    if cnt == 0 or blocks[ents[k].blk] != last:
                         cnt += 1
-                        last = ents[k].offset
+                        last = blocks[ents[k].blk]
                 val.len = 0
                 buf_reserve(&val, 10 * (cnt + 1))
                 if cnt >= 8:
@@ -750,7 +812,7 @@ cdef class WriterCore:
                 cnt = 0
                 last = 0
                 for k in range(i, j):
-                    off = ents[k].offset
+                    off = blocks[ents[k].blk]
                     if cnt == 0:
                         val.len += put_varint(val.p + val.len, off)
                     elif off != last:
