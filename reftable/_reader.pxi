@@ -1140,32 +1140,28 @@ cdef class MergedIter:
             c += 1
 
     def copy_to(self, WriterCore w, bint drop_deletions=False, uint64_t min_update_index=0,
-                uint64_t min_time=0, bint normalize_messages=False):
+                uint64_t min_time=0, bint normalize_messages=False, progress=None):
         """Write every merged record into ``w`` without building Python objects
         (compaction). ``drop_deletions``: leave tombstones out (bottom of the stack).
         Log entries below ``min_update_index`` or older than ``min_time`` are expired.
         ``normalize_messages``: rewrite log messages the way Git's writer does when
         not in exact mode (one trailing newline), so compacted tables match Git's;
         messages with inner newlines are kept as they are.
+        ``progress``: called with the number of records read so far, every 65536.
         Returns the number of records written."""
-        cdef Py_ssize_t i, written = 0
-        cdef RecordIter it
-        cdef uint32_t start, end, vstart, mstart, mlen, keep
-        cdef uint64_t delta, ui, t, v
-        cdef int n, hs
-        cdef const unsigned char* p
         cdef Buf val
         val.p = NULL
         val.len = val.cap = 0
         try:
             return self._copy_to(w, drop_deletions, min_update_index, min_time,
-                                 normalize_messages, &val)
+                                 normalize_messages, &val, progress)
         finally:
             buf_free(&val)
 
     cdef Py_ssize_t _copy_to(self, WriterCore w, bint drop_deletions, uint64_t min_update_index,
-                             uint64_t min_time, bint normalize_messages, Buf* val) except -1:
-        cdef Py_ssize_t i, written = 0
+                             uint64_t min_time, bint normalize_messages, Buf* val,
+                             object progress) except -1:
+        cdef Py_ssize_t i, written = 0, seen = 0
         cdef RecordIter it
         cdef uint32_t start, end, vstart, mstart, mlen, keep
         cdef uint64_t delta, ui, t, v
@@ -1176,6 +1172,9 @@ cdef class MergedIter:
             if i < 0:
                 return written
             it = <RecordIter>self.iters[i]
+            seen += 1
+            if progress is not None and (seen & 0xFFFF) == 0:
+                progress(seen)
             p = it.block.data
             start = it.pos
             end = _skip_value(it.table, it.typ, it.extra, p, start, it.block.restart_start,

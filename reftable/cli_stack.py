@@ -105,8 +105,8 @@ def cmd_compact(args: argparse.Namespace) -> int:
         if args.expire_before is not None or args.expire_below_index is not None:
             expire = LogExpiry(time=args.expire_before or 0,
                                min_update_index=args.expire_below_index or 0)
-        with Progress(f"compacting {before} tables", enabled=not args.json):
-            did = st.compact(auto=args.auto, expire=expire)
+        with Progress(f"compacting {before} tables", enabled=not args.json) as bar:
+            did = st.compact(auto=args.auto, expire=expire, progress=bar.update)
         result = {"compacted": did, "tables_before": before, "tables_after": len(st.names),
                   "stats": _stats_json(st)}
         if args.json:

@@ -492,31 +492,37 @@ class Stack:
             return False
         return self._compact_range_stats(start, end - 1, None, best_effort=True)
 
-    def compact(self, auto: bool = False, expire: Optional[LogExpiry] = None) -> bool:
+    def compact(self, auto: bool = False, expire: Optional[LogExpiry] = None,
+                progress: Optional[Callable[[int], Any]] = None) -> bool:
         """``auto``: :meth:`auto_compact`; else :meth:`compact_all`."""
-        return self.auto_compact() if auto else self.compact_all(expire)
+        return self.auto_compact() if auto else self.compact_all(expire, progress)
 
-    def compact_all(self, expire: Optional[LogExpiry] = None) -> bool:
+    def compact_all(self, expire: Optional[LogExpiry] = None,
+                    progress: Optional[Callable[[int], Any]] = None) -> bool:
         """Merge every table into one, dropping tombstones and expired reflog entries.
-        Raises :class:`LockError` when a table is locked by another process."""
+        Raises :class:`LockError` when a table is locked by another process.
+        ``progress`` is called with the number of records merged so far."""
         if not self.tables:
             return False
-        return self._compact_range_stats(0, len(self.tables) - 1, expire, best_effort=False)
+        return self._compact_range_stats(0, len(self.tables) - 1, expire, best_effort=False,
+                                         progress=progress)
 
     def compact_range(self, first: int, last: int, expire: Optional[LogExpiry] = None) -> bool:
         """Compact tables ``first..last`` (inclusive, indices into :attr:`tables`)."""
         return self._compact_range_stats(first, last, expire, best_effort=False)
 
     def _compact_range_stats(self, first: int, last: int, expire: Optional[LogExpiry],
-                             best_effort: bool) -> bool:
+                             best_effort: bool,
+                             progress: Optional[Callable[[int], Any]] = None) -> bool:
         try:
-            return self._compact_range(first, last, expire, best_effort)
+            return self._compact_range(first, last, expire, best_effort, progress)
         except LockError:
             self.stats.failures += 1
             raise
 
     def _compact_range(self, first: int, last: int, expire: Optional[LogExpiry],
-                       best_effort: bool) -> bool:
+                       best_effort: bool,
+                       progress: Optional[Callable[[int], Any]] = None) -> bool:
         if first > last or (expire is None and first == last):
             return False
         if last >= len(self.tables) or first < 0:
@@ -553,7 +559,7 @@ class Stack:
             max_ui = tables[-1].max_update_index
             opts = self.options.write_options(self.hash, exact=True)
             tmp, _, _ = self._write_temp_table(
-                lambda w: self._write_compacted(w, tables, first == 0, expire),
+                lambda w: self._write_compacted(w, tables, first == 0, expire, progress),
                 opts, min_ui, max_ui)
             if self.hooks.after_compaction_merge is not None:
                 self.hooks.after_compaction_merge(self, first, last)
@@ -606,18 +612,26 @@ class Stack:
         return True
 
     def _write_compacted(self, w: TableWriter, tables: list[Table], bottom: bool,
-                         expire: Optional[LogExpiry]) -> None:
+                         expire: Optional[LogExpiry],
+                         progress: Optional[Callable[[int], Any]] = None) -> None:
         # Records are copied block to block in the core: no Python object per record.
         self.stats.bytes += sum(t.size for t in tables)
         core = w._core
         refs = _core.MergedIter([t._core.iter_section(_REF) for t in tables], _REF, False)
-        entries = refs.copy_to(core, bottom)
+        entries = refs.copy_to(core, bottom, 0, 0, False, progress)
+        base = entries
+
+        def log_progress(n: int) -> None:
+            if progress is not None:
+                progress(base + n)
+
         logs = _core.MergedIter([t._core.iter_section(_LOG) for t in tables], _LOG, False)
         # Like Git's compaction, re-apply the log message normalisation unless the
         # stack is in exact mode (so compacted tables are byte-identical to Git's).
         entries += logs.copy_to(core, bottom, expire.min_update_index if expire else 0,
                                 expire.time if expire else 0,
-                                not self.options.exact_log_message)
+                                not self.options.exact_log_message,
+                                log_progress if progress is not None else None)
         self.stats.entries_written += entries
 
     # -- cleaning ------------------------------------------------------------
