@@ -7,6 +7,12 @@ from libc.stdint cimport int16_t
 cdef class TableCore
 cdef class RecordIter
 
+cdef extern from "<sys/mman.h>" nogil:
+    int madvise(void* addr, size_t length, int advice)
+    enum: MADV_DONTNEED
+
+import mmap as _mmap_mod
+
 
 cdef class Block:
     """One block of a table, decoded just enough to walk and search its records."""
@@ -58,6 +64,7 @@ cdef class TableCore:
     cdef uint64_t _bloom_mask
     cdef bint _bloom_off
     cdef uint64_t _lookups
+    cdef bint _evict
 
     def __cinit__(self, data, path=None):
         self._has_buf = False
@@ -121,6 +128,22 @@ cdef class TableCore:
         finally:
             buf_free(&hashes)
         return 0
+
+    def set_sequential_eviction(self, bint on):
+        """For one pass over a large file-backed (mmap) table, e.g. compaction: drop
+        the pages of blocks already read from memory, so that resident memory stays
+        flat however large the table (the kernel re-reads them if touched again)."""
+        if on and not isinstance(self._mv.obj, _mmap_mod.mmap):
+            raise ValueError("eviction only applies to tables mapped from files")
+        self._evict = on
+
+    cdef void _evict_range(self, uint64_t start, uint64_t end) noexcept:
+        # page-aligned: only whole pages below the start of the next block
+        cdef uint64_t page = 4096
+        cdef uint64_t a = start & ~(page - 1)
+        cdef uint64_t b = end & ~(page - 1)
+        if self._evict and b > a and self.buf != NULL:
+            madvise(<void*>(self.buf + a), b - a, MADV_DONTNEED)
 
     def release(self):
         """Drop the reference to the underlying buffer (so an mmap can be closed).
@@ -820,6 +843,9 @@ cdef class RecordIter:
             if self.table._block_type_at(self.block.offset + self.block.full_size) != self.typ:
                 self.done = True
                 return 1
+            if self.table._evict:
+                self.table._evict_range(self.block.offset,
+                                        self.block.offset + self.block.full_size)
             nb = self.table._read_block(self.block.offset + self.block.full_size)
             if nb is None or nb.typ != self.typ:
                 self.done = True

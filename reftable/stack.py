@@ -617,6 +617,9 @@ class Stack:
         # Records are copied block to block in the core: no Python object per record.
         self.stats.bytes += sum(t.size for t in tables)
         core = w._core
+        # One sequential pass: keep resident memory flat however large the inputs.
+        for t in tables:
+            t._set_eviction(True)
         refs = _core.MergedIter([t._core.iter_section(_REF) for t in tables], _REF, False)
         entries = refs.copy_to(core, bottom, 0, 0, False, progress)
         base = entries
@@ -628,10 +631,14 @@ class Stack:
         logs = _core.MergedIter([t._core.iter_section(_LOG) for t in tables], _LOG, False)
         # Like Git's compaction, re-apply the log message normalisation unless the
         # stack is in exact mode (so compacted tables are byte-identical to Git's).
-        entries += logs.copy_to(core, bottom, expire.min_update_index if expire else 0,
-                                expire.time if expire else 0,
-                                not self.options.exact_log_message,
-                                log_progress if progress is not None else None)
+        try:
+            entries += logs.copy_to(core, bottom, expire.min_update_index if expire else 0,
+                                    expire.time if expire else 0,
+                                    not self.options.exact_log_message,
+                                    log_progress if progress is not None else None)
+        finally:
+            for t in tables:
+                t._set_eviction(False)
         self.stats.entries_written += entries
 
     # -- cleaning ------------------------------------------------------------

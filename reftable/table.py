@@ -88,6 +88,11 @@ class Table:
     def from_bytes(cls, data: bytes, name: Optional[str] = None) -> Table:
         return cls(data, name)
 
+    def _set_eviction(self, on: bool) -> None:
+        """Drop already-read pages during one sequential pass (mapped files only)."""
+        if self._mmap is not None:
+            self._core.set_sequential_eviction(on)
+
     def close(self) -> None:
         self._core.release()
         if self._mmap is not None:
