@@ -405,9 +405,10 @@ class Stack:
         return Addition(self, reload_if_outdated)
 
     def add(self, write: Callable[[TableWriter], None], reload_if_outdated: bool = False) -> None:
-        """Add one table written by ``write(writer)``; the callback must call
-        ``writer.set_limits(ui, ui)`` with ``ui >= next_update_index()`` (the stack's
-        value at the time of the call is passed via :meth:`Addition.next_update_index`)."""
+        """Add one table written by ``write(writer)`` and commit it. The writer comes
+        with its limits set to the stack's next update index (read under the lock);
+        the callback may widen them upwards with ``writer.set_limits`` before adding
+        records. An empty table adds nothing."""
         with self.new_addition(reload_if_outdated) as add:
             add.add_table(write)
             add.commit()
