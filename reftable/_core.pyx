@@ -1023,4 +1023,5 @@ cdef class WriterCore:
 
 
 include "_reader.pxi"
+include "_bulk.pxi"
 include "_lockfile.pxi"

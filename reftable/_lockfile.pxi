@@ -519,17 +519,18 @@ cdef class LockFile:
         if err:
             _raise_io(err, self.lock_path)
 
-    def commit(self):
-        """fsync, close and rename the lock file over ``path``.
+    def commit(self, bint fsync=True):
+        """fsync (unless ``fsync=False``), close and rename the lock file over ``path``.
 
         On any failure the lock file is removed (``path`` keeps its old content) and
         ``ReftableIOError`` is raised; should that removal fail too, :meth:`rollback`
         retries it.
         """
-        cdef int err
+        cdef int err = 0
         cdef bint renaming = False
         self._check_writable()
-        err = _fsync_retry(self._fd)
+        if fsync:
+            err = _fsync_retry(self._fd)
         if err:
             self._close()
         else:

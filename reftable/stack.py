@@ -590,7 +590,7 @@ class Stack:
                 new_list.append(new_name)
             new_list.extend(current[at + len(names):])
             self._write_list(list_lock, new_list)
-            list_lock.commit()
+            list_lock.commit(self.options.fsync)
             committed = True
             try:
                 self._fsync_dir()
@@ -794,7 +794,7 @@ class Addition:
             return
         try:
             st._write_list(self._lock, st.names + self.new_tables)
-            self._lock.commit()
+            self._lock.commit(st.options.fsync)
         except BaseException:
             self.close()
             raise
