@@ -280,7 +280,11 @@ cdef class TableCore:
             src_off = off + hoff + 4
             want_len = blen - hoff - 4
             d = _zlib.decompressobj()
-            src = self._mv[src_off:self.data_end]
+            # zlib never grows data by more than a few percent: bounding the input
+            # keeps each inflate from copying the rest of the file into unused_data
+            # (quadratic over a large log section)
+            src = self._mv[src_off:min(self.data_end,
+                                       src_off + want_len + (want_len >> 3) + 64)]
             try:
                 out = d.decompress(src, want_len)
                 if not d.eof and len(out) == want_len:
@@ -1109,6 +1113,19 @@ cdef class MergedIter:
     cdef Py_ssize_t n
     cdef int typ
     cdef bint suppress
+    cdef Py_ssize_t* heap      # iterator indices, a binary heap by (key, newest first)
+    cdef Py_ssize_t hlen
+    cdef bint primed
+    cdef Py_ssize_t pending    # the winner handed out last; consumed by the caller
+    cdef Buf last              # its key
+
+    def __cinit__(self):
+        self.heap = NULL
+        self.pending = -1
+
+    def __dealloc__(self):
+        free(self.heap)
+        buf_free(&self.last)
 
     def __init__(self, iters, int typ, bint suppress_deletions=True):
         self.iters = list(iters)
@@ -1120,35 +1137,94 @@ cdef class MergedIter:
         self.n = len(self.iters)
         self.typ = typ
         self.suppress = suppress_deletions
+        free(self.heap)
+        self.heap = <Py_ssize_t*>malloc((self.n + 1) * sizeof(Py_ssize_t))
+        if self.heap == NULL:
+            raise MemoryError()
+        self.hlen = 0
+        self.primed = False
+        self.pending = -1
 
     def __iter__(self):
         return self
 
-    cdef Py_ssize_t _step(self) except -2:
-        """Leave the winning record current in its iterator; return its index or -1."""
-        cdef Py_ssize_t i, best
-        cdef RecordIter it, b
+    cdef inline bint _less(self, Py_ssize_t a, Py_ssize_t b) noexcept:
+        cdef RecordIter x = <RecordIter>self.iters[a]
+        cdef RecordIter y = <RecordIter>self.iters[b]
+        cdef int c = key_cmp(x.key.p, x.key.len, y.key.p, y.key.len)
+        if c:
+            return c < 0
+        return a > b  # same key: the newer table first
+
+    cdef void _sift_down(self, Py_ssize_t pos) noexcept:
+        cdef Py_ssize_t child, t
+        cdef Py_ssize_t* h = self.heap
         while True:
-            best = -1
-            b = None
-            # newest first, replacing only on a strictly smaller key: ties keep the newest
-            for i in range(self.n - 1, -1, -1):
-                it = <RecordIter>self.iters[i]
-                if not it._advance():
-                    continue
-                if b is None or key_cmp(it.key.p, it.key.len, b.key.p, b.key.len) < 0:
-                    best = i
-                    b = it
-            if b is None:
-                return -1
-            for i in range(best):
-                it = <RecordIter>self.iters[i]
-                if it.has_cur and key_cmp(it.key.p, it.key.len, b.key.p, b.key.len) == 0:
-                    it._skip()
-            if self.suppress and b.extra == 0:
-                b._skip()
+            child = 2 * pos + 1
+            if child >= self.hlen:
+                return
+            if child + 1 < self.hlen and self._less(h[child + 1], h[child]):
+                child += 1
+            if not self._less(h[child], h[pos]):
+                return
+            t = h[pos]
+            h[pos] = h[child]
+            h[child] = t
+            pos = child
+
+    cdef int _refill_top(self) except -1:
+        """The top iterator's record was consumed: advance it and restore the heap."""
+        cdef RecordIter it = <RecordIter>self.iters[self.heap[0]]
+        if not it._advance():
+            self.hlen -= 1
+            self.heap[0] = self.heap[self.hlen]
+        if self.hlen:
+            self._sift_down(0)
+        return 0
+
+    cdef int _drop_shadowed(self) except -1:
+        """Skip records of older tables with the key just handed out."""
+        cdef RecordIter it
+        while self.hlen:
+            it = <RecordIter>self.iters[self.heap[0]]
+            if key_cmp(it.key.p, it.key.len, self.last.p, self.last.len) != 0:
+                return 0
+            it._skip()
+            self._refill_top()
+        return 0
+
+    cdef Py_ssize_t _step(self) except -2:
+        """Leave the winning record current in its iterator; return its index or -1.
+        The caller consumes it (builds or skips its value) before the next call."""
+        cdef Py_ssize_t i
+        cdef RecordIter it
+        if not self.primed:
+            self.primed = True
+            for i in range(self.n):
+                if (<RecordIter>self.iters[i])._advance():
+                    self.heap[self.hlen] = i
+                    self.hlen += 1
+            i = self.hlen // 2
+            while i > 0:
+                i -= 1
+                self._sift_down(i)
+        if self.pending >= 0:
+            self.pending = -1
+            if self.hlen:
+                self._refill_top()
+                self._drop_shadowed()
+        while self.hlen:
+            i = self.heap[0]
+            it = <RecordIter>self.iters[i]
+            buf_set(&self.last, it.key.p, it.key.len)
+            if self.suppress and it.extra == 0:
+                it._skip()  # a tombstone: hides older records, shows nothing
+                self._refill_top()
+                self._drop_shadowed()
                 continue
-            return best
+            self.pending = i
+            return i
+        return -1
 
     def __next__(self):
         cdef Py_ssize_t i = self._step()
