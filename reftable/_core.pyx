@@ -714,6 +714,11 @@ cdef class WriterCore:
                                  0, v, vlen):
                         raise EntryTooBigError("index record does not fit a block")
                 self._flush_block()
+                if self.idx_len >= old_len:
+                    # Blocks so small that an index block holds one key: another
+                    # level would not shrink the index (it would loop forever).
+                    raise EntryTooBigError(
+                        f"block size {self.block_size} too small to index these keys")
             finally:
                 buf_free(&old_keys)
                 buf_free(&old_ents)

@@ -548,3 +548,12 @@ def test_record_helpers():
     data = write_table_bytes([r], [], None, min_update_index=3, max_update_index=3)
     assert Table.from_bytes(data).read_ref("refs/tags/v1") == r
     assert ParsedBlock(data, 0).records[0][3] == 2
+
+
+def test_index_that_cannot_shrink_is_entry_too_big():
+    # Each index block holds a single key: another index level would be as long as
+    # the one below, forever. Found by the fuzzer (it used to loop until out of memory).
+    refs = [RefRecord.val1("refs/heads/" + "x" * 50 + f"{i:03d}", 1, b"a" * 20)
+            for i in range(10)]
+    with pytest.raises(EntryTooBigError, match="too small to index"):
+        write(refs, block_size=128, restart_interval=1)
