@@ -165,10 +165,12 @@ FAILURES: dict[str, list[str]] = {}
 
 
 def run_transactions(path: str, adds: list[tuple[str, bytes, bytes]], fsync: bool,
-                     auto_compact: bool = False, key: str = "") -> Stack:
+                     auto_compact: bool = False, key: str = "",
+                     fsync_directory: bool = True) -> Stack:
     """One transaction per addition. An addition that raises is a library bug: it is
     recorded in ``FAILURES[key]`` (and reported) and the run goes on."""
-    st = Stack.open(path, StackOptions(auto_compact=auto_compact, fsync=fsync))
+    st = Stack.open(path, StackOptions(auto_compact=auto_compact, fsync=fsync,
+                                       fsync_directory=fsync_directory))
     for name, oid, _ in adds:
         try:
             with st.transaction() as tx:
@@ -234,7 +236,7 @@ def bench_additions(cfg: Config, workdir: str, count: int) -> list[Row]:
     adds = _addition_data(count)
     reps = cfg.repeats + 2  # fsync times drift with the disk's load: more rounds
     res: dict[str, list[float]] = {k: [] for k in (
-        "tx", "add", "floor", "floor_dir", "tx_nofsync", "floor_nofsync")}
+        "tx", "add", "floor", "floor_dir", "tx_nofsync", "floor_nofsync", "tx_nodir")}
     cpu: dict[str, list[float]] = {k: [] for k in res}
     runs = {
         "tx": lambda d: run_transactions(d, adds, True, key="tx").close(),
@@ -243,6 +245,8 @@ def bench_additions(cfg: Config, workdir: str, count: int) -> list[Row]:
         "floor_dir": lambda d: run_floor(d, adds, True, dirsync=True),
         "tx_nofsync": lambda d: run_transactions(d, adds, False, key="tx").close(),
         "floor_nofsync": lambda d: run_floor(d, adds, False),
+        "tx_nodir": lambda d: run_transactions(d, adds, True, key="tx",
+                                               fsync_directory=False).close(),
     }
     # Interleaved so that drift in the disk's speed hits every variant alike.
     for r in range(reps + 1):
@@ -285,11 +289,14 @@ def bench_additions(cfg: Config, workdir: str, count: int) -> list[Row]:
             extra={"ratio_to_floor": paired("tx_nofsync", "floor_nofsync")}),
         Row("additions", "add_floor_nofsync", "raw floor, fsync off", count, "ms/add",
             m["floor_nofsync"], res["floor_nofsync"]),
+        Row("additions", "add_tx_nodir",
+            "single-ref addition, fsync, no directory fsync (Git's I/O pattern)",
+            count, "ms/add", m["tx_nodir"], res["tx_nodir"],
+            extra={"ratio_to_floor": paired("tx_nodir", "floor")}),
     ]
     for r, key in zip(rows, runs, strict=True):
         r.extra["cpu_ms_per_add"] = mc[key]  # CPU time of this process (user + system)
-    rows[4].note = "LockFile.commit fsyncs tables.list even with fsync=False"
-    for r in rows[:2] + rows[4:5]:
+    for r in rows[:2] + rows[4:5] + rows[6:7]:
         r.note = (r.note + "; " if r.note else "") + \
             f"{r.extra['ratio_to_floor']:.2f}x floor (median of per-round ratios)"
         if "ratio_to_floor_dirsync" in r.extra:

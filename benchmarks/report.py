@@ -133,8 +133,14 @@ def evaluate_targets(rows: Sequence[Row]) -> list[Target]:
             "compact_all peak RSS growth flat in N", "PASS" if flat else "MISS",
             ", ".join(f"{fmt_n(r.n)}: {r.ours:.1f} MiB" for r in rss),
             f"flat = at most 2x + 4 MiB over a {b.n // max(1, a.n)}x larger N"))
-    limit("single-ref addition <= 1.15x raw floor", "add_tx", 1.15, n=None,
-          get=lambda r: r.extra.get("ratio_to_floor"), show=lambda v: f"{v:.2f}x")
+    # The floor is the same I/O pattern done raw: with the directory fsync for the
+    # default (durable) stack, without it for Git's pattern (fsync_directory=False).
+    limit("single-ref addition <= 1.15x raw floor (same I/O, incl. dir fsync)", "add_tx",
+          1.15, n=None, get=lambda r: r.extra.get("ratio_to_floor_dirsync"),
+          show=lambda v: f"{v:.2f}x")
+    limit("single-ref addition <= 1.15x raw floor (Git's I/O, no dir fsync)", "add_tx_nodir",
+          1.15, n=None, get=lambda r: r.extra.get("ratio_to_floor"),
+          show=lambda v: f"{v:.2f}x")
     for n in (10_000, 100_000):
         paired = [r for r in rows if r.n == n and r.ratio is not None
                   and r.group != "additions"]

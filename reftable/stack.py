@@ -59,6 +59,7 @@ __all__ = [
 
 TABLE_NAME_RE = re.compile(r"0x[0-9a-f]{12,16}-0x[0-9a-f]{12,16}-[0-9a-f]{8}\.ref")
 _TEMP_RE = re.compile(r"\.tmp-(\d+)-[0-9a-f]{8}\.ref")
+_LIST_RE = re.compile(rb"(?:0x[0-9a-f]{12,16}-0x[0-9a-f]{12,16}-[0-9a-f]{8}\.ref\n)*")
 _MAX_LIST_SIZE = 16 << 20
 _REF = _core.BLOCK_TYPE_REF
 _LOG = _core.BLOCK_TYPE_LOG  # a list of a million tables is ~40 MiB; we refuse far less
@@ -72,6 +73,12 @@ def parse_tables_list(data: bytes, path: str = "tables.list") -> list[str]:
     a missing final newline are tolerated, as Git does."""
     if len(data) > _MAX_LIST_SIZE:
         raise FormatError(f"tables.list of {len(data)} bytes is implausibly large", path)
+    if _LIST_RE.fullmatch(data):
+        # the usual shape, checked in one pass; anything else takes the slow path
+        names = data.decode("ascii").split("\n")[:-1]
+        if len(set(names)) != len(names):
+            raise FormatError("a table is listed twice", path)
+        return names
     names = []
     for lineno, line in enumerate(data.split(b"\n"), 1):
         if not line:
@@ -298,6 +305,8 @@ class Stack:
             return b"", []  # like Git: no list yet is an empty stack
         except OSError as e:
             raise ReftableIOError(e.errno or 0, e.strerror or str(e), self.list_path) from e
+        if data == self._list_data:
+            return data, list(self.names)  # unchanged: already validated
         return data, parse_tables_list(data, self.list_path)
 
     def _list_stat_key(self) -> Optional[tuple[int, int, int, int]]:
@@ -350,7 +359,7 @@ class Stack:
                 new.append(t)
             merged = MergedTable(new)
             for prev, nxt in zip(new, new[1:], strict=False):
-                if nxt.min_update_index <= prev.max_update_index:
+                if nxt._core.min_update_index <= prev._core.max_update_index:
                     raise FormatError(
                         f"update index ranges overlap: {prev.name} and {nxt.name}",
                         self.list_path)
