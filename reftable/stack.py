@@ -224,6 +224,7 @@ class Stack:
         self._list_stat: Optional[tuple[int, int, int, int]] = None
         self.merged = MergedTable([])
         self._closed = False
+        self._last_table_bytes: Optional[bytes] = None
         if not os.path.isdir(self.directory):
             raise NotExistError(f"{self.directory}: no such directory")
         if not os.path.exists(self.list_path):
@@ -441,7 +442,9 @@ class Stack:
         max_ui: int,
     ) -> tuple[Optional[str], int, int]:
         """Write a table to a temp file; return (temp path or None when the table came
-        out empty, min update index, max update index). No file is left on error."""
+        out empty, min update index, max update index). No file is left on error.
+        The bytes of a small table are kept in ``self._last_table_bytes`` so that an
+        addition can use them without reading the file back."""
         tmp = os.path.join(self.directory, f".tmp-{os.getpid()}-{_rand32():08x}.ref")
         fd = _core.io_open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
                            self._mode())
@@ -449,13 +452,25 @@ class Stack:
         try:
             if self.options.permissions is not None:
                 os.chmod(tmp, self.options.permissions)
-            w = TableWriter(lambda b: _core.io_write(fd, b, tmp), options,
-                            min_update_index=min_ui, max_update_index=max_ui)
+            chunks: Optional[list[bytes]] = []
+
+            def sink(b: bytes) -> None:
+                nonlocal chunks
+                _core.io_write(fd, b, tmp)
+                if chunks is not None:
+                    chunks.append(b)
+                    if len(chunks) > 1:  # more than one flush: not small, don't keep
+                        chunks = None
+
+            self._last_table_bytes = None
+            w = TableWriter(sink, options, min_update_index=min_ui, max_update_index=max_ui)
             fill(w)
             empty = w.close()
             min_ui, max_ui = w.min_update_index, w.max_update_index
             if not empty and self.options.fsync:
                 _core.io_fsync(fd, tmp)
+            if chunks is not None:
+                self._last_table_bytes = b"".join(chunks)
             ok = True
         finally:
             try:
@@ -471,10 +486,26 @@ class Stack:
     def _final_name(self, min_ui: int, max_ui: int) -> str:
         return f"0x{min_ui:012x}-0x{max_ui:012x}-{_rand32():08x}.ref"
 
-    def _write_list(self, lock: Any, names: Sequence[str]) -> None:
+    def _write_list(self, lock: Any, names: Sequence[str]) -> bytes:
         self._chmod_lock(lock)
-        lock.write("".join(n + "\n" for n in names).encode("ascii"))
+        data = "".join(n + "\n" for n in names).encode("ascii")
+        lock.write(data)
         # LockFile.commit fsyncs before the rename
+        return data
+
+    def _adopt(self, names: list[str], data: bytes, fresh: dict[str, bytes]) -> None:
+        """Load the list this handle just committed; ``fresh`` holds the bytes of
+        tables it wrote itself (used instead of reading them back)."""
+        for name, raw in fresh.items():
+            if name not in self._by_name:
+                self._by_name[name] = Table(raw, self.table_path(name))
+        try:
+            self._load(names)
+        except NotExistError:
+            self.reload()  # a table vanished already (a racing compaction): re-read
+            return
+        self._list_data = data
+        self._list_stat = self._list_stat_key()
 
     def _fsync_dir(self) -> None:
         # Called after a commit, to make the rename durable. The new state is already
@@ -749,6 +780,7 @@ class Addition:
     def __init__(self, stack: Stack, reload_if_outdated: bool = False):
         self.stack = stack
         self.new_tables: list[str] = []
+        self._new_bytes: dict[str, bytes] = {}
         self._committed = False
         self._lock: Any = _core.LockFile(stack.list_path, stack.options.lock_timeout_ms,
                                          stack._mode())
@@ -784,6 +816,7 @@ class Addition:
         tmp, lo, hi = st._write_temp_table(fill, opts, nui, nui)
         if tmp is None:
             return None
+        data = st._last_table_bytes
         name = st._final_name(lo, hi)
         try:
             _core.io_rename(tmp, st.table_path(name))
@@ -791,6 +824,8 @@ class Addition:
             _unlink_quiet(tmp)
             raise
         self.new_tables.append(name)
+        if data is not None:
+            self._new_bytes[name] = data
         self.next_update_index = hi + 1
         return name
 
@@ -804,8 +839,9 @@ class Addition:
         if not self.new_tables:
             self.close()
             return
+        names = st.names + self.new_tables
         try:
-            st._write_list(self._lock, st.names + self.new_tables)
+            data = st._write_list(self._lock, names)
             self._lock.commit(st.options.fsync)
         except BaseException:
             self.close()
@@ -815,7 +851,9 @@ class Addition:
         try:
             st._fsync_dir()
         finally:
-            st.reload()  # our tables are listed even if the directory fsync failed
+            # Our view becomes exactly what we committed (even if the directory fsync
+            # failed), without reading back the list or our own new tables.
+            st._adopt(names, data, self._new_bytes)
         if st.options.auto_compact:
             try:
                 st.auto_compact()
