@@ -6,6 +6,8 @@
 
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 from cpython.long cimport PyLong_AsUnsignedLongLong, PyLong_AsLong
+from cpython.list cimport PyList_GET_ITEM
+from cpython.object cimport Py_TYPE
 
 
 cdef inline object _slot(object rec, Py_ssize_t off):
@@ -33,53 +35,89 @@ cdef inline const char* _utf8(object s, Py_ssize_t* n, list keep) except NULL:
         return PyBytes_AS_STRING(b)
 
 
+cdef extern from *:
+    void __builtin_prefetch(const void* p) nogil
+
+
+cdef inline void _prefetch_name(list records, Py_ssize_t i, Py_ssize_t n) noexcept:
+    # Names are separate objects wherever the allocator put them: with a million
+    # records, fetching each one is a cache miss. Ask for it a few records ahead.
+    cdef PyObject* rec
+    cdef PyObject* name
+    if i < n:
+        rec = PyList_GET_ITEM(records, i)
+        if <object>Py_TYPE(<object>rec) is _RefCls:
+            name = (<PyObject**>((<char*>rec) + _ref_offs[0]))[0]
+            if name != NULL:
+                __builtin_prefetch(name)
+                __builtin_prefetch((<char*>name) + 64)
+
+
 def write_ref_records(WriterCore w, records):
     """Add ``RefRecord`` objects (in name order) to ``w``; returns how many."""
-    cdef Py_ssize_t count = 0, n, tl
+    if type(records) is list and _fast_records:
+        return _write_ref_list(w, <list>records)
+    return _write_ref_iter(w, records)
+
+
+cdef Py_ssize_t _write_ref_list(WriterCore w, list records) except -1:
+    cdef Py_ssize_t i, n = len(records)
+    for i in range(n):
+        _prefetch_name(records, i + 8, n)
+        _write_one_ref(w, <object>PyList_GET_ITEM(records, i))
+    return n
+
+
+cdef object _write_ref_iter(WriterCore w, records):
+    cdef Py_ssize_t count = 0
+    for rec in records:
+        _write_one_ref(w, rec)
+        count += 1
+    return count
+
+
+cdef int _write_one_ref(WriterCore w, object rec) except -1:
+    cdef Py_ssize_t n, tl
     cdef int vt, hs = w.hash_size
     cdef const char* name
     cdef const char* tp
     cdef uint64_t ui
     cdef Buf* k = &w.keybuf
-    cdef list keep = []
-    cdef bint fast = _fast_records
-    for rec in records:
-        if fast and type(rec) is _RefCls:
-            nm = _slot(rec, _ref_offs[0])
-            ui_obj = _slot(rec, _ref_offs[1])
-            vt_obj = _slot(rec, _ref_offs[2])
-            value = _slot(rec, _ref_offs[3])
-            tvalue = _slot(rec, _ref_offs[4])
-            target = _slot(rec, _ref_offs[5])
-        else:
-            nm, ui_obj, vt_obj = rec.name, rec.update_index, rec.value_type
-            value, tvalue, target = rec.value, rec.target_value, rec.target
-        if len(keep) > 1024:
-            keep.clear()
-        name = _utf8(nm, &n, keep)
-        ui = PyLong_AsUnsignedLongLong(ui_obj)
-        vt = <int>PyLong_AsLong(vt_obj)
-        k.len = 0
-        if vt == 1 or vt == 2:
-            if type(value) is not bytes or PyBytes_GET_SIZE(value) != hs:
-                raise ApiError("ref value must be an object id of the table's hash size")
-            buf_append(k, <const unsigned char*>PyBytes_AS_STRING(value), hs)
-            if vt == 2:
-                if type(tvalue) is not bytes or PyBytes_GET_SIZE(tvalue) != hs:
-                    raise ApiError("peeled value must be an object id of the table's hash size")
-                buf_append(k, <const unsigned char*>PyBytes_AS_STRING(tvalue), hs)
-        elif vt == 3:
-            if target is None:
-                raise ApiError("symref needs a target")
-            tp = _utf8(target, &tl, keep)
-            buf_reserve(k, 10 + tl)
-            k.len += put_varint(k.p + k.len, <uint64_t>tl)
-            buf_append(k, <const unsigned char*>tp, tl)
-        elif vt != 0:
-            raise ApiError(f"invalid ref value type {vt}")
-        w._add_ref_raw(<const unsigned char*>name, n, ui, vt, k.p, k.len)
-        count += 1
-    return count
+    cdef list keep = None
+    if _fast_records and type(rec) is _RefCls:
+        nm = _slot(rec, _ref_offs[0])
+        ui_obj = _slot(rec, _ref_offs[1])
+        vt_obj = _slot(rec, _ref_offs[2])
+        value = _slot(rec, _ref_offs[3])
+        tvalue = _slot(rec, _ref_offs[4])
+        target = _slot(rec, _ref_offs[5])
+    else:
+        nm, ui_obj, vt_obj = rec.name, rec.update_index, rec.value_type
+        value, tvalue, target = rec.value, rec.target_value, rec.target
+    keep = []
+    name = _utf8(nm, &n, keep)
+    ui = PyLong_AsUnsignedLongLong(ui_obj)
+    vt = <int>PyLong_AsLong(vt_obj)
+    k.len = 0
+    if vt == 1 or vt == 2:
+        if type(value) is not bytes or PyBytes_GET_SIZE(value) != hs:
+            raise ApiError("ref value must be an object id of the table's hash size")
+        buf_append(k, <const unsigned char*>PyBytes_AS_STRING(value), hs)
+        if vt == 2:
+            if type(tvalue) is not bytes or PyBytes_GET_SIZE(tvalue) != hs:
+                raise ApiError("peeled value must be an object id of the table's hash size")
+            buf_append(k, <const unsigned char*>PyBytes_AS_STRING(tvalue), hs)
+    elif vt == 3:
+        if target is None:
+            raise ApiError("symref needs a target")
+        tp = _utf8(target, &tl, keep)
+        buf_reserve(k, 10 + tl)
+        k.len += put_varint(k.p + k.len, <uint64_t>tl)
+        buf_append(k, <const unsigned char*>tp, tl)
+    elif vt != 0:
+        raise ApiError(f"invalid ref value type {vt}")
+    w._add_ref_raw(<const unsigned char*>name, n, ui, vt, k.p, k.len)
+    return 0
 
 
 cdef int _put_str(Buf* s, const char* p, Py_ssize_t n) except -1:
