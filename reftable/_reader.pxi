@@ -392,25 +392,12 @@ cdef class TableCore:
     def lookup(self, int typ, bytes key, bint records=True):
         """The record whose key is exactly ``key``, or None (a point lookup that
         builds nothing but the result)."""
-        cdef RecordIter it = self._lookup_it
-        cdef const unsigned char* kp = <const unsigned char*>PyBytes_AS_STRING(key)
-        cdef size_t klen = PyBytes_GET_SIZE(key)
-        if it is None:
-            it = self._lookup_it = self._new_iter(typ)
-        it.typ = typ
-        it.records = records
-        it.has_stop = False
-        it.one_block = False
-        it.has_cur = False
-        it.done = True
-        self._seek_into(it, kp, klen)
-        if not it._advance() or key_cmp(it.key.p, it.key.len, kp, klen) != 0:
-            it.has_cur = False
-            return None
-        return it._make()
+        return self._lookup(typ, <const unsigned char*>PyBytes_AS_STRING(key),
+                            PyBytes_GET_SIZE(key), records)
 
-    cdef object _lookup(self, int typ, const unsigned char* kp, size_t klen):
-        cdef RecordIter it = self._lookup_it
+    cdef object _lookup(self, int typ, const unsigned char* kp, size_t klen,
+                        bint records=True):
+        cdef RecordIter it
         if typ == BLOCK_REF and not self._bloom_off:
             if self._bloom != NULL:
                 if not _bloom_has(self._bloom, self._bloom_mask, _hash_key(kp, klen)):
@@ -419,19 +406,26 @@ cdef class TableCore:
                 self._lookups += 1
                 if self._lookups >= 64 + self.data_end // 2048:
                     self._build_bloom()
+        # The reusable iterator is taken out while in use: allocating objects can run
+        # the garbage collector, and with it other threads that look up in this table.
+        it = self._lookup_it
+        self._lookup_it = None
         if it is None:
-            it = self._lookup_it = self._new_iter(typ)
-        it.typ = typ
-        it.records = True
-        it.has_stop = False
-        it.one_block = False
-        it.has_cur = False
-        it.done = True
-        self._seek_into(it, kp, klen)
-        if not it._advance() or key_cmp(it.key.p, it.key.len, kp, klen) != 0:
+            it = self._new_iter(typ)
+        try:
+            it.typ = typ
+            it.records = records
+            it.has_stop = False
+            it.one_block = False
             it.has_cur = False
-            return None
-        return it._make()
+            it.done = True
+            self._seek_into(it, kp, klen)
+            if not it._advance() or key_cmp(it.key.p, it.key.len, kp, klen) != 0:
+                it.has_cur = False
+                return None
+            return it._make()
+        finally:
+            self._lookup_it = it
 
     cdef int _seek_into(self, RecordIter it, const unsigned char* kp, size_t klen) except -1:
         cdef bint present = False
@@ -446,33 +440,37 @@ cdef class TableCore:
         if ioff:
             blk = None
             idx = self._index_it
+            self._index_it = None  # taken out while in use (see _lookup)
             if idx is None:
-                idx = self._index_it = self._new_iter(BLOCK_INDEX)
+                idx = self._new_iter(BLOCK_INDEX)
                 idx.one_block = True
-            for level in range(MAX_INDEX_LEVELS):
-                blk = self._read_block(ioff)
-                if blk is None:
-                    raise self._err("index points past the data", ioff)
-                if blk.typ == typ:
-                    break
-                if blk.typ != BLOCK_INDEX:
-                    raise self._err(f"index points at a block of type {chr(blk.typ)!r}", ioff)
-                idx._set_block(blk)
-                idx._seek_in_block(kp, klen)
-                while idx.pos >= idx.block.restart_start:
-                    # Past this index block: the top level of an index may span up to
-                    # three blocks (Git stops adding levels below that).
-                    if self._block_type_at(idx.block.offset + idx.block.full_size) != \
-                            BLOCK_INDEX:
-                        return 0      # the key is past every indexed block
-                    nb = self._read_block(idx.block.offset + idx.block.full_size)
-                    if nb is None or nb.typ != BLOCK_INDEX:
-                        return 0      # the key is past every indexed block
-                    idx._set_block(nb)
+            try:
+                for level in range(MAX_INDEX_LEVELS):
+                    blk = self._read_block(ioff)
+                    if blk is None:
+                        raise self._err("index points past the data", ioff)
+                    if blk.typ == typ:
+                        break
+                    if blk.typ != BLOCK_INDEX:
+                        raise self._err(f"index points at a block of type {chr(blk.typ)!r}", ioff)
+                    idx._set_block(blk)
                     idx._seek_in_block(kp, klen)
-                ioff = idx._next_index_offset()
-            else:
-                raise self._err("index nests too deeply (cycle?)", ioff)
+                    while idx.pos >= idx.block.restart_start:
+                        # Past this index block: the top level of an index may span up to
+                        # three blocks (Git stops adding levels below that).
+                        if self._block_type_at(idx.block.offset + idx.block.full_size) != \
+                                BLOCK_INDEX:
+                            return 0      # the key is past every indexed block
+                        nb = self._read_block(idx.block.offset + idx.block.full_size)
+                        if nb is None or nb.typ != BLOCK_INDEX:
+                            return 0      # the key is past every indexed block
+                        idx._set_block(nb)
+                        idx._seek_in_block(kp, klen)
+                    ioff = idx._next_index_offset()
+                else:
+                    raise self._err("index nests too deeply (cycle?)", ioff)
+            finally:
+                self._index_it = idx
         else:
             blk = self._read_block(start)
             if blk is None or blk.typ != typ:
