@@ -24,10 +24,10 @@ import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Optional
 
 from . import _core
+from ._closing import Closing
 from .errors import (
     ApiError,
     FormatError,
@@ -204,7 +204,7 @@ def _rand32() -> int:
     return random.getrandbits(32)
 
 
-class Stack:
+class Stack(Closing):
     """A stack of tables in a directory, with ``tables.list`` naming them oldest first.
 
     >>> with Stack.open(".git/reftable") as st:
@@ -281,17 +281,6 @@ class Stack:
         self._by_name = {}
         self.merged = MergedTable([])
         self._closed = True
-
-    def __enter__(self) -> Stack:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: Optional[type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<Stack {self.directory} {len(self.names)} tables>"
@@ -768,7 +757,7 @@ def _rollback_quiet(lock: Any) -> None:
         pass
 
 
-class Addition:
+class Addition(Closing):
     """Adding tables to a stack under the ``tables.list`` lock (Git's
     ``reftable_addition``). Use as a context manager; uncommitted work is discarded.
 
@@ -867,15 +856,4 @@ class Addition:
                 _unlink_quiet(self.stack.table_path(name))
             self.new_tables = []
         _rollback_quiet(self._lock)
-
-    def __enter__(self) -> Addition:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: Optional[type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        self.close()
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import mmap
 import os
 from collections.abc import Iterator
-from types import TracebackType
 from typing import Any, Optional, Union
 
 from . import _core
+from ._closing import Closing
 from .errors import FormatError, NotExistError, ReftableIOError
 from .records import (
     LogRecord,
@@ -48,7 +48,7 @@ def log_key(refname: bytes, update_index: int) -> bytes:
     return refname + b"\0" + ((1 << 64) - 1 - update_index).to_bytes(8, "big")
 
 
-class Table:
+class Table(Closing):
     """One reftable file (or buffer), read-only.
 
     >>> with Table.open(path) as t:
@@ -98,17 +98,6 @@ class Table:
         if self._mmap is not None:
             self._mmap.close()
             self._mmap = None
-
-    def __enter__(self) -> Table:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: Optional[type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return (

@@ -25,7 +25,6 @@ import errno
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 from dulwich.errors import RefFormatError
@@ -36,6 +35,7 @@ from dulwich.objects import ObjectID, valid_hexsha
 from dulwich.reflog import Entry
 from dulwich.refs import HEADREF, SYMREF, Ref, RefsContainer, SymrefLoop
 
+from .._closing import Closing
 from ..errors import ExpectationError, LockError, RefNameError
 from ..records import HASH_SIZES, RefRecord, RefValueType, to_name, to_name_bytes
 from ..stack import Stack, StackOptions
@@ -107,7 +107,7 @@ def _is_zero(sha: bytes) -> bool:
     return len(sha) in (40, 64) and sha.count(b"0") == len(sha)
 
 
-class ReftableRefsContainer(RefsContainer):
+class ReftableRefsContainer(RefsContainer, Closing):
     """dulwich refs stored in a reftable :class:`~reftable.stack.Stack`.
 
     ``stack``: a :class:`Stack` (not closed by :meth:`close`) or the path of a stack
@@ -212,17 +212,6 @@ class ReftableRefsContainer(RefsContainer):
         """Close the stack if this container opened it."""
         if self._owns_stack:
             self._stack.close()
-
-    def __enter__(self) -> ReftableRefsContainer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: Optional[type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._stack.directory!r})"
