@@ -19,7 +19,7 @@ import signal
 import time
 
 import pytest
-from test_faults import LOG, OPS, SCENARIOS, count_calls, make_template, oid, view
+from test_faults import LOG, OPS, SCENARIOS, oid, prepare, view
 
 from reftable import _core
 from reftable.errors import LockError, OutdatedError
@@ -75,15 +75,7 @@ def assert_clean_after_crash(work: str, what: str) -> None:
 def test_crash_at_every_io_call(tmp_path, name):
     import shutil
 
-    run, ntables = SCENARIOS[name]
-    template = str(tmp_path / "template")
-    make_template(template, ntables, auto=False)
-    before = view(template)
-    ok_dir = str(tmp_path / "ok")
-    shutil.copytree(template, ok_dir)
-    run(ok_dir)
-    after = view(ok_dir)
-    counts = count_calls(template, str(tmp_path / "count"), run)
+    run, _, template, _, before, after, counts = prepare(tmp_path, name)
 
     crashes = 0
     for op in OPS:

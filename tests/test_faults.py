@@ -101,17 +101,24 @@ def count_calls(template: str, work: str, run) -> dict[str, int]:
     return counts
 
 
-@pytest.mark.parametrize("name", sorted(SCENARIOS))
-def test_every_io_call_can_fail(tmp_path, name):
+def prepare(tmp_path, name: str):
+    """A template stack for scenario ``name``, the views before and after running it
+    without faults, and its I/O calls per operation."""
     run, ntables = SCENARIOS[name]
     template = str(tmp_path / "template")
     make_template(template, ntables, auto=False)
     before = view(template)
-
     ok_dir = str(tmp_path / "ok")
     shutil.copytree(template, ok_dir)
     run(ok_dir)
     after = view(ok_dir)
+    counts = count_calls(template, str(tmp_path / "count"), run)
+    return run, ntables, template, ok_dir, before, after, counts
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_every_io_call_can_fail(tmp_path, name):
+    run, ntables, template, ok_dir, before, after, counts = prepare(tmp_path, name)
     if name == "full-compaction":
         assert after == before  # compaction never changes what is visible
     else:
@@ -121,7 +128,6 @@ def test_every_io_call_can_fail(tmp_path, name):
         assert len(st.names) == {"addition": ntables + 2, "auto-compaction": 1,
                                  "full-compaction": 1}[name]
 
-    counts = count_calls(template, str(tmp_path / "count"), run)
     assert counts["write"] > 0 and counts["fsync"] > 0 and counts["rename"] > 0
 
     walked = 0
