@@ -769,7 +769,6 @@ cdef class RecordIter:
     cdef int typ
     cdef uint32_t pos        # next unread byte (value of the current record once decoded)
     cdef Buf key             # key of the current record
-    cdef Buf prev
     cdef Buf stop            # stop prefix
     cdef bint has_stop
     cdef bint done
@@ -780,7 +779,6 @@ cdef class RecordIter:
 
     def __dealloc__(self):
         buf_free(&self.key)
-        buf_free(&self.prev)
         buf_free(&self.stop)
 
     def __iter__(self):

@@ -221,7 +221,6 @@ class Stack(Closing):
         self.tables: list[Table] = []
         self._by_name: dict[str, Table] = {}
         self._list_data: Optional[bytes] = None
-        self._list_stat: Optional[tuple[int, int, int, int]] = None
         self.merged = MergedTable([])
         self._closed = False
         self._last_table_bytes: Optional[bytes] = None
@@ -299,13 +298,6 @@ class Stack(Closing):
             return data, list(self.names)  # unchanged: already validated
         return data, parse_tables_list(data, self.list_path)
 
-    def _list_stat_key(self) -> Optional[tuple[int, int, int, int]]:
-        try:
-            st = os.stat(self.list_path)
-        except OSError:
-            return None
-        return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
     def reload(self, timeout: float = 3.0) -> bool:
         """Re-read ``tables.list`` and (re)open tables, reusing those already open.
 
@@ -318,10 +310,8 @@ class Stack(Closing):
         deadline = time.monotonic() + timeout
         delay = 0.001
         while True:
-            key = self._list_stat_key()
             data, names = self._read_list()
-            if data == self._list_data and names == self.names:
-                self._list_stat = key
+            if data == self._list_data:
                 return False
             try:
                 self._load(names)
@@ -334,7 +324,6 @@ class Stack(Closing):
                 delay = min(delay * 2, 0.1)
                 continue
             self._list_data = data
-            self._list_stat = key
             return True
 
     def _load(self, names: list[str]) -> None:
@@ -494,7 +483,6 @@ class Stack(Closing):
             self.reload()  # a table vanished already (a racing compaction): re-read
             return
         self._list_data = data
-        self._list_stat = self._list_stat_key()
 
     def _fsync_dir(self) -> None:
         # Called after a commit, to make the rename durable. The new state is already

@@ -15,7 +15,7 @@ from typing import IO, Any, Optional, Union
 
 from . import _core
 from .errors import ApiError
-from .records import HASH_SIZES, LogRecord, RefRecord, to_name_bytes
+from .records import HASH_SIZES, LogRecord, RefRecord
 
 __all__ = ["WriteOptions", "TableWriter", "write_table_bytes", "normalize_log_message"]
 
@@ -123,14 +123,7 @@ class TableWriter:
         return int(self._core.max_update_index)
 
     def add_ref(self, rec: RefRecord) -> None:
-        self._core.add_ref(
-            to_name_bytes(rec.name),
-            rec.update_index,
-            int(rec.value_type),
-            rec.value,
-            rec.target_value,
-            None if rec.target is None else to_name_bytes(rec.target),
-        )
+        self.add_refs((rec,))
 
     def add_refs(self, recs: Iterable[RefRecord]) -> None:
         """Add many refs (sorted by name); much faster than repeated :meth:`add_ref`."""
