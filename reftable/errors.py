@@ -22,6 +22,7 @@ __all__ = [
     "NotExistError",
     "ExpectationError",
     "RefConflictError",
+    "ConfigError",
 ]
 
 
@@ -87,6 +88,20 @@ class ExpectationError(ReftableError):
 
 class RefConflictError(ExpectationError):
     """A ref cannot be created because of another one (``a/b`` beside ``a``)."""
+
+
+class ConfigError(ReftableError):
+    """Bad syntax or a bad value in a Git config file (or in a ``-c``/environment
+    override). ``path`` and ``line`` say where, when known."""
+
+    def __init__(self, message: str, path: Optional[str] = None, line: Optional[int] = None):
+        self.reason = message
+        self.path = path
+        self.line = line
+        where = ""
+        if path is not None:
+            where += f"{path}: " if line is None else f"{path}:{line}: "
+        super().__init__(where + message)
 
 
 class NotExistError(ReftableError):

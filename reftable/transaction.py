@@ -28,7 +28,12 @@ from .records import (
     to_name,
     to_oid,
 )
-from .refname import check_refname
+from .refname import (
+    check_delete_ref_name,
+    check_symbolic_ref_name,
+    check_symref_target,
+    check_update_ref_name,
+)
 
 if TYPE_CHECKING:
     from .stack import Stack
@@ -118,7 +123,7 @@ class Transaction:
         """Set ``name`` to ``new`` (with ``peeled`` for annotated tags). ``expect``:
         ANY (no check), None (must not exist) or the current object id;
         ``expect_target``: ``name`` must currently be a symref to this ref."""
-        self._add(_Update(check_refname(name), "update", self._oid(new),
+        self._add(_Update(check_update_ref_name(name), "update", self._oid(new),
                           None if peeled is None else self._oid(peeled),
                           expect=self._expect(expect), log=log,
                           expect_target=self._target(expect_target)))
@@ -133,14 +138,14 @@ class Transaction:
         """Delete ``name``: a ref tombstone, and tombstones for its reflog entries (as
         Git deletes a ref's reflog with it). ``log`` is accepted for symmetry and
         ignored: the reflog goes away."""
-        self._add(_Update(check_refname(name), "delete", expect=self._expect(expect), log=log,
-                          expect_target=self._target(expect_target)))
+        self._add(_Update(check_delete_ref_name(name), "delete", expect=self._expect(expect),
+                          log=log, expect_target=self._target(expect_target)))
 
     def verify(self, name: NameLike, expect: Any = None,
                expect_target: Optional[NameLike] = None) -> None:
         """Only check that ``name`` is at ``expect`` (None: does not exist; ANY: no
         check of the value) and, with ``expect_target``, a symref to that ref."""
-        self._add(_Update(to_name(name), "verify", expect=self._expect(expect),
+        self._add(_Update(check_delete_ref_name(name), "verify", expect=self._expect(expect),
                           expect_target=self._target(expect_target)))
 
     def symref(self, name: NameLike, target: NameLike, expect: Any = ANY,
@@ -150,7 +155,8 @@ class Transaction:
         symref target it must have. With ``log``, a reflog entry of ``name`` records
         the move between the object ids the old and new targets resolve to (like
         Git's ``checkout: moving from ...``)."""
-        self._add(_Update(check_refname(name), "symref", target=check_refname(target),
+        self._add(_Update(check_symbolic_ref_name(name), "symref",
+                          target=check_symref_target(target),
                           expect=self._expect(expect),
                           expect_target=self._target(expect_target), log=log))
 

@@ -169,12 +169,17 @@ def test_duplicate_ref_in_one_transaction_is_api_error(st, second):
         tx.update(b"refs/heads/main", oid(10))
 
 
-BAD_NAMES = ["", "refs/heads/a..b", "refs/heads/a.lock", "refs/heads/x.lock/y", "refs/heads/",
-             "/refs/heads/a", "refs//heads/a", "refs/heads/a b", "refs/heads/a~1",
-             "refs/heads/a^", "refs/heads/a:b", "refs/heads/a?", "refs/heads/a*",
-             "refs/heads/a[", "refs/heads/a\\b", "refs/heads/.hidden", "refs/heads/a.",
-             "refs/heads/a@{1}", "@", "head", "main", "refs/heads/a\x01", "refs/heads/a\x7f",
-             "refs/heads/a\n", "refs/heads/a\0b"]
+# Names every write refuses (bad for check-ref-format *and* not safe)
+BAD_NAMES = ["", "refs/heads/", "/refs/heads/a", "refs//heads/a", "refs/heads/./a",
+             "refs/heads/../../a", "@", "refs/heads/a\0b", "FETCH_HEAD", "MERGE_HEAD",
+             ".", "..", "refs/"]
+# Names Git refuses to write an object id under but accepts for deletion and as a
+# symref's name (refname_is_safe): ``git symbolic-ref refs/heads/a..b ...`` works.
+UNSAFE_VALUE_NAMES = ["refs/heads/a..b", "refs/heads/a.lock", "refs/heads/x.lock/y",
+                      "refs/heads/a b", "refs/heads/a~1", "refs/heads/a^", "refs/heads/a:b",
+                      "refs/heads/a?", "refs/heads/a*", "refs/heads/a[", "refs/heads/a\\b",
+                      "refs/heads/.hidden", "refs/heads/a.", "refs/heads/a@{1}",
+                      "refs/heads/a\x01", "refs/heads/a\x7f", "refs/heads/a\n"]
 
 
 @pytest.mark.parametrize("name", BAD_NAMES)
@@ -185,14 +190,42 @@ def test_bad_ref_names_are_refused(st, tmp_path, name):
     with pytest.raises(RefNameError):
         tx.delete(name)
     with pytest.raises(RefNameError):
-        tx.symref(name, "refs/heads/main")
+        tx.verify(name)
     with pytest.raises(RefNameError):
-        tx.symref("refs/heads/ok", name)
+        tx.symref(name, "refs/heads/main")
     with pytest.raises(RefNameError):
         tx.create(name, oid(1))
 
 
-@pytest.mark.parametrize("name", ["HEAD", "FETCH_HEAD", "refs/heads/a.b", "refs/heads/a@b",
+@pytest.mark.parametrize("name", UNSAFE_VALUE_NAMES)
+def test_value_writes_need_well_formed_names(st, name):
+    """Git's split: an object id needs check-ref-format's rule, a symref's name and a
+    deletion only need a safe name; a symref's target must be well formed."""
+    tx = st.transaction()
+    with pytest.raises(RefNameError):
+        tx.update(name, oid(1))
+    with pytest.raises(RefNameError):
+        tx.symref("refs/heads/ok", name)
+    tx.delete(name)
+    tx.abort()
+    with st.transaction() as tx:
+        tx.symref(name, "refs/heads/main")
+    assert st.read_ref(name).target == "refs/heads/main"
+
+
+@pytest.mark.parametrize("name", ["foo", "main", "FOO1", "Foo-Bar",
+                                  "main-worktree/HEAD", "x/y"])
+def test_one_level_names_take_object_ids(st, name):
+    """``git update-ref foo OID`` works (check-ref-format --allow-onelevel); the same
+    names are not safe as symref names."""
+    with st.transaction() as tx:
+        tx.update(name, oid(5))
+    assert st.read_ref(name).value == oid(5)
+    with pytest.raises(RefNameError):
+        st.transaction().symref(name, "refs/heads/main")
+
+
+@pytest.mark.parametrize("name", ["HEAD", "ORIG_HEAD", "refs/heads/a.b", "refs/heads/a@b",
                                   "refs/heads/feature/x-1", "refs/heads/ünïcödé",
                                   "refs/tags/v1.0", "refs/heads/" + "x" * 200])
 def test_good_ref_names(st, name):
