@@ -43,6 +43,7 @@ from .table import Table
 from .writer import TableWriter, WriteOptions
 
 if TYPE_CHECKING:
+    from .reflog import LogPolicy
     from .transaction import LogEntry, Transaction
 
 __all__ = [
@@ -405,12 +406,14 @@ class Stack(Closing):
             add.commit()
 
     def transaction(self, reload_if_outdated: bool = True,
-                    log: Optional[LogEntry] = None) -> Transaction:
+                    log: Optional[LogEntry] = None,
+                    log_policy: Optional[LogPolicy] = None) -> Transaction:
         """An atomic multi-ref update; see :class:`reftable.transaction.Transaction`.
-        ``log``: reflog entry written for every update that does not bring its own."""
+        ``log``: reflog entry written for every update that does not bring its own;
+        ``log_policy``: which updates log (:class:`reftable.reflog.LogPolicy`)."""
         from .transaction import Transaction
 
-        return Transaction(self, reload_if_outdated, log)
+        return Transaction(self, reload_if_outdated, log, log_policy)
 
     def _write_temp_table(
         self,

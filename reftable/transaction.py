@@ -36,10 +36,11 @@ from .refname import (
 )
 
 if TYPE_CHECKING:
+    from .reflog import LogPolicy
     from .stack import Stack
     from .writer import TableWriter
 
-__all__ = ["Transaction", "LogEntry", "ANY"]
+__all__ = ["Transaction", "LogEntry", "ANY", "check_refs_available"]
 
 
 class _Any:
@@ -58,6 +59,24 @@ def local_tz_offset(when: Optional[float] = None) -> int:
     sign = -1 if minutes < 0 else 1
     minutes = abs(minutes)
     return sign * ((minutes // 60) * 100 + minutes % 60)
+
+
+def check_refs_available(stack: Stack, created: set[str], deleted: set[str]) -> None:
+    """Git's directory/file rule: ``a/b`` cannot exist beside ``a``. Raise
+    :class:`RefConflictError` if creating ``created`` (while deleting ``deleted``)
+    breaks it, against ``stack`` as it is read now (call it under the lock)."""
+    for name in sorted(created):
+        parts = name.split("/")
+        for i in range(1, len(parts)):
+            parent = "/".join(parts[:i])
+            if parent in created or (parent not in deleted and
+                                     stack.read_ref(parent) is not None):
+                raise RefConflictError(f"{name}: '{parent}' exists; cannot create "
+                                       f"'{name}'", name)
+        for child in stack.refs(name + "/"):
+            if child.name not in deleted:
+                raise RefConflictError(f"{name}: '{child.name}' exists; cannot create "
+                                       f"'{name}'", name)
 
 
 @dataclass(frozen=True)
@@ -87,12 +106,17 @@ class Transaction:
     """Collects ref updates and commits them atomically (see module docs)."""
 
     def __init__(self, stack: Stack, reload_if_outdated: bool = True,
-                 log: Optional[LogEntry] = None):
+                 log: Optional[LogEntry] = None, log_policy: Optional[LogPolicy] = None):
+        """``log``: the entry for updates without their own. ``log_policy``: which
+        updates write it, as Git's ``core.logAllRefUpdates`` decides (see
+        :class:`reftable.reflog.LogPolicy`; a symref whose target does not resolve is
+        not logged then); None logs every update that has an entry."""
         self.stack = stack
         self.reload_if_outdated = reload_if_outdated
         self.default_log = log
+        self.log_policy = log_policy
         self._updates: dict[str, _Update] = {}
-        self._log_only: dict[str, tuple[bytes, bytes, LogEntry]] = {}
+        self._log_only: dict[str, tuple[bytes, bytes, LogEntry, bool]] = {}
         self._done = False
 
     # -- building ------------------------------------------------------------
@@ -160,15 +184,18 @@ class Transaction:
                           expect=self._expect(expect),
                           expect_target=self._target(expect_target), log=log))
 
-    def log(self, name: NameLike, old: OidLike, new: OidLike, entry: LogEntry) -> None:
+    def log(self, name: NameLike, old: OidLike, new: OidLike, entry: LogEntry,
+            force: bool = False) -> None:
         """Write a reflog entry for ``name`` without changing the ref (for example
-        HEAD's entry when a branch is updated through it)."""
+        HEAD's entry when a branch is updated through it). Under a log policy the
+        entry is written only where the policy logs, unless ``force`` (``git reflog
+        write``)."""
         n = to_name(name)
         if self._done:
             raise ApiError("transaction already finished")
         if n in self._log_only:
             raise ApiError(f"{n}: more than one log-only entry in one transaction")
-        self._log_only[n] = (self._oid(old), self._oid(new), entry)
+        self._log_only[n] = (self._oid(old), self._oid(new), entry, force)
 
     # -- committing ----------------------------------------------------------
 
@@ -190,23 +217,11 @@ class Transaction:
             raise ExpectationError(f"{u.name}: expected {u.expect.hex()}, found {have}", u.name)
 
     def _check_conflicts(self, writes: list[_Update]) -> None:
-        """Git's directory/file rule: ``a/b`` cannot exist beside ``a``. Checked under
-        the lock against the stack as this transaction leaves it."""
-        st = self.stack
-        deleted = {u.name for u in writes if u.kind == "delete"}
-        created = {u.name for u in writes if u.kind != "delete"}
-        for name in sorted(created):
-            parts = name.split("/")
-            for i in range(1, len(parts)):
-                parent = "/".join(parts[:i])
-                if parent in created or (parent not in deleted and
-                                         st.read_ref(parent) is not None):
-                    raise RefConflictError(f"{name}: '{parent}' exists; cannot create "
-                                           f"'{name}'", name)
-            for child in st.refs(name + "/"):
-                if child.name not in deleted:
-                    raise RefConflictError(f"{name}: '{child.name}' exists; cannot create "
-                                           f"'{name}'", name)
+        check_refs_available(self.stack, {u.name for u in writes if u.kind != "delete"},
+                             {u.name for u in writes if u.kind == "delete"})
+
+    def _logs(self, name: str) -> bool:
+        return self.log_policy is None or self.log_policy.should_write(self.stack, name)
 
     def _resolve(self, name: Optional[str]) -> Optional[bytes]:
         """The object id ``name`` resolves to through symrefs, or None."""
@@ -257,7 +272,7 @@ class Transaction:
                         refs.append(RefRecord(u.name, ui, RefValueType.VAL1, u.new))
                     else:
                         refs.append(RefRecord(u.name, ui, RefValueType.VAL2, u.new, u.peeled))
-                    if entry is not None:
+                    if entry is not None and self._logs(u.name):
                         old = cur.value if cur is not None and cur.value is not None else zero
                         logs.append(entry_record(u.name, old, u.new, entry))
                 elif u.kind == "delete":
@@ -267,17 +282,23 @@ class Transaction:
                         logs.append(LogRecord(u.name, lg.update_index, LogValueType.DELETION))
                 else:
                     refs.append(RefRecord(u.name, ui, RefValueType.SYMREF, target=u.target))
-                    if entry is not None:
+                    if entry is not None and self._logs(u.name):
                         old_id = self._resolve(u.name) or zero
-                        # the target as this transaction leaves it
                         t = self._updates.get(u.target or "")
-                        if t is not None and t.kind in ("update", "delete"):
-                            new_id = t.new or zero
+                        target_id: Optional[bytes]
+                        if self.log_policy is not None:
+                            # Git resolves the target in the store as it is and logs
+                            # nothing for a dangling (unborn) target
+                            target_id = self._resolve(u.target)
+                        elif t is not None and t.kind in ("update", "delete"):
+                            target_id = t.new or zero  # the target as this leaves it
                         else:
-                            new_id = self._resolve(u.target) or zero
-                        logs.append(entry_record(u.name, old_id, new_id, entry))
-            for name, (old_id, new_id, entry) in self._log_only.items():
-                if name not in self._updates or self._updates[name].kind == "verify":
+                            target_id = self._resolve(u.target) or zero
+                        if target_id is not None:
+                            logs.append(entry_record(u.name, old_id, target_id, entry))
+            for name, (old_id, new_id, entry, force) in self._log_only.items():
+                if (name not in self._updates or self._updates[name].kind == "verify") \
+                        and (force or self._logs(name)):
                     logs.append(entry_record(name, old_id, new_id, entry))
             refs.sort(key=lambda r: r.name.encode("utf-8", "surrogateescape"))
             logs.sort(key=lambda r: (r.refname.encode("utf-8", "surrogateescape"),
