@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import os
-import tarfile
-
 import pytest
+from git_repo_fixtures import extract_repo, load_repo_expected
 from hypothesis import given
 from hypothesis import strategies as hs
 
 from reftable.errors import ConfigError, ReftableError
 from reftable.gitconfig import GitConfig, SharedRepository, canonical_key, parse_bool
-
-FIXTURES = "/work/shared/fixtures/repos"
 
 # (config text, key, expected value of `git config --get key`; None = unset)
 SNIPPETS = [
@@ -283,17 +278,11 @@ def test_shared_repository_from_config():
     assert (ei.value.path, ei.value.line) == ("config", 2)
 
 
-def _shared_perms():
-    with open(os.path.join(FIXTURES, "shared-perms", "expected.json")) as f:
-        return json.load(f)
-
-
 def test_shared_perms_fixture(tmp_path):
     """The modes Git gives the reftable directory, tables.list and tables under each
     case's core.sharedRepository and umask (fixture ``shared-perms``)."""
-    d = _shared_perms()
-    with tarfile.open(os.path.join(FIXTURES, "shared-perms", "repo.tar")) as t:
-        t.extractall(tmp_path, filter="fully_trusted")
+    d = load_repo_expected("shared-perms")
+    extract_repo("shared-perms", tmp_path)
     assert d["umask_at_init"] == "0022"
     for folder, case in d["cases"].items():
         cfg = GitConfig.read([str(tmp_path / folder / ".git" / "config")])
