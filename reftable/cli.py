@@ -1,7 +1,19 @@
-"""Command line: ``python -m reftable`` / ``reftable``.
+"""Command line: ``python -m reftable [-C PATH] [-c KEY=VALUE] [--lock-timeout MS] ...``.
 
-Every subcommand has ``--help``. Human output by default, ``--json`` for tools.
-Exit status: 0 success, 1 findings or failure, 2 usage errors.
+Two families of commands:
+
+* Git's verbs (``for-each-ref``, ``rev-parse``, ``symbolic-ref``, ``update-ref``,
+  ``reflog``, ``check-ref-format``; :mod:`reftable.cli_git`) run in the repository
+  found from ``-C PATH`` (default: the current directory) as Git finds it, print what
+  Git prints and exit with Git's status.
+* The stack tools (``dump``, ``write``, ``verify``, ``update``, ``compact``,
+  ``stats``, ``clean``, ``refs``, ``log``, ``demo``) take a table, a stack directory or
+  a repository. Every one has ``--help``; human output by default, ``--json`` for
+  tools. Exit status: 0 success, 1 findings or failure, 2 usage errors.
+
+Global options: ``-C PATH`` (as ``git -C``, repeatable: relative ones add up; paths of
+the stack tools are taken from there too), ``-c KEY=VALUE`` (a config override, as
+``git -c``), ``--lock-timeout MS`` (overrides ``reftable.lockTimeout``).
 """
 
 from __future__ import annotations
@@ -20,6 +32,10 @@ from .table import Table
 from .writer import TableWriter, WriteOptions
 
 __all__ = ["main"]
+
+# (kept here, not imported from cli_git, so that the stack tools start without it)
+_GIT_VERBS = ("for-each-ref", "rev-parse", "symbolic-ref", "update-ref", "reflog",
+              "check-ref-format")
 
 
 def _print_json(obj: Any) -> None:
@@ -200,9 +216,55 @@ def _add_stack_commands(sub: Any) -> None:
     cli_stack.add_commands(sub)
 
 
+def _global_options(argv: list[str]) -> tuple[Any, list[str]]:
+    """Take the leading global options off ``argv``; usage errors exit with 129."""
+    from .cli_git import GitContext
+
+    ctx = GitContext()
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in ("-C", "-c", "--lock-timeout") and i + 1 >= len(argv):
+            print(f"error: option {a} requires a value", file=sys.stderr)
+            raise SystemExit(129)
+        if a == "-C":
+            ctx.path = os.path.join(ctx.path, argv[i + 1]) if argv[i + 1] else ctx.path
+        elif a == "-c":
+            ctx.config.append(argv[i + 1])
+        elif a == "--lock-timeout" or a.startswith("--lock-timeout="):
+            value = a.partition("=")[2] if "=" in a else argv[i + 1]
+            try:
+                ctx.lock_timeout_ms = int(value)
+            except ValueError:
+                print(f"error: --lock-timeout needs milliseconds, not {value!r}",
+                      file=sys.stderr)
+                raise SystemExit(129) from None
+            if "=" in a:
+                i += 1
+                continue
+        else:
+            break
+        i += 2
+    return ctx, argv[i:]
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        ctx, rest = _global_options(args_list)
+    except SystemExit as e:
+        return int(e.code or 0)
+    if rest and rest[0] in _GIT_VERBS:
+        from .cli_git import run_verb
+
+        return run_verb(ctx, rest[0], rest[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(rest)
+    args.ctx = ctx
+    for attr in ("path", "dir", "input", "output"):
+        value = getattr(args, attr, None)
+        if isinstance(value, str) and value != "-" and ctx.path != ".":
+            setattr(args, attr, os.path.join(ctx.path, value))
     try:
         return int(args.func(args))
     except ReftableError as e:
