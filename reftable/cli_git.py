@@ -712,6 +712,8 @@ def _reflog_show(repo: Repository, args: list[str]) -> int:
         return 0
     out = []
     for i, lg in enumerate(repo.read_reflog(full)):
+        if not any(lg.new_id or b""):
+            continue  # (log -g walks commits: an entry to the null id shows nothing)
         if fmt is None:
             out.append(f"{(lg.new_id or b'').hex()[:7]} {name}@{{{i}}}: "
                        f"{(lg.message or '').rstrip(chr(10))}\n")

@@ -729,8 +729,16 @@ class RepositoryTransaction:
 
         head_final, _, head_is_symref = repo.resolve_ref("HEAD")
         head_target = head_final if head_is_symref else None
-        logged_head = False
+        logged: set[tuple[str, str]] = set()
         null = b"\0" * HASH_SIZES[repo.hash]
+
+        def log_only(name: str, old: bytes, new: bytes, entry: LogEntry) -> None:
+            key, stored = repo.route(name)
+            if (key, stored) in logged:
+                return
+            logged.add((key, stored))
+            tx_for(name)[0].log(stored, old, new, entry)
+
         for op in self._ops:
             name = op.name
             via: list[str] = []
@@ -750,21 +758,22 @@ class RepositoryTransaction:
                 tx.verify(stored, op.expect)
             else:
                 tx.symref(stored, op.target or "", log=entry)
-            if entry is None or op.kind in ("verify", "symref"):
+            if entry is None or op.kind == "verify":
                 continue
             old = repo.resolve(name) or null
+            if op.kind == "symref":
+                target_id = repo.resolve(op.target or "")
+                if target_id is not None and head_target is not None and name == head_target:
+                    log_only("HEAD", old, target_id, entry)
+                continue
             new = op.new if op.kind == "update" else null
             assert new is not None
+            logged.add(repo.route(name))
             for sym in via:
-                stx, sstored = tx_for(sym)
-                stx.log(sstored, old, new, entry)
-                if sym == "HEAD":
-                    logged_head = True
-            if (not logged_head and head_target is not None and name == head_target
-                    and "HEAD" not in via):
-                htx, hstored = tx_for("HEAD")
-                htx.log(hstored, old, new, entry)
-                logged_head = True
+                log_only(sym, old, new, entry)
+            if head_target is not None and name == head_target:
+                # (Git's reftable backend: updating HEAD's referent logs HEAD too)
+                log_only("HEAD", old, new, entry)
         result: dict[str, int] = {}
         for key in order:
             result[key] = by_key[key].commit()
