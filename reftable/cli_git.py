@@ -704,16 +704,12 @@ def _reflog_show(repo: Repository, args: list[str]) -> int:
     if len(pos) > 1:
         raise usage("showing more than one reflog is not supported")
     name = pos[0] if pos else "HEAD"
-    full = repo.dwim_log(name)
-    if full is None:
-        if repo.rev_parse(name) is None:
-            raise die(f"ambiguous argument '{name}': unknown revision or path not in the "
-                      "working tree.")
-        return 0
+    entries = repo.reflog_show(name)
+    if entries is None:
+        raise die(f"ambiguous argument '{name}': unknown revision or path not in the "
+                  "working tree.")
     out = []
-    for i, lg in enumerate(repo.read_reflog(full)):
-        if not any(lg.new_id or b""):
-            continue  # (log -g walks commits: an entry to the null id shows nothing)
+    for i, lg in enumerate(entries):
         if fmt is None:
             out.append(f"{(lg.new_id or b'').hex()[:7]} {name}@{{{i}}}: "
                        f"{(lg.message or '').rstrip(chr(10))}\n")

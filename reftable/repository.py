@@ -523,6 +523,16 @@ class Repository(Closing):
         key, stored = self.route(name)
         return read_reflog(self.stack(key), stored)
 
+    def reflog_show(self, name: NameLike) -> Optional[list[LogRecord]]:
+        """The entries ``git reflog show NAME`` lists, newest first: the reflog
+        :meth:`dwim_log` finds, without markers and entries to the null id (``log -g``
+        walks commits). Empty when ``name`` resolves but has no reflog; None when it
+        does not resolve at all (Git: "unknown revision")."""
+        full = self.dwim_log(name)
+        if full is None:
+            return None if self.rev_parse(name) is None else []
+        return [lg for lg in self.read_reflog(full) if any(lg.new_id or b"")]
+
     def list_reflogs(self, worktree: Optional[str] = None) -> list[str]:
         """``git reflog list`` from worktree ``worktree`` (default: this one)."""
         from .reflog import list_reflogs

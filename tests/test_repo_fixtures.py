@@ -113,6 +113,42 @@ def check_views(path: Path, v: dict[str, Any]) -> int:
     return n
 
 
+def check_api_views(path: Path, v: dict[str, Any]) -> int:
+    """The same views through the Python API."""
+    n = 0
+    with Repository.open(str(path)) as repo:
+        if "for_each_ref" in v:
+            got = [f"{r.name} {oid.hex()} {r.target or ''}"
+                   for r, oid in repo.for_each_ref(include_root_refs=True)]
+            assert got == v["for_each_ref"], path
+            n += 1
+        for name, want in v.get("rev_parse", {}).items():
+            oid = repo.rev_parse(name)
+            assert (oid.hex() if oid else None) == want, (path, name)
+            n += 1
+        for name, want in v.get("symbolic_ref", {}).items():
+            final, _, is_symref = repo.resolve_ref(name)
+            assert (final if is_symref else None) == want, (path, name)
+            n += 1
+        if "reflog_list" in v:
+            assert repo.list_reflogs() == v["reflog_list"], path
+            n += 1
+        shows = dict(v.get("reflogs", {}))
+        if "reflog_head" in v:
+            shows["HEAD"] = v["reflog_head"]
+        for name, want in shows.items():
+            entries = repo.reflog_show(name)
+            if isinstance(want, dict):
+                assert entries is None and want["rc"] != 0, (path, name)
+            else:
+                assert entries is not None, (path, name)
+                got = [f"{(lg.new_id or b'').hex()} {lg.message.rstrip(chr(10))}"
+                       for lg in entries]
+                assert got == want, (path, name)
+            n += 1
+    return n
+
+
 def bare_name(name: str) -> str:
     """The name we store for a write Git stored under ``name`` (the deliberate
     difference: ``main-worktree/X`` and ``worktrees/<id>/X`` are stored as ``X``)."""
@@ -141,7 +177,7 @@ def check_worktrees(scenario: Path, e: dict[str, Any], tmp: Path) -> int:
             assert Path(repo.common_dir) == (d / v["git_common_dir"]).resolve()
             assert repo.hash == e["hash"]
             assert repo.worktree_id == (None if w == "main" else w)
-        n += check_views(d / paths[w], v) + 1
+        n += check_views(d / paths[w], v) + check_api_views(d / paths[w], v) + 1
     for key, dump in e["stacks"].items():
         n += check_stack_dump(d, key, dump)
         # where each ref lives: routing from the owning worktree gives that stack
@@ -215,7 +251,7 @@ def check_gitfile(scenario: Path, e: dict[str, Any], tmp: Path) -> int:
             assert repo.config.get("core.logAllRefUpdates") == v["core_logallrefupdates"]
         gitfile = p / ".git"
         assert (gitfile.read_text() if gitfile.is_file() else None) == v["gitfile"]
-        n += check_views(p, v) + 6
+        n += check_views(p, v) + check_api_views(p, v) + 6
     for key, dump in e["stacks"].items():
         n += check_stack_dump(d, key, dump)
     for path, v in e["repos"].items():
@@ -377,6 +413,8 @@ def check_lifecycle(scenario: Path, e: dict[str, Any], tmp: Path) -> int:
         n += check_stack_dump(d, f"{state}/.git/reftable", v["stack"])
         r = git(p, "reflog", "list")
         assert r.lines == v["reflog_list"], state
+        n += check_api_views(p, {"reflog_list": v["reflog_list"], "reflogs": v["reflog_show"],
+                                 "for_each_ref": v["for_each_ref"]})
         for name, want in v["reflog_show"].items():
             check_reflog_show(p, name, want)
         for name, want in v["reflog_exists"].items():
