@@ -12,6 +12,7 @@ from git_repo_fixtures import extract_repo, load_repo_expected
 from stack_helpers import log_to_json, ref_to_json
 
 from reftable import LogEntry, Stack
+from reftable.gitconfig import GitConfig
 from reftable.reflog import (
     EXPIRE_ALL,
     LogPolicy,
@@ -149,3 +150,45 @@ def test_all_steps_in_sequence(tmp_path):
         for rec in _STEPS:
             _step(st, rec, states[rec["from_state"]], states[rec["state"]])
             _check_state(st, states[rec["state"]], _D["params"]["refnames"])
+
+
+# -- which updates log: core.logAllRefUpdates against Git (fixture write-options) --------
+
+_W = load_repo_expected("write-options")
+
+
+@pytest.mark.parametrize("case", list(_W["cases"]))
+def test_log_policy_logs_what_git_logged(tmp_path, case):
+    """Git's probe transaction (``update-ref --stdin``: 700 new branches, updates of
+    refs in every namespace, of HEAD's branch and of a ref with a reflog) through a
+    transaction under the case's ``LogPolicy``: the same refs get log entries."""
+    c = _W["cases"][case]
+    extract_repo("write-options", tmp_path, case)
+    git_dir = tmp_path / case if c["bare"] else tmp_path / case / ".git"
+    policy = LogPolicy.from_config(GitConfig.read([str(git_dir / "config")]))
+    assert policy.bare is c["bare"]
+    oid, other = c["probe_oid"], c["probe_other_oid"]
+    entry = _entry(_W["write_date"], "probe write")
+    with Stack.open(git_dir / "reftable") as st:
+        with st.transaction(log=entry, log_policy=policy) as tx:
+            for line in _W["probe_stdin"].splitlines():
+                verb, name, value = line.split(" ")
+                new = oid if value == "<OID>" else other
+                if verb == "create":
+                    tx.create(name, new)
+                else:
+                    tx.update(name, new)
+            head = st.read_ref("HEAD")
+            assert head is not None and head.target == "refs/heads/main"
+            # an update of HEAD's branch also logs on HEAD (Git's split_head_update)
+            tx.log("HEAD", _resolve(st, "HEAD"), other, entry)
+        ui = st.next_update_index() - 1
+        logged = {lg.refname for lg in st.logs() if lg.update_index == ui}
+        big = {n for n in logged if n.startswith("refs/heads/big/")}
+        assert sorted(logged - big) == c["refs_with_log_entry_from_probe"]
+        assert len(big) == c["big_refs_with_log_entry_from_probe"]
+        for name, exists in c["reflog_exists_after"].items():
+            assert reflog_exists(st, name) is exists, name
+        for name, shown in c["reflog_show_after"].items():
+            assert [f"{lg.new_id.hex()} {lg.message.rstrip(chr(10))}"
+                    for lg in read_reflog(st, name)] == shown, name
