@@ -44,6 +44,7 @@ __all__ = [
     "check_delete_ref_name",
     "check_symbolic_ref_name",
     "check_symref_target",
+    "check_reflog_name",
     "check_refname",
     "is_valid_refname",
 ]
@@ -231,6 +232,19 @@ def check_symref_target(target: NameLike, *, name: Optional[NameLike] = None) ->
         raise RefNameError(f"refusing to use invalid ref '{t}' as a symref target: "
                            f"name {problem}")
     return t
+
+
+def check_reflog_name(name: NameLike, *, write: bool = False) -> str:
+    """Return ``name`` if ``git reflog exists NAME`` accepts it (well formed, one level
+    allowed) or, with ``write``, ``git reflog write NAME ...`` (a root ref, or well
+    formed with at least two levels); else raise :class:`RefNameError`."""
+    n = to_name(name)
+    if write:
+        if not is_root_ref(n) and check_refname_format(n) is not None:
+            raise RefNameError(f"invalid reference name: {n}")
+    elif check_refname_format(n, allow_onelevel=True) is not None:
+        raise RefNameError(f"invalid ref format: {n}")
+    return n
 
 
 def is_valid_refname(name: NameLike) -> bool:

@@ -15,6 +15,7 @@ from git_repo_fixtures import extract_repo, load_repo_expected
 from reftable import EntryTooBigError, ExpectationError, RefConflictError, RefNameError, Stack
 from reftable.refname import (
     check_delete_ref_name,
+    check_reflog_name,
     check_refname_format,
     check_symbolic_ref_name,
     check_symref_target,
@@ -217,3 +218,15 @@ def test_bytes_names_are_checked_as_bytes():
     assert check_refname_format(b"refs/heads/\xff\xfe") is None
     assert check_refname_format("refs/heads/\udcff") is None  # surrogate-escaped byte
     assert check_refname_format(b"refs/heads/a\x00b") is not None
+
+
+def test_reflog_command_names():
+    """``git reflog exists`` wants a well-formed name (one level allowed); ``git reflog
+    write`` a root ref or a well-formed name of two levels or more."""
+    assert check_reflog_name("foo") == "foo"
+    assert check_reflog_name("HEAD", write=True) == "HEAD"
+    assert check_reflog_name("refs/heads/x", write=True) == "refs/heads/x"
+    for bad, write in (("refs/heads/a..b", False), ("foo", True), ("FETCH_HEAD", True),
+                       ("refs/heads/x.lock", True)):
+        with pytest.raises(RefNameError):
+            check_reflog_name(bad, write=write)
