@@ -53,6 +53,7 @@ __all__ = [
     "identity_from_env",
     "parse_git_date",
     "should_autocreate_reflog",
+    "reflog_message",
 ]
 
 EXPIRE_ALL = 2**64 - 1
@@ -146,6 +147,19 @@ class LogPolicy:
         if self.force_create or should_autocreate_reflog(self.effective_mode, refname):
             return True
         return reflog_exists(stack, refname)
+
+
+_SPACE_RUN = re.compile(r"[ \t\n\v\f\r]+")  # C isspace()
+
+
+def reflog_message(message: Optional[str]) -> str:
+    """Git's ``normalize_reflog_message`` for a message given to a ref update (``-m``):
+    every run of whitespace becomes one space, leading and trailing whitespace goes.
+    Transactions store messages as given; a caller mirroring a Git command passes them
+    through this first."""
+    if not message:
+        return ""
+    return _SPACE_RUN.sub(" ", message).strip(" ")
 
 
 # -- identity --------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from reftable.reflog import (
     parse_git_date,
     read_reflog,
     reflog_exists,
+    reflog_message,
     rename_ref,
 )
 
@@ -242,3 +243,8 @@ def test_identity_from_env(monkeypatch):
         parse_git_date("2024-01-01")
     name, email, when, _ = identity_from_env({})
     assert name and "@" in email and when > 1_700_000_000
+
+
+def test_reflog_message_is_normalised_as_git_does():
+    assert reflog_message("  commit:\t two\n\nlines  ") == "commit: two lines"
+    assert reflog_message(None) == reflog_message("") == reflog_message(" \n") == ""

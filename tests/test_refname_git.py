@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 from git_repo_fixtures import extract_repo, load_repo_expected
+from hypothesis import given, settings
+from hypothesis import strategies as hs
 
 from reftable import EntryTooBigError, ExpectationError, RefConflictError, RefNameError, Stack
 from reftable.refname import (
@@ -67,6 +69,9 @@ def test_check_ref_format_verdicts(r):
             continue
         problem = check_refname_format(r["name"], allow_onelevel=onelevel)
         assert (problem is None) == (r[key] == 0), (key, problem)
+        # the byte-by-byte model of the differential test below agrees with Git too
+        model = _git_check_refname_format(r["name"].encode(), onelevel, False)
+        assert model == (r[key] == 0)
 
 
 def _classify(probe: str, name: str, res: dict[str, Any]) -> str:
@@ -230,3 +235,52 @@ def test_reflog_command_names():
                        ("refs/heads/x.lock", True)):
         with pytest.raises(RefNameError):
             check_reflog_name(bad, write=write)
+
+
+# -- differential: the fast checks against a literal transcription of Git's loop ----------
+
+def _git_check_refname_format(name: bytes, onelevel: bool, pattern: bool) -> bool:
+    """refs.c's check_or_sanitize_refname/check_refname_component, one byte at a time
+    (the reference the substring-based implementation must agree with)."""
+    if name == b"@":
+        return False
+    count = 0
+    i = 0
+    while True:
+        start, last = i, 0
+        while True:
+            ch = name[i] if i < len(name) else 0
+            if ch in (0, 0x2F):
+                break
+            if ch < 0x20 or ch in b" :?[\\^~\x7f":
+                return False
+            if ch == 0x2E and last == 0x2E:
+                return False
+            if ch == 0x7B and last == 0x40:
+                return False
+            if ch == 0x2A:
+                if not pattern:
+                    return False
+                pattern = False
+            last = ch
+            i += 1
+        comp = name[start:i]
+        if not comp or comp[0] == 0x2E or comp.endswith(b".lock"):
+            return False
+        count += 1
+        if i >= len(name):
+            break
+        i += 1
+    if name.endswith(b"."):
+        return False
+    return onelevel or count >= 2
+
+
+@settings(max_examples=800, deadline=None)
+@given(name=hs.lists(hs.sampled_from(["a", "Z", "/", ".", "@", "{", "}", "*", "lock", ".lock",
+                                      "..", " ", "~", ":", "\x01", "\x7f", "ü", "-", "refs/",
+                                      "HEAD"]), max_size=12).map("".join),
+       onelevel=hs.booleans(), pattern=hs.booleans())
+def test_check_refname_format_matches_gits_loop(name, onelevel, pattern):
+    ours = check_refname_format(name, allow_onelevel=onelevel, refspec_pattern=pattern)
+    assert (ours is None) == _git_check_refname_format(name.encode(), onelevel, pattern)
