@@ -5,6 +5,8 @@ are shown to be refused by a transaction on the fixture's main stack as well."""
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,15 @@ from git_repo_fixtures import extract_repo, load_repo_expected
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
-from reftable import EntryTooBigError, ExpectationError, RefConflictError, RefNameError, Stack
+from reftable import (
+    EntryTooBigError,
+    ExpectationError,
+    LogEntry,
+    RefConflictError,
+    RefNameError,
+    Stack,
+)
+from reftable.reflog import LogPolicy
 from reftable.refname import (
     check_delete_ref_name,
     check_reflog_name,
@@ -284,3 +294,58 @@ def _git_check_refname_format(name: bytes, onelevel: bool, pattern: bool) -> boo
 def test_check_refname_format_matches_gits_loop(name, onelevel, pattern):
     ours = check_refname_format(name, allow_onelevel=onelevel, refspec_pattern=pattern)
     assert (ours is None) == _git_check_refname_format(name.encode(), onelevel, pattern)
+
+
+# -- what the accepted writes store (main stack, names not routed elsewhere) ---------------
+
+def _stored_cases() -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    for r in RESULTS:
+        name = r["name"]
+        if _routed_elsewhere(name) or name in ("HEAD", "refs/heads/main"):
+            continue  # HEAD dereferences; HEAD's branch also logs on HEAD (Git's porcelain)
+        for probe in ("update_ref", "symbolic_ref"):
+            res = r[probe]
+            if res["rc"] == 0 and all(s["stack"] == "main/.git/reftable" for s in res["stored"]):
+                out.append((probe, r))
+    return out
+
+
+@pytest.fixture(scope="module")
+def base_copy(tmp_path_factory):
+    d: Path = tmp_path_factory.mktemp("refnames-base")
+    extract_repo(SCENARIO, d)
+    return d / "main" / ".git" / "reftable"
+
+
+@pytest.mark.parametrize("probe,r", _stored_cases(),
+                         ids=[f"{p}:{_id(r)}" for p, r in _stored_cases()])
+def test_accepted_writes_store_what_git_stored(tmp_path, base_copy, probe, r):
+    """``git update-ref NAME OID`` / ``git symbolic-ref NAME refs/heads/main`` as one
+    transaction under the repository's log policy: the table added holds the records
+    Git's did (ref record, and a log record exactly where Git logged)."""
+    d = tmp_path / "reftable"
+    shutil.copytree(base_copy, d)
+    entry = LogEntry("C O Mitter", "committer@example.com", "", 1710000000, 0)
+    with Stack.open(d, auto_compact=False, fsync=False) as st:
+        n0 = len(st.names)
+        with st.transaction(log=entry, log_policy=LogPolicy()) as tx:
+            if probe == "update_ref":
+                tx.update(r["name"], _D["oid"])
+            else:
+                tx.symref(r["name"], "refs/heads/main")
+        got = []
+        for t in st.tables[n0:]:
+            for ref in t.refs():
+                rec = {"stack": "main/.git/reftable", "name": ref.name,
+                       "type": ref.value_type.name.lower()}
+                if ref.target is not None:
+                    rec["target"] = ref.target
+                got.append(rec)
+            for lg in t.logs():
+                got.append({"stack": "main/.git/reftable", "log_for": lg.refname,
+                            "type": "log-deletion" if lg.is_deletion else "log-update"})
+    def key(rec: dict[str, Any]) -> str:
+        return json.dumps(rec, sort_keys=True)
+
+    assert sorted(got, key=key) == sorted(r[probe]["stored"], key=key)
