@@ -24,7 +24,7 @@ import re
 import socket
 import time as _time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal, Optional
 
 from .errors import ApiError, NotExistError
@@ -115,15 +115,20 @@ class LogPolicy:
     ``mode``: ``core.logAllRefUpdates`` (``"false"``, ``"true"``, ``"always"``; None when
     unset, which means ``"true"`` in a repository with a worktree and ``"false"`` in a
     bare one). A ref that already has a reflog always gets entries; ``force_create``
-    (``--create-reflog``) logs every update."""
+    (``--create-reflog``) logs every update. ``exists``: how to ask whether a name
+    already has a reflog, when that is not the transaction's own stack (a repository
+    routing ``worktrees/<id>/HEAD`` to another worktree's stack, as Git does); None
+    asks the stack being written."""
 
     mode: Optional[LogMode] = None
     bare: bool = False
     force_create: bool = False
+    exists: Optional[Callable[[str], bool]] = field(default=None, compare=False)
 
     @classmethod
     def from_config(cls, config: GitConfig, *, bare: Optional[bool] = None,
-                    force_create: bool = False) -> LogPolicy:
+                    force_create: bool = False,
+                    exists: Optional[Callable[[str], bool]] = None) -> LogPolicy:
         """From ``core.logAllRefUpdates`` (and ``core.bare`` unless ``bare`` is given)."""
         e = config.get_entry("core.logAllRefUpdates")
         mode: Optional[LogMode] = None
@@ -134,7 +139,7 @@ class LogPolicy:
                 mode = "true" if config.get_bool("core.logAllRefUpdates", False) else "false"
         if bare is None:
             bare = config.get_bool("core.bare", False)
-        return cls(mode, bare, force_create)
+        return cls(mode, bare, force_create, exists)
 
     @property
     def effective_mode(self) -> LogMode:
@@ -146,6 +151,8 @@ class LogPolicy:
         """Whether an update of ``refname`` writes a reflog entry."""
         if self.force_create or should_autocreate_reflog(self.effective_mode, refname):
             return True
+        if self.exists is not None:
+            return self.exists(refname)
         return reflog_exists(stack, refname)
 
 

@@ -248,3 +248,20 @@ def test_identity_from_env(monkeypatch):
 def test_reflog_message_is_normalised_as_git_does():
     assert reflog_message("  commit:\t two\n\nlines  ") == "commit: two lines"
     assert reflog_message(None) == reflog_message("") == reflog_message(" \n") == ""
+
+
+def test_policy_can_ask_another_store_whether_a_reflog_exists(st):
+    """Git writes ``worktrees/x/HEAD`` under that literal name but asks the worktree's
+    own stack whether ``HEAD`` has a reflog: ``exists=`` lets a repository say so."""
+    asked = []
+
+    def exists(name: str) -> bool:
+        asked.append(name)
+        return name == "worktrees/x/HEAD"
+
+    policy = LogPolicy("true", exists=exists)
+    with st.transaction(log=entry("m"), log_policy=policy) as tx:
+        tx.update("worktrees/x/HEAD", oid(1))
+        tx.update("worktrees/x/ORIG_HEAD", oid(1))
+    assert list_reflogs(st) == ["worktrees/x/HEAD"]
+    assert asked == ["worktrees/x/HEAD", "worktrees/x/ORIG_HEAD"]
