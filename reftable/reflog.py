@@ -29,7 +29,15 @@ from typing import TYPE_CHECKING, Literal, Optional
 
 from .errors import ApiError, NotExistError
 from .gitconfig import GitConfig
-from .records import LogRecord, LogValueType, NameLike, RefRecord, RefValueType, to_name
+from .records import (
+    HASH_SIZES,
+    LogRecord,
+    LogValueType,
+    NameLike,
+    RefRecord,
+    RefValueType,
+    to_name,
+)
 from .refname import check_refname_format
 from .writer import TableWriter, normalize_log_message
 
@@ -216,8 +224,6 @@ def identity_from_env(env: Mapping[str, str], config: Optional[GitConfig] = None
 # -- writing -----------------------------------------------------------------------------
 
 def _null(stack: Stack) -> bytes:
-    from .records import HASH_SIZES
-
     return b"\0" * HASH_SIZES[stack.hash]
 
 
