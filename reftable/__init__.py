@@ -6,6 +6,7 @@ concurrent writers and compactors.
 
 from .errors import (
     ApiError,
+    ConfigError,
     EmptyTableError,
     EntryTooBigError,
     ExpectationError,
@@ -30,6 +31,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ANY",
     "ApiError",
+    "ConfigError",
     "EmptyTableError",
     "EntryTooBigError",
     "ExpectationError",

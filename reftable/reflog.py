@@ -24,12 +24,20 @@ import re
 import socket
 import time as _time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal, Optional
 
 from .errors import ApiError, NotExistError
 from .gitconfig import GitConfig
-from .records import LogRecord, LogValueType, NameLike, RefRecord, RefValueType, to_name
+from .records import (
+    HASH_SIZES,
+    LogRecord,
+    LogValueType,
+    NameLike,
+    RefRecord,
+    RefValueType,
+    to_name,
+)
 from .refname import check_refname_format
 from .writer import TableWriter, normalize_log_message
 
@@ -53,6 +61,7 @@ __all__ = [
     "identity_from_env",
     "parse_git_date",
     "should_autocreate_reflog",
+    "reflog_message",
 ]
 
 EXPIRE_ALL = 2**64 - 1
@@ -114,15 +123,20 @@ class LogPolicy:
     ``mode``: ``core.logAllRefUpdates`` (``"false"``, ``"true"``, ``"always"``; None when
     unset, which means ``"true"`` in a repository with a worktree and ``"false"`` in a
     bare one). A ref that already has a reflog always gets entries; ``force_create``
-    (``--create-reflog``) logs every update."""
+    (``--create-reflog``) logs every update. ``exists``: how to ask whether a name
+    already has a reflog, when that is not the transaction's own stack (a repository
+    routing ``worktrees/<id>/HEAD`` to another worktree's stack, as Git does); None
+    asks the stack being written."""
 
     mode: Optional[LogMode] = None
     bare: bool = False
     force_create: bool = False
+    exists: Optional[Callable[[str], bool]] = field(default=None, compare=False)
 
     @classmethod
     def from_config(cls, config: GitConfig, *, bare: Optional[bool] = None,
-                    force_create: bool = False) -> LogPolicy:
+                    force_create: bool = False,
+                    exists: Optional[Callable[[str], bool]] = None) -> LogPolicy:
         """From ``core.logAllRefUpdates`` (and ``core.bare`` unless ``bare`` is given)."""
         e = config.get_entry("core.logAllRefUpdates")
         mode: Optional[LogMode] = None
@@ -133,7 +147,7 @@ class LogPolicy:
                 mode = "true" if config.get_bool("core.logAllRefUpdates", False) else "false"
         if bare is None:
             bare = config.get_bool("core.bare", False)
-        return cls(mode, bare, force_create)
+        return cls(mode, bare, force_create, exists)
 
     @property
     def effective_mode(self) -> LogMode:
@@ -145,7 +159,22 @@ class LogPolicy:
         """Whether an update of ``refname`` writes a reflog entry."""
         if self.force_create or should_autocreate_reflog(self.effective_mode, refname):
             return True
+        if self.exists is not None:
+            return self.exists(refname)
         return reflog_exists(stack, refname)
+
+
+_SPACE_RUN = re.compile(r"[ \t\n\v\f\r]+")  # C isspace()
+
+
+def reflog_message(message: Optional[str]) -> str:
+    """Git's ``normalize_reflog_message`` for a message given to a ref update (``-m``):
+    every run of whitespace becomes one space, leading and trailing whitespace goes.
+    Transactions store messages as given; a caller mirroring a Git command passes them
+    through this first."""
+    if not message:
+        return ""
+    return _SPACE_RUN.sub(" ", message).strip(" ")
 
 
 # -- identity --------------------------------------------------------------------------
@@ -195,8 +224,6 @@ def identity_from_env(env: Mapping[str, str], config: Optional[GitConfig] = None
 # -- writing -----------------------------------------------------------------------------
 
 def _null(stack: Stack) -> bytes:
-    from .records import HASH_SIZES
-
     return b"\0" * HASH_SIZES[stack.hash]
 
 

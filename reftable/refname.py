@@ -44,30 +44,21 @@ __all__ = [
     "check_delete_ref_name",
     "check_symbolic_ref_name",
     "check_symref_target",
+    "check_reflog_name",
     "check_refname",
     "is_valid_refname",
 ]
 
-# One pass finds the first defect; the group name says which (Git's refname_disposition
-# table plus its component rules). \Z, not $: '$' would also match before a final '\n'.
-_DEFECT = re.compile(
-    rb"(?P<char>[\x00-\x20\x7f:?\[\\^~])"
-    rb"|(?P<dotdot>\.\.)"
-    rb"|(?P<atbrace>@\{)"
-    rb"|(?P<slash>\A/|//|/\Z)"
-    rb"|(?P<dotstart>(?:\A|/)\.)"
-    rb"|(?P<lock>\.lock(?:/|\Z))"
-    rb"|(?P<dotend>\.\Z)"
+# Git's refname_disposition table: characters never allowed ('*' is checked apart)
+_BAD_CHAR = re.compile(rb"[\x00-\x20\x7f:?\[\\^~]")
+# (substring, what it means) for Git's component rules, checked with `in` (fast)
+_BAD_PARTS = (
+    (b"..", "contains '..'"),
+    (b"@{", "contains '@{'"),
+    (b"//", "has an empty component (double '/')"),
+    (b"/.", "has a component starting with '.'"),
+    (b".lock/", "has a component ending with '.lock'"),
 )
-_DEFECT_TEXT = {
-    "char": "contains a forbidden character",
-    "dotdot": "contains '..'",
-    "atbrace": "contains '@{'",
-    "slash": "has an empty component (leading, trailing or double '/')",
-    "dotstart": "has a component starting with '.'",
-    "lock": "has a component ending with '.lock'",
-    "dotend": "ends with '.'",
-}
 _ROOT_SYNTAX = re.compile(rb"[A-Z_-]*")
 _SAFE_ROOT = re.compile(rb"[A-Z_]+")
 _PSEUDO_REFS = frozenset({"FETCH_HEAD", "MERGE_HEAD"})
@@ -89,11 +80,19 @@ def check_refname_format(name: NameLike, *, allow_onelevel: bool = False,
         return "is empty"
     if b == b"@":
         return "is '@'"
-    if b"\0" in b:
-        return "contains NUL"
-    m = _DEFECT.search(b)
-    if m is not None:
-        return _DEFECT_TEXT[m.lastgroup or "char"]
+    if _BAD_CHAR.search(b) is not None:
+        return "contains a forbidden character"
+    for part, problem in _BAD_PARTS:
+        if part in b:
+            return problem
+    if b[0] == 0x2F or b[-1] == 0x2F:  # '/'
+        return "has an empty component (leading or trailing '/')"
+    if b[0] == 0x2E:  # '.'
+        return "has a component starting with '.'"
+    if b.endswith(b".lock"):
+        return "has a component ending with '.lock'"
+    if b[-1] == 0x2E:
+        return "ends with '.'"
     stars = b.count(b"*")
     if stars and (not refspec_pattern or stars > 1):
         return "contains '*'" if not refspec_pattern else "contains more than one '*'"
@@ -231,6 +230,19 @@ def check_symref_target(target: NameLike, *, name: Optional[NameLike] = None) ->
         raise RefNameError(f"refusing to use invalid ref '{t}' as a symref target: "
                            f"name {problem}")
     return t
+
+
+def check_reflog_name(name: NameLike, *, write: bool = False) -> str:
+    """Return ``name`` if ``git reflog exists NAME`` accepts it (well formed, one level
+    allowed) or, with ``write``, ``git reflog write NAME ...`` (a root ref, or well
+    formed with at least two levels); else raise :class:`RefNameError`."""
+    n = to_name(name)
+    if write:
+        if not is_root_ref(n) and check_refname_format(n) is not None:
+            raise RefNameError(f"invalid reference name: {n}")
+    elif check_refname_format(n, allow_onelevel=True) is not None:
+        raise RefNameError(f"invalid ref format: {n}")
+    return n
 
 
 def is_valid_refname(name: NameLike) -> bool:
