@@ -18,9 +18,11 @@ from .errors import (
     RefNameError,
     ReftableError,
     ReftableIOError,
+    RepositoryError,
 )
 from .merged import MergedTable
 from .records import LogRecord, LogValueType, RefRecord, RefValueType
+from .repository import Repository, RepositoryTransaction
 from .stack import LogExpiry, Stack, StackOptions, StackStats
 from .table import Table
 from .transaction import ANY, LogEntry, Transaction
@@ -50,6 +52,9 @@ __all__ = [
     "RefValueType",
     "ReftableError",
     "ReftableIOError",
+    "Repository",
+    "RepositoryError",
+    "RepositoryTransaction",
     "Stack",
     "StackOptions",
     "StackStats",

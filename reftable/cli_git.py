@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 from .errors import ApiError, ExpectationError, LockError, ReftableError
 from .records import HASH_SIZES, LogRecord, RefValueType
@@ -545,9 +545,12 @@ def _update_ref_stdin(repo: Repository, message: str, no_deref: bool, create_ref
             raise die(f"invalid ref format: {name}")
         return name
 
-    def value(cmd: str, name: str, raw: Optional[bytes], what: str) -> Optional[bytes]:
-        """None: empty (a zero id); else the parsed id."""
-        if raw is None or raw == b"":
+    def value(cmd: str, name: str, raw: Optional[bytes], what: str) -> Any:
+        """ANY: not given (with ``-z``, also an empty argument); None: a zero id (in
+        the line form, also an empty argument); else the parsed id."""
+        if raw is None or (raw == b"" and nul):
+            return ANY
+        if raw == b"":
             return None
         oid = repo.rev_parse(raw.decode("utf-8", "surrogateescape"))
         if oid is None:
@@ -574,10 +577,9 @@ def _update_ref_stdin(repo: Repository, message: str, no_deref: bool, create_ref
         try:
             if cmd == "update":
                 new = value(cmd, name, args[1], "new value")
-                old_raw = args[2] if len(args) > 2 else None
-                expect: object = ANY
-                if old_raw is not None:
-                    expect = value(cmd, name, old_raw, "old value")
+                if new is ANY:
+                    raise die(f"update {name}: missing <new-oid>")
+                expect = value(cmd, name, args[2] if len(args) > 2 else None, "old value")
                 if new is None:
                     check_delete_ref_name(name)
                     tx.delete(name, expect, no_deref=nd)
@@ -586,20 +588,20 @@ def _update_ref_stdin(repo: Repository, message: str, no_deref: bool, create_ref
                     tx.update(name, new, expect, no_deref=nd)
             elif cmd == "create":
                 new = value(cmd, name, args[1], "new value")
-                if new is None:
+                if new is None or new is ANY:
                     raise die(f"create {name}: zero <new-oid>")
                 check_update_ref_name(name)
                 tx.create(name, new, no_deref=nd)
             elif cmd == "delete":
                 old = value(cmd, name, args[1] if len(args) > 1 else None, "old value")
-                if len(args) > 1 and args[1] != b"" and old is None:
+                if old is None:
                     raise die(f"delete {name}: zero <old-oid>")
                 check_delete_ref_name(name)
-                tx.delete(name, ANY if old is None else old, no_deref=nd)
+                tx.delete(name, old, no_deref=nd)
             elif cmd == "verify":
                 old = value(cmd, name, args[1] if len(args) > 1 else None, "old value")
                 check_delete_ref_name(name)
-                tx.verify(name, old)
+                tx.verify(name, None if old is ANY else old)
             elif cmd in ("symref-update", "symref-create"):
                 target = args[1].decode("utf-8", "surrogateescape")
                 check_symbolic_ref_name(name)

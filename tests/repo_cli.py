@@ -109,3 +109,37 @@ def git(path: Any, *args: str, stdin: bytes = b"") -> Result:
     out.flush()
     raw = out.buffer.getvalue()  # type: ignore[attr-defined]
     return Result(rc, raw.decode("utf-8", "surrogateescape"), err.getvalue())
+
+
+def make_repo(path: Path, config: str = "", *, bare: bool = False,
+              object_format: str = "sha1") -> Path:
+    """A minimal reftable repository as ``git init --ref-format=reftable`` lays it out
+    (``HEAD`` stub, ``refs/heads`` file, ``objects/``, ``reftable/``); returns the
+    git dir. ``config``: extra config text."""
+    git_dir = path if bare else path / ".git"
+    (git_dir / "objects").mkdir(parents=True)
+    (git_dir / "refs").mkdir()
+    (git_dir / "refs" / "heads").write_text("repository uses alternate refs storage\n")
+    (git_dir / "HEAD").write_text("ref: refs/heads/.invalid\n")
+    (git_dir / "reftable").mkdir()
+    (git_dir / "reftable" / "tables.list").write_bytes(b"")
+    fmt = "" if object_format == "sha1" else f"\tobjectformat = {object_format}\n"
+    (git_dir / "config").write_text(
+        "[core]\n\trepositoryformatversion = 1\n"
+        f"\tbare = {'true' if bare else 'false'}\n"
+        f"[extensions]\n\trefstorage = reftable\n{fmt}" + config)
+    return git_dir
+
+
+def add_worktree(git_dir: Path, wt_path: Path, wt_id: str) -> Path:
+    """A linked worktree ``wt_id`` at ``wt_path`` (relative paths, as the fixtures);
+    no ``reftable/`` directory yet. Returns its git dir."""
+    wt_git = git_dir / "worktrees" / wt_id
+    wt_git.mkdir(parents=True)
+    (wt_git / "HEAD").write_text("ref: refs/heads/.invalid\n")
+    (wt_git / "refs").mkdir()
+    (wt_git / "commondir").write_text("../..\n")
+    wt_path.mkdir(parents=True)
+    (wt_path / ".git").write_text(f"gitdir: {os.path.relpath(wt_git, wt_path)}\n")
+    (wt_git / "gitdir").write_text(os.path.relpath(wt_path / ".git", wt_git) + "\n")
+    return wt_git
