@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from .errors import ApiError, ExpectationError, LockError, ReftableError
+from .errors import ReftableError
 from .records import HASH_SIZES, LogRecord, RefValueType
 from .refname import (
     check_delete_ref_name,
@@ -658,8 +658,15 @@ def _parse_expire(text: str, now: int) -> int:
         return EXPIRE_ALL
     if t in ("never", "false"):
         return 0
-    if re.fullmatch(r"@?\d+", t):
-        return int(t.lstrip("@"))
+    m = re.fullmatch(r"@?(\d+)(?: [+-]\d{4})?", t)
+    if m:
+        return int(m.group(1))
+    if t == "yesterday":
+        return now - 86400
+    m = re.fullmatch(r"(\d{4})-(\d\d)-(\d\d)(?:[ T](\d\d):(\d\d)(?::(\d\d))?)?", t)
+    if m:
+        y, mo, d, h, mi, sec = (int(x) if x else 0 for x in m.groups())
+        return int(time.mktime((y, mo, d, h, mi, sec, 0, 0, -1)))  # local, as Git
     m = re.fullmatch(r"(\d+)[. ]?(second|minute|hour|day|week|month|year)s?[. ]ago", t)
     if m:
         unit = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800,
@@ -845,7 +852,7 @@ def run_verb(ctx: GitContext, verb: str, args: Sequence[str]) -> int:
         if e.message:
             print(e.message, file=sys.stderr)
         return e.status
-    except (LockError, ExpectationError, ApiError, ReftableError, OSError) as e:
+    except (ReftableError, OSError, ValueError) as e:
         print(f"fatal: {e}", file=sys.stderr)
         return 128
     finally:

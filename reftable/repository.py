@@ -39,7 +39,7 @@ from ._closing import Closing
 from .errors import ApiError, ConfigError, ReftableIOError, RepositoryError
 from .gitconfig import GitConfig, SharedRepository
 from .records import HASH_SIZES, LogRecord, NameLike, RefRecord, RefValueType, to_name
-from .reflog import LogPolicy, identity_from_env
+from .reflog import LogPolicy, identity_from_env, reflog_message
 from .refname import check_refname_format, is_root_ref, parse_worktree_ref
 from .stack import Stack, StackOptions
 from .transaction import ANY, LogEntry, Transaction
@@ -571,9 +571,10 @@ class Repository(Closing):
 
     def log_entry(self, message: str = "") -> LogEntry:
         """A reflog entry with the committer identity and date Git would use
-        (``GIT_COMMITTER_*``, ``user.*``)."""
+        (``GIT_COMMITTER_*``, ``user.*``) and the message as Git normalizes it
+        (whitespace runs collapsed)."""
         name, email, when, tz = identity_from_env(self.env, self.config)
-        return LogEntry(name, email, message, when, tz)
+        return LogEntry(name, email, reflog_message(message), when, tz)
 
     def transaction(self, message: str = "", *, create_reflog: bool = False,
                     log: bool = True) -> RepositoryTransaction:
