@@ -366,6 +366,8 @@ def cmd_update_ref(ctx: GitContext, args: Sequence[str]) -> int:
             raise usage("usage: git update-ref -d <refname> [<old-oid>]")
         name = pos[0]
         old = _parse_value(repo, pos[1], "old value") if len(pos) == 2 else None
+        if old == null:
+            old = None  # (Git: a null old value means "any" here, for compatibility)
         try:
             check_delete_ref_name(name)
             tx = repo.transaction(message)

@@ -117,6 +117,8 @@ def test_update_ref_deref_old_values_and_delete(w):
     ok(w, "update-ref", "--no-deref", "HEAD", C)
     assert git(w, "symbolic-ref", "-q", "HEAD").rc == 1
     ok(w, "update-ref", "-d", "refs/heads/new", A)
+    ok(w, "update-ref", "refs/heads/new", A)
+    ok(w, "update-ref", "-d", "refs/heads/new", Z)  # a null old value: any
     assert git(w, "rev-parse", "--verify", "-q", "refs/heads/new").rc == 1
     assert git(w, "update-ref", "-d", "refs/heads/main", A).rc == 1  # wrong old value
 

@@ -21,6 +21,7 @@ import pytest
 from repo_cli import extract, git, git_env, load, scenarios
 
 from reftable.jsonio import log_to_json, ref_to_json, table_to_json
+from reftable.reflog import rename_ref
 from reftable.refname import parse_worktree_ref
 from reftable.repository import MAIN, Repository
 from reftable.stack import Stack, read_tables_list
@@ -396,6 +397,36 @@ def _replayable(argv: list[str]) -> bool:
     return (argv[1],) in _REPLAYED or tuple(argv[1:3]) in _REPLAYED
 
 
+def _api_replay(work: Path, rec: dict[str, Any], e: dict[str, Any]) -> bool:
+    """``git commit -m MSG``, ``git branch -m OLD NEW`` and ``git branch -D NAME`` as
+    the ref updates they are; False for other steps."""
+    argv = rec["argv"]
+    after = {r["name"]: r for r in e["states"][rec["state"]]["stack"]["merged"]["refs"]}
+    with Repository.open(str(work)) as repo:
+        if argv[1] == "commit" and "-m" in argv:
+            branch = repo.resolve_ref("HEAD")[0]
+            old = repo.resolve("HEAD")
+            initial = "" if old else " (initial)"
+            with repo.transaction(f"commit{initial}: {argv[argv.index('-m') + 1]}") as tx:
+                tx.update("HEAD", after[branch]["value"], expect=old)
+            return True
+        if argv[1:3] == ["branch", "-m"] and len(argv) == 5:
+            old_ref, new_ref = f"refs/heads/{argv[3]}", f"refs/heads/{argv[4]}"
+            stack, stored = repo.write_stack_for(old_ref)
+            rename_ref(stack, stored, new_ref,
+                       repo.log_entry(f"Branch: renamed {old_ref} to {new_ref}"))
+            if repo.resolve_ref("HEAD")[0] == old_ref:
+                with repo.transaction() as tx:
+                    tx.symref("HEAD", new_ref)
+            return True
+        if argv[1:3] == ["branch", "-D"]:
+            with repo.transaction() as tx:
+                for name in argv[3:]:
+                    tx.delete(f"refs/heads/{name}", no_deref=True)
+            return True
+    return False
+
+
 def _merged(stack_dir: Path) -> tuple[list[Any], list[Any]]:
     st = Stack.open(str(stack_dir), create=False)
     try:
@@ -423,15 +454,18 @@ def check_lifecycle(scenario: Path, e: dict[str, Any], tmp: Path) -> int:
                 "--format=%(refname) %(objectname) %(symref)")
         assert r.lines == v["for_each_ref"], state
         n += 2 + len(v["reflog_show"]) + len(v["reflog_exists"])
-    # replay each step we implement on a copy of its start state
+    # replay each step on a copy of its start state: our CLI's verbs, and the porcelain
+    # steps that are plain ref updates (commit, branch -D) through the Python API
     for rec in e["params"]["records"]:
-        if not _replayable(rec["argv"]):
-            continue
         work = tmp / f"replay-{rec['state']}"
         shutil.copytree(d / rec["from_state"], work, symlinks=True)
         with git_env(GIT_COMMITTER_DATE=rec["date"]):
-            r = git(work, *rec["argv"][1:])
-        assert r.rc == rec["rc"], (rec, r)
+            if _replayable(rec["argv"]):
+                r = git(work, *rec["argv"][1:])
+                assert r.rc == rec["rc"], (rec, r)
+            elif not _api_replay(work, rec, e):
+                shutil.rmtree(work)
+                continue
         want = e["states"][rec["state"]]["stack"]["merged"]
         assert _merged(work / ".git" / "reftable") == (want["refs"], want["logs"]), rec["step"]
         n += 2
