@@ -24,14 +24,18 @@ import os
 import sys
 import tempfile
 from collections.abc import Sequence
-from typing import Any, Optional
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Optional
 
 from .errors import NotExistError, ReftableError
 from .jsonio import log_from_json, log_to_json, ref_from_json, ref_to_json, table_to_json
 from .table import Table
 from .writer import TableWriter, WriteOptions
 
-__all__ = ["main"]
+if TYPE_CHECKING:
+    from .repository import Repository
+
+__all__ = ["main", "GitContext"]
 
 # (kept here, not imported from cli_git, so that the stack tools start without it)
 _GIT_VERBS = ("for-each-ref", "rev-parse", "symbolic-ref", "update-ref", "reflog",
@@ -216,10 +220,32 @@ def _add_stack_commands(sub: Any) -> None:
     cli_stack.add_commands(sub)
 
 
-def _global_options(argv: list[str]) -> tuple[Any, list[str]]:
-    """Take the leading global options off ``argv``; usage errors exit with 129."""
-    from .cli_git import GitContext
+@dataclass
+class GitContext:
+    """The global options: ``-C`` path, ``-c`` overrides, ``--lock-timeout``; opens
+    the repository on first use (:class:`reftable.Repository`)."""
 
+    path: str = "."
+    config: list[str] = field(default_factory=list)
+    lock_timeout_ms: Optional[int] = None
+    _repo: Optional[Repository] = None
+
+    def repo(self) -> Repository:
+        if self._repo is None:
+            from .repository import Repository
+
+            self._repo = Repository.open(self.path, config_overrides=self.config,
+                                         lock_timeout_ms=self.lock_timeout_ms)
+        return self._repo
+
+    def close(self) -> None:
+        if self._repo is not None:
+            self._repo.close()
+            self._repo = None
+
+
+def _global_options(argv: list[str]) -> tuple[GitContext, list[str]]:
+    """Take the leading global options off ``argv``; usage errors exit with 129."""
     ctx = GitContext()
     i = 0
     while i < len(argv):

@@ -12,8 +12,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from .errors import ReftableError
 from .records import HASH_SIZES, LogRecord, RefValueType
@@ -25,7 +24,10 @@ from .refname import (
 )
 from .repository import Repository, RepositoryTransaction
 
-__all__ = ["GIT_VERBS", "GitContext", "run_verb"]
+if TYPE_CHECKING:
+    from .cli import GitContext
+
+__all__ = ["GIT_VERBS", "run_verb", "parse_options"]
 
 GIT_VERBS = ("for-each-ref", "rev-parse", "symbolic-ref", "update-ref", "reflog",
              "check-ref-format")
@@ -48,23 +50,11 @@ def usage(message: str) -> Exit:
     return Exit(129, f"error: {message}")
 
 
-@dataclass
-class GitContext:
-    """Global options: ``-C`` path, ``-c`` overrides, ``--lock-timeout``."""
-
-    path: str = "."
-    config: list[str] = field(default_factory=list)
-    lock_timeout_ms: Optional[int] = None
-    _repo: Optional[Repository] = None
-
-    def repo(self) -> Repository:
-        if self._repo is None:
-            try:
-                self._repo = Repository.open(self.path, config_overrides=self.config,
-                                             lock_timeout_ms=self.lock_timeout_ms)
-            except ReftableError as e:
-                raise die(str(e)) from None
-        return self._repo
+def _repo(ctx: GitContext) -> Repository:
+    try:
+        return ctx.repo()
+    except ReftableError as e:
+        raise die(str(e)) from None
 
 
 def _write(text: str) -> None:
@@ -208,7 +198,7 @@ def cmd_for_each_ref(ctx: GitContext, args: Sequence[str]) -> int:
         fmt = "%(objectname) %(objecttype)\t%(refname)"
     count = _last(opts, "--count")
     limit = int(count) if count is not None and count.isdigit() else None
-    repo = ctx.repo()
+    repo = _repo(ctx)
     from .objects import ObjectTypes
 
     types = ObjectTypes(repo.common_dir, repo.hash)
@@ -228,7 +218,7 @@ def cmd_for_each_ref(ctx: GitContext, args: Sequence[str]) -> int:
 def cmd_rev_parse(ctx: GitContext, args: Sequence[str]) -> int:
     opts, pos = parse_options(args, ["--verify", "-q", "--quiet"])
     quiet = _has(opts, "-q", "--quiet")
-    repo = ctx.repo()
+    repo = _repo(ctx)
     if "--verify" in opts:
         if len(pos) != 1:
             if quiet:
@@ -264,7 +254,7 @@ def cmd_symbolic_ref(ctx: GitContext, args: Sequence[str]) -> int:
     opts, pos = parse_options(args, ["-q", "--quiet", "-d", "--delete", "--short",
                                      "--no-recurse", "--recurse"], ["-m"])
     quiet = _has(opts, "-q", "--quiet")
-    repo = ctx.repo()
+    repo = _repo(ctx)
     if _has(opts, "-d", "--delete"):
         if len(pos) != 1:
             raise usage("usage: git symbolic-ref -d [-q] <name>")
@@ -353,7 +343,7 @@ def cmd_update_ref(ctx: GitContext, args: Sequence[str]) -> int:
     message = _last(opts, "-m") or ""
     no_deref = "--no-deref" in opts
     create_reflog = "--create-reflog" in opts
-    repo = ctx.repo()
+    repo = _repo(ctx)
     if "--stdin" in opts:
         if pos or "-d" in opts:
             raise usage("usage: git update-ref [<options>] --stdin [-z]")
@@ -682,7 +672,7 @@ def cmd_reflog(ctx: GitContext, args: Sequence[str]) -> int:
     rest = list(args[1:]) if args else []
     if sub not in ("show", "list", "exists", "expire", "delete", "drop", "write"):
         sub, rest = "show", list(args)
-    repo = ctx.repo()
+    repo = _repo(ctx)
     if sub == "show":
         return _reflog_show(repo, rest)
     if sub == "list":
@@ -858,6 +848,4 @@ def run_verb(ctx: GitContext, verb: str, args: Sequence[str]) -> int:
         print(f"fatal: {e}", file=sys.stderr)
         return 128
     finally:
-        if ctx._repo is not None:
-            ctx._repo.close()
-            ctx._repo = None
+        ctx.close()

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from repo_cli import add_worktree, git, git_env, make_repo
 
+import reftable
 from reftable import ConfigError, RepositoryError
 from reftable.gitconfig import GitConfig
 from reftable.repository import MAIN, Repository, discover, stack_options_from_config
@@ -237,3 +238,17 @@ def test_stack_tools_on_a_repository_use_its_config(tmp_path):
     st.close()
     r = git(tmp_path / "w", "refs", ".")
     assert r.out == f"{A} refs/heads/a\n"
+
+
+def test_stack_open_without_create(tmp_path):
+    st = Stack.open(str(tmp_path), create=False)
+    assert st.names == [] and os.listdir(tmp_path) == []
+    with st.transaction() as tx:
+        tx.update("refs/heads/a", A)
+    assert sorted(os.listdir(tmp_path))[-1] == "tables.list"
+    st.close()
+    missing = Stack.open(str(tmp_path / "nope"), create=False)  # an empty stack
+    assert list(missing.refs()) == [] and not (tmp_path / "nope").exists()
+    missing.close()
+    with pytest.raises(reftable.NotExistError):
+        Stack.open(str(tmp_path / "nope"))
