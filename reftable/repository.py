@@ -183,19 +183,44 @@ def _current_umask() -> int:
     return mask
 
 
+_FSYNC_WORDS = {
+    "loose-object": {"loose-object"},
+    "pack": {"pack"},
+    "pack-metadata": {"pack-metadata"},
+    "commit-graph": {"commit-graph"},
+    "index": {"index"},
+    "reference": {"reference"},
+    "objects": {"loose-object", "pack"},
+    "derived-metadata": {"pack-metadata", "commit-graph"},
+    "committed": {"loose-object", "pack", "reference"},
+    "added": {"loose-object", "pack", "reference", "index"},
+    "all": {"loose-object", "pack", "pack-metadata", "commit-graph", "index", "reference"},
+}
+_FSYNC_DEFAULT = {"pack", "pack-metadata", "commit-graph"}
+
+
 def _fsync_references(cfg: GitConfig) -> bool:
-    """Whether ``core.fsync`` covers refs (Git's default does: ``reference`` is in
-    the default components; ``none`` or ``-reference`` turn it off)."""
-    fsync = True
-    for value in cfg.get_all("core.fsync"):
-        for item in (s.strip() for s in value.split(",")):
-            if item in ("none", ""):
-                fsync = False
-            elif item in ("reference", "committed", "added", "all", "default"):
-                fsync = True
-            elif item in ("-reference", "-committed", "-added", "-all", "-default"):
-                fsync = False
-    return fsync
+    """Whether ``core.fsync`` makes Git fsync the ref store (``parse_fsync_components``:
+    the last value counts; each starts from Git's default, ``-word`` removes, any
+    other word adds every component it is a prefix of, ``none`` clears). Unset, refs
+    are fsynced: Git's default leaves them out, which this library does not do."""
+    value = cfg.get("core.fsync")
+    if value is None:
+        return True
+    added: set[str] = set()
+    removed: set[str] = set()
+    base = set(_FSYNC_DEFAULT)
+    for word in (w.strip() for w in value.split(",")):
+        if not word:
+            continue
+        if word == "none":
+            base, added, removed = set(), set(), set()
+            continue
+        neg = word.startswith("-")
+        word = word[1:] if neg else word
+        named = set().union(*(c for n, c in _FSYNC_WORDS.items() if n.startswith(word)))
+        (removed if neg else added).update(named)
+    return "reference" in (base - removed) | added
 
 
 def stack_options_from_config(cfg: GitConfig, *, hash: str, umask: Optional[int] = None,

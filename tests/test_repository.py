@@ -113,8 +113,12 @@ def test_config_to_stack_options():
         "GIT_TEST_REFTABLE_AUTOCOMPACTION": "false"})
     assert (d.block_size, d.lock_timeout_ms, d.permissions, d.fsync, d.auto_compact) == (
         4096, 100, None, True, False)
-    assert stack_options_from_config(GitConfig().with_overrides(
-        ["core.fsync=-reference"]), hash="sha1", env={}).fsync is False
+    for value, fsync in [("-reference", False), ("objects", False), ("committed", True),
+                         ("ref", True), ("all,-reference", True), ("none", False),
+                         ("none,reference", True), ("added", True)]:
+        opts = stack_options_from_config(GitConfig().with_overrides(
+            [f"core.fsync={value}"]), hash="sha1", env={})
+        assert opts.fsync is fsync, value
 
 
 def test_worktree_config_only_with_the_extension(tmp_path):
