@@ -22,7 +22,7 @@ from .refname import (
     check_symbolic_ref_name,
     check_update_ref_name,
 )
-from .repository import Repository, RepositoryTransaction
+from .repository import Repository
 
 if TYPE_CHECKING:
     from .cli import GitContext
@@ -246,10 +246,6 @@ def cmd_rev_parse(ctx: GitContext, args: Sequence[str]) -> int:
 # -- symbolic-ref ------------------------------------------------------------------------------
 
 
-def _failure(e: ReftableError) -> str:
-    return str(e)
-
-
 def cmd_symbolic_ref(ctx: GitContext, args: Sequence[str]) -> int:
     opts, pos = parse_options(args, ["-q", "--quiet", "-d", "--delete", "--short",
                                      "--no-recurse", "--recurse"], ["-m"])
@@ -311,7 +307,7 @@ def _commit_symref(repo: Repository, name: str, target: Optional[str],
             tx.symref(name, target)
         tx.commit()
     except ReftableError as e:
-        raise Exit(1, f"error: {_failure(e)}") from None
+        raise Exit(1, f"error: {e}") from None
     return 0
 
 
@@ -366,7 +362,7 @@ def cmd_update_ref(ctx: GitContext, args: Sequence[str]) -> int:
             tx.delete(name, ANY if old is None else old, no_deref=no_deref)
             tx.commit()
         except ReftableError as e:
-            raise Exit(1, f"error: {_failure(e)}") from None
+            raise Exit(1, f"error: {e}") from None
         return 0
     if len(pos) not in (2, 3):
         raise usage("usage: git update-ref [<options>] <refname> <new-oid> [<old-oid>]")
@@ -389,7 +385,7 @@ def cmd_update_ref(ctx: GitContext, args: Sequence[str]) -> int:
             tx.update(name, new, expect, no_deref=no_deref)
         tx.commit()
     except ReftableError as e:
-        raise die(f"update_ref failed for ref '{name}': {_failure(e)}") from None
+        raise die(f"update_ref failed for ref '{name}': {e}") from None
     return 0
 
 
@@ -601,17 +597,13 @@ def _update_ref_stdin(repo: Repository, message: str, no_deref: bool, create_ref
             else:
                 raise die(f"{cmd}: not supported")
         except ReftableError as e:
-            raise die(_failure(e)) from None
+            raise die(str(e)) from None
     try:
-        _commit_stdin(tx)
+        tx.commit()
     except ReftableError as e:
-        raise die(_failure(e)) from None
+        raise die(str(e)) from None
     _write("".join(status_lines))
     return 0
-
-
-def _commit_stdin(tx: RepositoryTransaction) -> None:
-    tx.commit()
 
 
 # -- reflog ------------------------------------------------------------------------------------
