@@ -33,7 +33,7 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 from ._closing import Closing
 from .errors import ApiError, ConfigError, ReftableIOError, RepositoryError
@@ -364,6 +364,8 @@ class Repository(Closing):
             self._mkdir(path)
         st = self._stacks.get(key)
         if st is None:
+            if not os.path.isdir(path):
+                return cast(Stack, _NoStack(self.hash))  # (not cached: may appear)
             st = Stack.open(path, replace(self.options), create=False)
             self._stacks[key] = st
         else:
@@ -608,6 +610,25 @@ class Repository(Closing):
         False writes no reflog entries at all."""
         return RepositoryTransaction(self, self.log_entry(message) if log else None,
                                      create_reflog)
+
+
+class _NoStack:
+    """The reading side of a stack whose directory does not exist (a linked worktree
+    that never had a per-worktree ref, or one that does not exist): empty."""
+
+    def __init__(self, hash: str):
+        self.hash = hash
+        self.names: list[str] = []
+        self.directory = ""
+
+    def read_ref(self, name: NameLike) -> Optional[RefRecord]:
+        return None
+
+    def refs(self, prefix: NameLike = "") -> Iterator[RefRecord]:
+        return iter(())
+
+    def logs(self, refname: Optional[NameLike] = None) -> Iterator[LogRecord]:
+        return iter(())
 
 
 # -- wildmatch for for-each-ref patterns --------------------------------------------

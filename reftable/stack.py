@@ -226,7 +226,7 @@ class Stack(Closing):
         self.merged = MergedTable([])
         self._closed = False
         self._last_table_bytes: Optional[bytes] = None
-        if create and not os.path.isdir(self.directory):
+        if not os.path.isdir(self.directory):
             raise NotExistError(f"{self.directory}: no such directory")
         if create and not os.path.exists(self.list_path):
             self._create_list()
