@@ -693,7 +693,10 @@ class _StackTransaction(Transaction):
         self._repo = repo
         self._key = key
 
-    def _resolve(self, name: Optional[str]) -> Optional[bytes]:
+    def _resolve(self, *args: Any) -> Optional[bytes]:
+        # The name is the last argument (a snapshot-taking variant of the base
+        # method passes the locked view first; the repository reads under the lock).
+        name: Optional[str] = args[-1]
         if name is None:
             return None
         return self._repo.resolve(name, worktree=self._key)
