@@ -46,25 +46,26 @@ def _repository(args: argparse.Namespace) -> Optional[Repository]:
                       lock_timeout_ms=ctx.lock_timeout_ms if ctx else None)
 
 
-def _open(args: argparse.Namespace, write: bool = False, **kw: Any) -> Stack:
+def _open(args: argparse.Namespace, create: bool = True, **kw: Any) -> Stack:
     """The stack ``args.dir`` names: a stack directory, or a repository's common
-    stack (with its config's options). ``write``: a directory that is neither becomes
-    a new stack."""
+    stack (with its config's options). Read-only commands pass ``create=False``: they
+    never create or change anything; otherwise a directory that is neither a stack nor
+    a repository becomes a new stack."""
     ctx = getattr(args, "ctx", None)
     timeout = ctx.lock_timeout_ms if ctx is not None else None
     repo = _repository(args)
     if repo is not None:
-        st = repo.stack(for_write=write)
+        st = repo.stack(for_write=create)
         for k, v in kw.items():
             setattr(st.options, k, v)
         return st
-    if not _is_stack(args.dir) and not write:
+    if not _is_stack(args.dir) and not create:
         raise RepositoryError(f"{args.dir}: not a reftable stack (no tables.list) nor a "
                               "git repository")
     opts = StackOptions(**kw)
     if timeout is not None:
         opts.lock_timeout_ms = timeout
-    return Stack.open(args.dir, opts, create=write)
+    return Stack.open(args.dir, opts, create=create)
 
 
 class _RoutedTransaction:
@@ -160,7 +161,7 @@ def cmd_update(args: argparse.Namespace) -> int:
             if args.no_auto_compact:
                 repo.options.auto_compact = False
             return _run_update(args, _RoutedTransaction(repo, log), log)
-    with _open(args, write=True, auto_compact=not args.no_auto_compact) as st:
+    with _open(args, auto_compact=not args.no_auto_compact) as st:
         return _run_update(args, st.transaction(), log)
 
 
@@ -188,7 +189,7 @@ def _run_update(args: argparse.Namespace, tx: Any, log: Optional[LogEntry]) -> i
 def cmd_compact(args: argparse.Namespace) -> int:
     from .progress import Progress
 
-    with _open(args, write=True) as st:
+    with _open(args) as st:
         before = len(st.names)
         expire = None
         if args.expire_before is not None or args.expire_below_index is not None:
@@ -213,7 +214,7 @@ def _stats_json(st: Stack) -> dict[str, Any]:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    with _open(args, auto_compact=False) as st:
+    with _open(args, create=False, auto_compact=False) as st:
         tables: list[dict[str, Any]] = [
                   {"name": n, "size": t.size, "min_update_index": t.min_update_index,
                    "max_update_index": t.max_update_index}
@@ -235,7 +236,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
-    with _open(args, write=True, auto_compact=False) as st:
+    with _open(args, auto_compact=False) as st:
         removed = st.clean(args.stale_locks)
         if args.json:
             print(json.dumps({"removed": removed}))
@@ -261,7 +262,7 @@ def cmd_refs(args: argparse.Namespace) -> int:
     if repo is not None:
         with repo:
             return _print_refs(args, list(repo.refs(args.prefix or "")))
-    with _open(args, auto_compact=False) as st:
+    with _open(args, create=False, auto_compact=False) as st:
         return _print_refs(args, list(st.refs(args.prefix or "")))
 
 
@@ -284,7 +285,7 @@ def cmd_log(args: argparse.Namespace) -> int:
         with repo:
             key, stored = repo.route(args.ref)
             return _print_logs(args, list(repo.stack(key).logs(stored)))
-    with _open(args, auto_compact=False) as st:
+    with _open(args, create=False, auto_compact=False) as st:
         return _print_logs(args, list(st.logs(args.ref)))
 
 
