@@ -47,8 +47,22 @@ def _print_json(obj: Any) -> None:
     sys.stdout.write("\n")
 
 
+def _stack_path(path: str) -> str:
+    """``path``, or the common stack directory when ``path`` is a repository (a work
+    tree, a ``.git`` directory or a bare repository)."""
+    if not os.path.isdir(path) or os.path.exists(os.path.join(path, "tables.list")):
+        return path
+    from .errors import RepositoryError
+    from .repository import discover
+
+    try:
+        return os.path.join(discover(path, upwards=False).common_dir, "reftable")
+    except RepositoryError:
+        return path
+
+
 def cmd_dump(args: argparse.Namespace) -> int:
-    path = args.path
+    path = _stack_path(args.path)
     if os.path.isdir(path):
         from .stack import Stack, StackOptions
 
@@ -150,7 +164,7 @@ def cmd_write(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from .fsck import check_path
 
-    findings = check_path(args.path)
+    findings = check_path(_stack_path(args.path))
     if args.json:
         _print_json({"ok": not findings,
                      "findings": [{"severity": f.severity, "path": f.path,

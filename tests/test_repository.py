@@ -242,6 +242,8 @@ def test_stack_tools_on_a_repository_use_its_config(tmp_path):
     st.close()
     r = git(tmp_path / "w", "refs", ".")
     assert r.out == f"{A} refs/heads/a\n"
+    assert "refs/heads/a" in git(tmp_path / "w", "dump", ".").out
+    assert git(tmp_path / "w", "verify", ".").out == "ok\n"
 
 
 def test_stack_open_without_create(tmp_path):
