@@ -245,3 +245,11 @@ def test_update_ref_reports_a_held_lock(w):
     lock.write_bytes(b"")
     r = git(w, "--lock-timeout=0", "update-ref", "refs/heads/a", A)
     assert r.rc == 128 and "refs/heads/a" in r.err
+
+
+def test_pseudorefs_are_read_from_their_files(w):
+    (w / ".git" / "FETCH_HEAD").write_text(f"{A}\t\tbranch 'main' of somewhere\n")
+    assert ok(w, "rev-parse", "--verify", "FETCH_HEAD") == A + "\n"
+    assert git(w, "rev-parse", "--verify", "-q", "MERGE_HEAD").rc == 1
+    r = git(w, "update-ref", "FETCH_HEAD", B)
+    assert r.rc == 128 and "pseudoref" in r.err
