@@ -357,6 +357,11 @@ class Repository(Closing):
         creates a linked worktree's ``reftable/`` directory (with Git's directory
         mode) and raises :class:`RepositoryError` when the worktree does not exist."""
         path = self.stack_dir(key)
+        if key in (".", "..") or "/" in key or "\0" in key:
+            # (no such worktree id: never a path outside <common>/worktrees)
+            if for_write:
+                raise RepositoryError(f"no worktree '{key}'")
+            return cast(Stack, _NoStack(self.hash))
         if for_write and not os.path.isdir(path):
             if key == MAIN or not os.path.isdir(os.path.dirname(path)):
                 raise RepositoryError(f"{path}: no such reftable directory"

@@ -189,6 +189,12 @@ def test_worktree_head_write_stays_in_worktree(tmp_path):
     st = Stack.open(str(wt_git / "reftable"), create=False)
     assert {r.name for r in st.refs()} == {"HEAD", "refs/bisect/b"}
     st.close()
+    # ids never name a path outside <common>/worktrees
+    with Repository.open(str(tmp_path / "w")) as repo:
+        assert repo.route("worktrees/../HEAD") == ("..", "HEAD")
+        assert repo.read_ref("worktrees/../HEAD") is None
+        with pytest.raises(RepositoryError):
+            repo.stack("..", for_write=True)
     # a worktree that does not exist cannot be written
     r = git(tmp_path / "w", "update-ref", "worktrees/nope/HEAD", A)
     assert r.rc == 128 and not (g / "worktrees" / "nope").exists()
