@@ -187,7 +187,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="reftable",
-        usage="reftable [-C PATH] [-c KEY=VALUE] [--lock-timeout MS] COMMAND ...",
         description="Inspect, write, update and compact Git reftables and stacks.",
         epilog="Git's verbs, run in the repository found from -C PATH with Git's output "
         "and exit status: for-each-ref, rev-parse, symbolic-ref, update-ref, reflog, "
