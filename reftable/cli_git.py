@@ -14,10 +14,11 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Optional
 
-from .errors import ReftableError
+from .errors import RefNameError, ReftableError
 from .records import HASH_SIZES, LogRecord, RefValueType
 from .refname import (
     check_delete_ref_name,
+    check_reflog_name,
     check_refname_format,
     check_symbolic_ref_name,
     check_update_ref_name,
@@ -677,8 +678,10 @@ def cmd_reflog(ctx: GitContext, args: Sequence[str]) -> int:
         _, pos = parse_options(rest, [])
         if len(pos) != 1:
             raise usage("usage: git reflog exists <ref>")
-        if check_refname_format(pos[0], allow_onelevel=True) is not None:
-            raise die(f"invalid ref format: {pos[0]}")
+        try:
+            check_reflog_name(pos[0])
+        except RefNameError as e:
+            raise die(str(e)) from None
         return 0 if repo.reflog_exists(pos[0]) else 1
     if sub == "expire":
         return _reflog_expire(repo, rest)
@@ -803,8 +806,10 @@ def _reflog_write(repo: Repository, args: list[str]) -> int:
     if len(pos) != 4:
         raise usage("usage: git reflog write <ref> <old-oid> <new-oid> <message>")
     name, old_hex, new_hex, message = pos
-    if check_refname_format(name, allow_onelevel=True) is not None:
-        raise die(f"invalid reference name: {name}")
+    try:
+        check_reflog_name(name, write=True)
+    except RefNameError as e:
+        raise die(str(e)) from None
     size = 2 * HASH_SIZES[repo.hash]
     for h in (old_hex, new_hex):
         if len(h) != size or not re.fullmatch(r"[0-9a-fA-F]+", h):
