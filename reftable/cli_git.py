@@ -450,6 +450,14 @@ class _StdinParser:
         cmd, _, first = word.partition(b" ")
         return cmd.decode("utf-8", "surrogateescape"), first
 
+    def peek_z(self) -> Optional[bytes]:
+        """The next NUL-terminated argument without taking it."""
+        pos = self.pos
+        try:
+            return self.take_z()
+        finally:
+            self.pos = pos
+
     def take_z(self) -> Optional[bytes]:
         """The next NUL-terminated argument, or None at the end of input."""
         if self.pos >= len(self.data):
@@ -483,7 +491,7 @@ def _line_args(rest: bytes) -> list[bytes]:
 
 
 _ARITY = {"update": (2, 3), "create": (2, 2), "delete": (1, 2), "verify": (1, 2),
-          "symref-update": (2, 2), "symref-create": (2, 2), "symref-delete": (1, 1),
+          "symref-update": (2, 4), "symref-create": (2, 2), "symref-delete": (1, 2),
           "symref-verify": (1, 2), "option": (1, 1), "start": (0, 0), "prepare": (0, 0),
           "commit": (0, 0), "abort": (0, 0)}
 
@@ -518,12 +526,21 @@ def _update_ref_stdin(repo: Repository, message: str, no_deref: bool, create_ref
             if cmd == "option":
                 out.append((cmd, args))
                 continue
-            # -z: every argument after the ref is NUL-terminated, optional ones empty
-            for _ in range(1, hi):
+            # -z: every argument after the ref is NUL-terminated, optional ones empty;
+            # the symref commands' optional parts are there only when the next word
+            # says so (symref-update's "ref"/"oid"; otherwise it is a command)
+            need = {"symref-update": 2, "symref-delete": 1, "symref-verify": 1}.get(cmd, hi)
+            for _ in range(1, need):
                 a = parser.take_z()
                 if a is None:
                     raise die(f"{cmd} {first.decode('utf-8', 'replace')}: missing argument")
                 args.append(a)
+            nxt = parser.peek_z()
+            if cmd == "symref-update" and nxt in (b"ref", b"oid"):
+                args += [parser.take_z() or b"", parser.take_z() or b""]
+            elif cmd in ("symref-delete", "symref-verify") and nxt is not None and \
+                    nxt.partition(b" ")[0].decode("utf-8", "replace") not in _ARITY:
+                args.append(parser.take_z() or b"")
             out.append((cmd, args))
 
     def refname(cmd: str, raw: bytes) -> str:
@@ -592,11 +609,30 @@ def _update_ref_stdin(repo: Repository, message: str, no_deref: bool, create_ref
                 check_delete_ref_name(name)
                 tx.verify(name, None if old is ANY else old)
             elif cmd in ("symref-update", "symref-create"):
-                target = args[1].decode("utf-8", "surrogateescape")
+                target = refname(cmd, args[1])
                 check_symbolic_ref_name(name)
-                tx.symref(name, target)
-            else:
-                raise die(f"{cmd}: not supported")
+                if cmd == "symref-create":
+                    tx.symref(name, target, None)
+                elif len(args) == 2:
+                    tx.symref(name, target)
+                elif len(args) == 4 and args[2] == b"ref":
+                    tx.symref(name, target, expect_target=refname(cmd, args[3]))
+                elif len(args) == 4 and args[2] == b"oid":
+                    old = value(cmd, name, args[3], "old value")
+                    tx.symref(name, target, None if old is ANY else old)
+                else:
+                    raise die(f"{cmd} {name}: expected 'ref <old-target>' or "
+                              "'oid <old-oid>'")
+            elif cmd == "symref-delete":
+                check_symbolic_ref_name(name)
+                old_target = refname(cmd, args[1]) if len(args) > 1 and args[1] else None
+                tx.delete(name, no_deref=True, expect_target=old_target)
+            else:  # symref-verify: a symref to <old-target>, or missing without one
+                check_delete_ref_name(name)
+                if len(args) > 1 and args[1]:
+                    tx.verify(name, expect_target=refname(cmd, args[1]))
+                else:
+                    tx.verify(name, None)
         except ReftableError as e:
             raise die(str(e)) from None
     try:

@@ -715,6 +715,7 @@ class _Op:
     expect: Any = ANY
     target: Optional[str] = None
     no_deref: bool = False
+    expect_target: Optional[str] = None
 
 
 class RepositoryTransaction:
@@ -740,29 +741,45 @@ class RepositoryTransaction:
 
         return to_oid(oid, HASH_SIZES[self.repo.hash])
 
+    def _expect(self, expect: Any) -> Any:
+        return expect if expect is ANY or expect is None else self._oid(expect)
+
     def update(self, name: NameLike, new: Any, expect: Any = ANY, *,
                no_deref: bool = False) -> None:
         """Set ``name`` to ``new``; ``expect``: ANY, None (must not exist) or an id."""
-        self._ops.append(_Op("update", to_name(name), self._oid(new),
-                             expect if expect is ANY or expect is None else self._oid(expect),
+        self._ops.append(_Op("update", to_name(name), self._oid(new), self._expect(expect),
                              no_deref=no_deref))
 
     def create(self, name: NameLike, new: Any, *, no_deref: bool = False) -> None:
         self.update(name, new, None, no_deref=no_deref)
 
-    def delete(self, name: NameLike, expect: Any = ANY, *, no_deref: bool = False) -> None:
-        self._ops.append(_Op("delete", to_name(name), None,
-                             expect if expect is ANY or expect is None else self._oid(expect),
-                             no_deref=no_deref))
+    def delete(self, name: NameLike, expect: Any = ANY, *, no_deref: bool = False,
+               expect_target: Optional[NameLike] = None) -> None:
+        """Delete ``name`` (its reflog goes with it); ``expect_target``: it must be a
+        symref to that ref (and is then not dereferenced)."""
+        self._ops.append(_Op("delete", to_name(name), None, self._expect(expect),
+                             no_deref=no_deref or expect_target is not None,
+                             expect_target=None if expect_target is None
+                             else to_name(expect_target)))
 
-    def verify(self, name: NameLike, expect: Any = None) -> None:
+    def verify(self, name: NameLike, expect: Any = None, *,
+               expect_target: Optional[NameLike] = None) -> None:
+        """Check ``name`` without changing it: at ``expect`` (None: missing), or with
+        ``expect_target`` a symref to that ref."""
         self._ops.append(_Op("verify", to_name(name), None,
-                             expect if expect is ANY or expect is None else self._oid(expect)))
+                             ANY if expect_target is not None else self._expect(expect),
+                             expect_target=None if expect_target is None
+                             else to_name(expect_target)))
 
-    def symref(self, name: NameLike, target: NameLike) -> None:
-        """Make ``name`` (never dereferenced) a symbolic ref to ``target``."""
-        self._ops.append(_Op("symref", to_name(name), target=to_name(target),
-                             no_deref=True))
+    def symref(self, name: NameLike, target: NameLike, expect: Any = ANY, *,
+               expect_target: Optional[NameLike] = None) -> None:
+        """Make ``name`` (never dereferenced) a symbolic ref to ``target``; ``expect``
+        (ANY, None: must not exist, or an id) and ``expect_target`` check its current
+        state."""
+        self._ops.append(_Op("symref", to_name(name), None, self._expect(expect),
+                             target=to_name(target), no_deref=True,
+                             expect_target=None if expect_target is None
+                             else to_name(expect_target)))
 
     def __enter__(self) -> RepositoryTransaction:
         return self
@@ -818,11 +835,12 @@ class RepositoryTransaction:
                 assert op.new is not None
                 tx.update(stored, op.new, expect=op.expect, log=entry)
             elif op.kind == "delete":
-                tx.delete(stored, expect=op.expect)
+                tx.delete(stored, expect=op.expect, expect_target=op.expect_target)
             elif op.kind == "verify":
-                tx.verify(stored, op.expect)
+                tx.verify(stored, op.expect, expect_target=op.expect_target)
             else:
-                tx.symref(stored, op.target or "", log=entry)
+                tx.symref(stored, op.target or "", expect=op.expect,
+                          expect_target=op.expect_target, log=entry)
             if entry is None or op.kind == "verify":
                 continue
             old = repo.resolve(name) or null

@@ -253,3 +253,28 @@ def test_pseudorefs_are_read_from_their_files(w):
     assert git(w, "rev-parse", "--verify", "-q", "MERGE_HEAD").rc == 1
     r = git(w, "update-ref", "FETCH_HEAD", B)
     assert r.rc == 128 and "pseudoref" in r.err
+
+
+def test_update_ref_stdin_symref_commands(w):
+    ok(w, "update-ref", "--stdin", stdin=(
+        f"create refs/heads/a {A}\ncreate refs/heads/b {B}\n"
+        "symref-create refs/heads/s refs/heads/a\n").encode())
+    assert ok(w, "symbolic-ref", "refs/heads/s") == "refs/heads/a\n"
+    # wrong old target, then the right one
+    assert git(w, "update-ref", "--stdin", stdin=(
+        b"symref-update refs/heads/s refs/heads/b ref refs/heads/b\n")).rc == 128
+    ok(w, "update-ref", "--stdin", stdin=b"symref-verify refs/heads/s refs/heads/a\n")
+    ok(w, "update-ref", "--stdin", stdin=(
+        b"symref-update refs/heads/s refs/heads/b ref refs/heads/a\n"))
+    assert ok(w, "symbolic-ref", "refs/heads/s") == "refs/heads/b\n"
+    # -z: optional parts only when present
+    ok(w, "update-ref", "--stdin", "-z", stdin=(
+        b"symref-update refs/heads/t\0refs/heads/a\0oid\0" + Z.encode() + b"\0"
+        b"symref-verify refs/heads/nope\0"
+        b"symref-delete refs/heads/s\0refs/heads/b\0"))
+    assert ok(w, "symbolic-ref", "refs/heads/t") == "refs/heads/a\n"
+    assert git(w, "symbolic-ref", "-q", "refs/heads/s").rc == 1
+    assert git(w, "update-ref", "--stdin", stdin=(
+        b"symref-create refs/heads/t refs/heads/b\n")).rc == 128  # exists
+    assert git(w, "update-ref", "--stdin", stdin=(
+        b"symref-delete refs/heads/t refs/heads/b\n")).rc == 128  # wrong target
