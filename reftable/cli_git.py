@@ -17,11 +17,8 @@ from typing import TYPE_CHECKING, Any, Optional
 from .errors import RefNameError, ReftableError
 from .records import HASH_SIZES, LogRecord, RefValueType
 from .refname import (
-    check_delete_ref_name,
     check_reflog_name,
     check_refname_format,
-    check_symbolic_ref_name,
-    check_update_ref_name,
 )
 from .repository import Repository
 
@@ -300,7 +297,6 @@ def cmd_symbolic_ref(ctx: GitContext, args: Sequence[str]) -> int:
 def _commit_symref(repo: Repository, name: str, target: Optional[str],
                    message: Optional[str]) -> int:
     try:
-        check_symbolic_ref_name(name)
         tx = repo.transaction(message or "")
         if target is None:
             tx.delete(name, no_deref=True)
@@ -356,7 +352,6 @@ def cmd_update_ref(ctx: GitContext, args: Sequence[str]) -> int:
         if old == null:
             old = None  # (Git: a null old value means "any" here, for compatibility)
         try:
-            check_delete_ref_name(name)
             tx = repo.transaction(message)
             from .transaction import ANY
 
@@ -379,10 +374,8 @@ def cmd_update_ref(ctx: GitContext, args: Sequence[str]) -> int:
     try:
         tx = repo.transaction(message, create_reflog=create_reflog)
         if new == null:
-            check_delete_ref_name(name)
             tx.delete(name, expect, no_deref=no_deref)
         else:
-            check_update_ref_name(name)
             tx.update(name, new, expect, no_deref=no_deref)
         tx.commit()
     except ReftableError as e:
@@ -587,30 +580,24 @@ def _update_ref_stdin(repo: Repository, message: str, no_deref: bool, create_ref
                     raise die(f"update {name}: missing <new-oid>")
                 expect = value(cmd, name, args[2] if len(args) > 2 else None, "old value")
                 if new is None:
-                    check_delete_ref_name(name)
                     tx.delete(name, expect, no_deref=nd)
                 else:
-                    check_update_ref_name(name)
                     tx.update(name, new, expect, no_deref=nd)
             elif cmd == "create":
                 new = value(cmd, name, args[1], "new value")
                 if new is None or new is ANY:
                     raise die(f"create {name}: zero <new-oid>")
-                check_update_ref_name(name)
                 tx.create(name, new, no_deref=nd)
             elif cmd == "delete":
                 old = value(cmd, name, args[1] if len(args) > 1 else None, "old value")
                 if old is None:
                     raise die(f"delete {name}: zero <old-oid>")
-                check_delete_ref_name(name)
                 tx.delete(name, old, no_deref=nd)
             elif cmd == "verify":
                 old = value(cmd, name, args[1] if len(args) > 1 else None, "old value")
-                check_delete_ref_name(name)
                 tx.verify(name, None if old is ANY else old)
             elif cmd in ("symref-update", "symref-create"):
                 target = refname(cmd, args[1])
-                check_symbolic_ref_name(name)
                 if cmd == "symref-create":
                     tx.symref(name, target, None)
                 elif len(args) == 2:
@@ -624,11 +611,9 @@ def _update_ref_stdin(repo: Repository, message: str, no_deref: bool, create_ref
                     raise die(f"{cmd} {name}: expected 'ref <old-target>' or "
                               "'oid <old-oid>'")
             elif cmd == "symref-delete":
-                check_symbolic_ref_name(name)
                 old_target = refname(cmd, args[1]) if len(args) > 1 and args[1] else None
                 tx.delete(name, no_deref=True, expect_target=old_target)
             else:  # symref-verify: a symref to <old-target>, or missing without one
-                check_delete_ref_name(name)
                 if len(args) > 1 and args[1]:
                     tx.verify(name, expect_target=refname(cmd, args[1]))
                 else:

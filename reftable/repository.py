@@ -40,7 +40,14 @@ from .errors import ApiError, ConfigError, ReftableIOError, RepositoryError
 from .gitconfig import GitConfig, SharedRepository
 from .records import HASH_SIZES, LogRecord, NameLike, RefRecord, RefValueType, to_name
 from .reflog import LogPolicy, identity_from_env, reflog_message
-from .refname import check_refname_format, is_root_ref, parse_worktree_ref
+from .refname import (
+    check_delete_ref_name,
+    check_refname_format,
+    check_symbolic_ref_name,
+    check_update_ref_name,
+    is_root_ref,
+    parse_worktree_ref,
+)
 from .stack import Stack, StackOptions
 from .transaction import ANY, LogEntry, Transaction
 
@@ -746,9 +753,15 @@ class RepositoryTransaction:
 
     def update(self, name: NameLike, new: Any, expect: Any = ANY, *,
                no_deref: bool = False) -> None:
-        """Set ``name`` to ``new``; ``expect``: ANY, None (must not exist) or an id."""
-        self._ops.append(_Op("update", to_name(name), self._oid(new), self._expect(expect),
-                             no_deref=no_deref))
+        """Set ``name`` to ``new``; ``expect``: ANY, None (must not exist) or an id. A
+        null ``new`` deletes, as in Git. Names are checked by Git's rule for the
+        operation (:mod:`reftable.refname`) as given, before routing."""
+        oid = self._oid(new)
+        if not any(oid):
+            self.delete(name, expect, no_deref=no_deref)
+            return
+        self._ops.append(_Op("update", check_update_ref_name(name), oid,
+                             self._expect(expect), no_deref=no_deref))
 
     def create(self, name: NameLike, new: Any, *, no_deref: bool = False) -> None:
         self.update(name, new, None, no_deref=no_deref)
@@ -757,7 +770,7 @@ class RepositoryTransaction:
                expect_target: Optional[NameLike] = None) -> None:
         """Delete ``name`` (its reflog goes with it); ``expect_target``: it must be a
         symref to that ref (and is then not dereferenced)."""
-        self._ops.append(_Op("delete", to_name(name), None, self._expect(expect),
+        self._ops.append(_Op("delete", check_delete_ref_name(name), None, self._expect(expect),
                              no_deref=no_deref or expect_target is not None,
                              expect_target=None if expect_target is None
                              else to_name(expect_target)))
@@ -766,7 +779,7 @@ class RepositoryTransaction:
                expect_target: Optional[NameLike] = None) -> None:
         """Check ``name`` without changing it: at ``expect`` (None: missing), or with
         ``expect_target`` a symref to that ref."""
-        self._ops.append(_Op("verify", to_name(name), None,
+        self._ops.append(_Op("verify", check_delete_ref_name(name), None,
                              ANY if expect_target is not None else self._expect(expect),
                              expect_target=None if expect_target is None
                              else to_name(expect_target)))
@@ -776,7 +789,8 @@ class RepositoryTransaction:
         """Make ``name`` (never dereferenced) a symbolic ref to ``target``; ``expect``
         (ANY, None: must not exist, or an id) and ``expect_target`` check its current
         state."""
-        self._ops.append(_Op("symref", to_name(name), None, self._expect(expect),
+        self._ops.append(_Op("symref", check_symbolic_ref_name(name), None,
+                             self._expect(expect),
                              target=to_name(target), no_deref=True,
                              expect_target=None if expect_target is None
                              else to_name(expect_target)))

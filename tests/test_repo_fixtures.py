@@ -545,4 +545,28 @@ def check_refnames(scenario: Path, e: dict[str, Any], tmp: Path) -> int:
                     for s in want["stored"])
                 assert got == expect, (name, probe)
                 n += 2
+                if probe in ("update_ref", "symbolic_ref") and want["rc"] != 129:
+                    # the same write through the Python API (129: a CLI usage error)
+                    ok = _api_write(d / "main", probe, name, e["oid"])
+                    got = _stored(d, stacks, before)
+                    _restore(d, stacks, snapshot, before)
+                    assert ok == (want["rc"] == 0), (name, probe, "api")
+                    assert got == expect, (name, probe, "api")
+                    n += 2
     return n
+
+
+def _api_write(path: Path, probe: str, name: str, oid: str) -> bool:
+    """``git update-ref NAME OID`` / ``git symbolic-ref NAME refs/heads/main`` through
+    ``Repository.transaction``; False when it is refused."""
+    from reftable import ReftableError
+
+    try:
+        with Repository.open(str(path)) as repo, repo.transaction() as tx:
+            if probe == "update_ref":
+                tx.update(name, oid)
+            else:
+                tx.symref(name, "refs/heads/main")
+    except ReftableError:
+        return False
+    return True
