@@ -1,7 +1,19 @@
-"""Command line: ``python -m reftable`` / ``reftable``.
+"""Command line: ``python -m reftable [-C PATH] [-c KEY=VALUE] [--lock-timeout MS] ...``.
 
-Every subcommand has ``--help``. Human output by default, ``--json`` for tools.
-Exit status: 0 success, 1 findings or failure, 2 usage errors.
+Two families of commands:
+
+* Git's verbs (``for-each-ref``, ``rev-parse``, ``symbolic-ref``, ``update-ref``,
+  ``reflog``, ``check-ref-format``; :mod:`reftable.cli_git`) run in the repository
+  found from ``-C PATH`` (default: the current directory) as Git finds it, print what
+  Git prints and exit with Git's status.
+* The stack tools (``dump``, ``write``, ``verify``, ``update``, ``compact``,
+  ``stats``, ``clean``, ``refs``, ``log``, ``demo``) take a table, a stack directory or
+  a repository. Every one has ``--help``; human output by default, ``--json`` for
+  tools. Exit status: 0 success, 1 findings or failure, 2 usage errors.
+
+Global options: ``-C PATH`` (as ``git -C``, repeatable: relative ones add up; paths of
+the stack tools are taken from there too), ``-c KEY=VALUE`` (a config override, as
+``git -c``), ``--lock-timeout MS`` (overrides ``reftable.lockTimeout``).
 """
 
 from __future__ import annotations
@@ -12,14 +24,22 @@ import os
 import sys
 import tempfile
 from collections.abc import Sequence
-from typing import Any, Optional
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Optional
 
 from .errors import NotExistError, ReftableError
 from .jsonio import log_from_json, log_to_json, ref_from_json, ref_to_json, table_to_json
 from .table import Table
 from .writer import TableWriter, WriteOptions
 
-__all__ = ["main"]
+if TYPE_CHECKING:
+    from .repository import Repository
+
+__all__ = ["main", "GitContext"]
+
+# (kept here, not imported from cli_git, so that the stack tools start without it)
+_GIT_VERBS = ("for-each-ref", "rev-parse", "symbolic-ref", "update-ref", "reflog",
+              "check-ref-format")
 
 
 def _print_json(obj: Any) -> None:
@@ -27,8 +47,22 @@ def _print_json(obj: Any) -> None:
     sys.stdout.write("\n")
 
 
+def _stack_path(path: str) -> str:
+    """``path``, or the common stack directory when ``path`` is a repository (a work
+    tree, a ``.git`` directory or a bare repository)."""
+    if not os.path.isdir(path) or os.path.exists(os.path.join(path, "tables.list")):
+        return path
+    from .errors import RepositoryError
+    from .repository import discover
+
+    try:
+        return os.path.join(discover(path, upwards=False).common_dir, "reftable")
+    except RepositoryError:
+        return path
+
+
 def cmd_dump(args: argparse.Namespace) -> int:
-    path = args.path
+    path = _stack_path(args.path)
     if os.path.isdir(path):
         from .stack import Stack, StackOptions
 
@@ -130,7 +164,7 @@ def cmd_write(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from .fsck import check_path
 
-    findings = check_path(args.path)
+    findings = check_path(_stack_path(args.path))
     if args.json:
         _print_json({"ok": not findings,
                      "findings": [{"severity": f.severity, "path": f.path,
@@ -154,6 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="reftable",
         description="Inspect, write, update and compact Git reftables and stacks.",
+        epilog="Git's verbs, run in the repository found from -C PATH with Git's output "
+        "and exit status: for-each-ref, rev-parse, symbolic-ref, update-ref, reflog, "
+        "check-ref-format. Global options: -C PATH (as git -C), -c KEY=VALUE (a config "
+        "override), --lock-timeout MS (overrides reftable.lockTimeout).",
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -200,9 +238,77 @@ def _add_stack_commands(sub: Any) -> None:
     cli_stack.add_commands(sub)
 
 
+@dataclass
+class GitContext:
+    """The global options: ``-C`` path, ``-c`` overrides, ``--lock-timeout``; opens
+    the repository on first use (:class:`reftable.Repository`)."""
+
+    path: str = "."
+    config: list[str] = field(default_factory=list)
+    lock_timeout_ms: Optional[int] = None
+    _repo: Optional[Repository] = None
+
+    def repo(self) -> Repository:
+        if self._repo is None:
+            from .repository import Repository
+
+            self._repo = Repository.open(self.path, config_overrides=self.config,
+                                         lock_timeout_ms=self.lock_timeout_ms)
+        return self._repo
+
+    def close(self) -> None:
+        if self._repo is not None:
+            self._repo.close()
+            self._repo = None
+
+
+def _global_options(argv: list[str]) -> tuple[GitContext, list[str]]:
+    """Take the leading global options off ``argv``; usage errors exit with 129."""
+    ctx = GitContext()
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in ("-C", "-c", "--lock-timeout") and i + 1 >= len(argv):
+            print(f"error: option {a} requires a value", file=sys.stderr)
+            raise SystemExit(129)
+        if a == "-C":
+            ctx.path = os.path.join(ctx.path, argv[i + 1]) if argv[i + 1] else ctx.path
+        elif a == "-c":
+            ctx.config.append(argv[i + 1])
+        elif a == "--lock-timeout" or a.startswith("--lock-timeout="):
+            value = a.partition("=")[2] if "=" in a else argv[i + 1]
+            try:
+                ctx.lock_timeout_ms = int(value)
+            except ValueError:
+                print(f"error: --lock-timeout needs milliseconds, not {value!r}",
+                      file=sys.stderr)
+                raise SystemExit(129) from None
+            if "=" in a:
+                i += 1
+                continue
+        else:
+            break
+        i += 2
+    return ctx, argv[i:]
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        ctx, rest = _global_options(args_list)
+    except SystemExit as e:
+        return int(e.code or 0)
+    if rest and rest[0] in _GIT_VERBS:
+        from .cli_git import run_verb
+
+        return run_verb(ctx, rest[0], rest[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(rest)
+    args.ctx = ctx
+    for attr in ("path", "dir", "input", "output"):
+        value = getattr(args, attr, None)
+        if isinstance(value, str) and value != "-" and ctx.path != ".":
+            setattr(args, attr, os.path.join(ctx.path, value))
     try:
         return int(args.func(args))
     except ReftableError as e:

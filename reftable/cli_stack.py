@@ -1,30 +1,111 @@
-"""Stack subcommands of the CLI: update, compact, stats, clean, refs, log."""
+"""Stack subcommands of the CLI: update, compact, stats, clean, refs, log.
+
+Each takes a stack directory (one with ``tables.list``) or a repository (a work tree,
+a ``.git`` directory or file, a bare repository): then the repository's config gives
+the options, ``refs``/``log``/``update`` see and route refs as Git does from that
+worktree, and ``compact``/``stats``/``clean`` work on the common stack. Reading never
+creates anything; a directory that is neither is an error, except that ``update``
+starts a new stack in an empty directory."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
-from typing import Any, Optional, TextIO
+from typing import TYPE_CHECKING, Any, Optional, TextIO
 
-from .errors import ApiError, ExpectationError
+from .errors import ApiError, ExpectationError, RepositoryError
 from .jsonio import log_to_json, ref_to_json
 from .stack import LogExpiry, Stack, StackOptions
-from .transaction import ANY, LogEntry, Transaction, local_tz_offset
+from .transaction import ANY, LogEntry, local_tz_offset
+
+if TYPE_CHECKING:
+    from .repository import Repository
 
 __all__ = ["add_commands", "parse_update_lines"]
 
 
-def _open(args: argparse.Namespace, **kw: Any) -> Stack:
-    return Stack.open(args.dir, StackOptions(**kw))
+def _is_stack(path: str) -> bool:
+    return os.path.isfile(os.path.join(path, "tables.list"))
+
+
+def _repository(args: argparse.Namespace) -> Optional[Repository]:
+    """The repository at ``args.dir`` (not searched upwards), or None."""
+    from .repository import Repository, discover
+
+    if _is_stack(args.dir):
+        return None
+    ctx = getattr(args, "ctx", None)
+    try:
+        loc = discover(args.dir, upwards=False)
+    except RepositoryError:
+        return None
+    return Repository(loc, config_overrides=list(ctx.config) if ctx else None,
+                      lock_timeout_ms=ctx.lock_timeout_ms if ctx else None)
+
+
+def _open(args: argparse.Namespace, create: bool = True, **kw: Any) -> Stack:
+    """The stack ``args.dir`` names: a stack directory, or a repository's common
+    stack (with its config's options). Read-only commands pass ``create=False``: they
+    never create or change anything; otherwise a directory that is neither a stack nor
+    a repository becomes a new stack."""
+    ctx = getattr(args, "ctx", None)
+    timeout = ctx.lock_timeout_ms if ctx is not None else None
+    repo = _repository(args)
+    if repo is not None:
+        st = repo.stack(for_write=create)
+        for k, v in kw.items():
+            setattr(st.options, k, v)
+        return st
+    if not _is_stack(args.dir) and not create:
+        raise RepositoryError(f"{args.dir}: not a reftable stack (no tables.list) nor a "
+                              "git repository")
+    opts = StackOptions(**kw)
+    if timeout is not None:
+        opts.lock_timeout_ms = timeout
+    return Stack.open(args.dir, opts, create=create)
+
+
+class _RoutedTransaction:
+    """``update``'s lines on a repository: each name routed to its worktree's stack,
+    as named (no dereferencing), with the repository's reflog policy."""
+
+    def __init__(self, repo: Repository, log: Optional[LogEntry]):
+        from .repository import RepositoryTransaction
+
+        self.tx = RepositoryTransaction(repo, log, False)
+
+    def create(self, name: str, new: str, log: Optional[LogEntry] = None) -> None:
+        self.tx.create(name, new, no_deref=True)
+
+    def update(self, name: str, new: str, expect: Any = ANY,
+               log: Optional[LogEntry] = None) -> None:
+        self.tx.update(name, new, expect, no_deref=True)
+
+    def delete(self, name: str, expect: Any = ANY, log: Optional[LogEntry] = None) -> None:
+        self.tx.delete(name, expect, no_deref=True)
+
+    def verify(self, name: str, expect: Any = None) -> None:
+        self.tx.verify(name, expect)
+
+    def symref(self, name: str, target: str, expect: Any = ANY,
+               expect_target: Optional[str] = None, log: Optional[LogEntry] = None) -> None:
+        if expect is not ANY or expect_target is not None:
+            raise ApiError("symref-update with an old value is not supported on a "
+                           "repository")
+        self.tx.symref(name, target)
+
+    def commit(self) -> int:
+        return max(self.tx.commit().values(), default=0)
 
 
 def _is_zero(oid: str) -> bool:
     return set(oid) == {"0"}
 
 
-def parse_update_lines(tx: Transaction, stream: TextIO, log: Optional[LogEntry]) -> int:
+def parse_update_lines(tx: Any, stream: TextIO, log: Optional[LogEntry]) -> int:
     """Feed ``git update-ref --stdin`` style lines into ``tx``; return the count."""
     count = 0
     for lineno, raw in enumerate(stream, 1):
@@ -74,25 +155,34 @@ def cmd_update(args: argparse.Namespace) -> int:
         when = int(args.date) if args.date is not None else int(time.time())
         log = LogEntry(args.committer_name or "", args.committer_email or "",
                        args.message or "", when, local_tz_offset(when))
+    repo = _repository(args)
+    if repo is not None:
+        with repo:
+            if args.no_auto_compact:
+                repo.options.auto_compact = False
+            return _run_update(args, _RoutedTransaction(repo, log), log)
     with _open(args, auto_compact=not args.no_auto_compact) as st:
-        tx = st.transaction()
-        stream = open(args.input, encoding="utf-8") if args.input != "-" else sys.stdin
-        try:
-            n = parse_update_lines(tx, stream, log)
-        finally:
-            if stream is not sys.stdin:
-                stream.close()
-        try:
-            ui = tx.commit()
-        except ExpectationError as e:
-            print(f"reftable: {e}", file=sys.stderr)
-            return 1
-        if args.json:
-            print(json.dumps({"updates": n, "update_index": ui}))
-        elif ui:
-            print(f"committed {n} updates at update index {ui}")
-        else:
-            print("nothing to write")
+        return _run_update(args, st.transaction(), log)
+
+
+def _run_update(args: argparse.Namespace, tx: Any, log: Optional[LogEntry]) -> int:
+    stream = open(args.input, encoding="utf-8") if args.input != "-" else sys.stdin
+    try:
+        n = parse_update_lines(tx, stream, log)
+    finally:
+        if stream is not sys.stdin:
+            stream.close()
+    try:
+        ui = tx.commit()
+    except ExpectationError as e:
+        print(f"reftable: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({"updates": n, "update_index": ui}))
+    elif ui:
+        print(f"committed {n} updates at update index {ui}")
+    else:
+        print("nothing to write")
     return 0
 
 
@@ -124,7 +214,7 @@ def _stats_json(st: Stack) -> dict[str, Any]:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    with _open(args, auto_compact=False) as st:
+    with _open(args, create=False, auto_compact=False) as st:
         tables: list[dict[str, Any]] = [
                   {"name": n, "size": t.size, "min_update_index": t.min_update_index,
                    "max_update_index": t.max_update_index}
@@ -168,32 +258,47 @@ def _format_ref(fmt: str, rec: Any) -> str:
 
 
 def cmd_refs(args: argparse.Namespace) -> int:
-    with _open(args, auto_compact=False) as st:
-        recs = list(st.refs(args.prefix or ""))
-        if args.json:
-            print(json.dumps([ref_to_json(r) for r in recs], indent=1))
-            return 0
-        fmt = args.format or "%(objectname) %(refname)"
-        for r in recs:
-            if args.format is None and r.target is not None:
-                print(f"-> {r.target} {r.name}")
-            else:
-                print(_format_ref(fmt, r))
+    repo = _repository(args)
+    if repo is not None:
+        with repo:
+            return _print_refs(args, list(repo.refs(args.prefix or "")))
+    with _open(args, create=False, auto_compact=False) as st:
+        return _print_refs(args, list(st.refs(args.prefix or "")))
+
+
+def _print_refs(args: argparse.Namespace, recs: list[Any]) -> int:
+    if args.json:
+        print(json.dumps([ref_to_json(r) for r in recs], indent=1))
+        return 0
+    fmt = args.format or "%(objectname) %(refname)"
+    for r in recs:
+        if args.format is None and r.target is not None:
+            print(f"-> {r.target} {r.name}")
+        else:
+            print(_format_ref(fmt, r))
     return 0
 
 
 def cmd_log(args: argparse.Namespace) -> int:
-    with _open(args, auto_compact=False) as st:
-        recs = list(st.logs(args.ref))
-        if args.json:
-            print(json.dumps([log_to_json(r) for r in recs], indent=1))
-            return 0
-        for r in recs:
-            if r.old_id is None or r.new_id is None:
-                continue
-            print(f"{r.refname}@{{{r.update_index}}} {r.old_id.hex()[:12]} -> "
-                  f"{r.new_id.hex()[:12]} {r.name} <{r.email}> {r.time} {r.tz_offset:+05d}"
-                  f"\t{r.message.rstrip()}")
+    repo = _repository(args)
+    if repo is not None and args.ref is not None:
+        with repo:
+            key, stored = repo.route(args.ref)
+            return _print_logs(args, list(repo.stack(key).logs(stored)))
+    with _open(args, create=False, auto_compact=False) as st:
+        return _print_logs(args, list(st.logs(args.ref)))
+
+
+def _print_logs(args: argparse.Namespace, recs: list[Any]) -> int:
+    if args.json:
+        print(json.dumps([log_to_json(r) for r in recs], indent=1))
+        return 0
+    for r in recs:
+        if r.old_id is None or r.new_id is None:
+            continue
+        print(f"{r.refname}@{{{r.update_index}}} {r.old_id.hex()[:12]} -> "
+              f"{r.new_id.hex()[:12]} {r.name} <{r.email}> {r.time} {r.tz_offset:+05d}"
+              f"\t{r.message.rstrip()}")
     return 0
 
 

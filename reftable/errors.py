@@ -23,6 +23,7 @@ __all__ = [
     "ExpectationError",
     "RefConflictError",
     "ConfigError",
+    "RepositoryError",
 ]
 
 
@@ -102,6 +103,11 @@ class ConfigError(ReftableError):
         if path is not None:
             where += f"{path}: " if line is None else f"{path}:{line}: "
         super().__init__(where + message)
+
+
+class RepositoryError(ReftableError):
+    """No Git repository where one was looked for, or one whose refs are not stored
+    in reftables (Git's "not a git repository")."""
 
 
 class NotExistError(ReftableError):

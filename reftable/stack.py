@@ -212,7 +212,8 @@ class Stack(Closing):
     ...     st.read_ref("HEAD")
     """
 
-    def __init__(self, directory: str, options: Optional[StackOptions] = None):
+    def __init__(self, directory: str, options: Optional[StackOptions] = None,
+                 create: bool = True):
         self.directory = os.fspath(directory)
         self.options = options or StackOptions()
         self.list_path = os.path.join(self.directory, "tables.list")
@@ -227,7 +228,7 @@ class Stack(Closing):
         self._last_table_bytes: Optional[bytes] = None
         if not os.path.isdir(self.directory):
             raise NotExistError(f"{self.directory}: no such directory")
-        if not os.path.exists(self.list_path):
+        if create and not os.path.exists(self.list_path):
             self._create_list()
         self.reload()
         h = self.merged.hash
@@ -241,13 +242,17 @@ class Stack(Closing):
             self.hash = self.options.hash
 
     @classmethod
-    def open(cls, directory: str, options: Optional[StackOptions] = None, **kwargs: Any) -> Stack:
-        """Open (creating ``tables.list`` when missing) the stack in ``directory``."""
+    def open(cls, directory: str, options: Optional[StackOptions] = None, *,
+             create: bool = True, **kwargs: Any) -> Stack:
+        """Open the stack in ``directory``, creating ``tables.list`` when missing unless
+        ``create`` is False (then a missing list is an empty stack and nothing is
+        written: a reader never changes the directory; the first addition creates the
+        list)."""
         if options is None:
             options = StackOptions(**kwargs)
         elif kwargs:
             raise TypeError("pass either options or keyword options, not both")
-        return cls(directory, options)
+        return cls(directory, options, create)
 
     def _create_list(self) -> None:
         # An empty list, created through the lock so we never clobber a racing creator.

@@ -930,3 +930,21 @@ def test_stack_log_entry_api_matches(empty):
     b = logs_of(empty, "refs/heads/b")[0]
     fields = ("name", "email", "time", "tz_offset", "message", "old_id", "new_id")
     assert [getattr(a, f) for f in fields] == [getattr(b, f) for f in fields]
+
+
+def test_for_repo_honours_the_repository_config(tmp_path):
+    from reftable import RepositoryError
+
+    _reftable_repo(tmp_path / "repo")
+    with open(tmp_path / "repo" / ".git" / "config", "ab") as f:
+        f.write(b"[reftable]\n\tblockSize = 1024\n[core]\n\tsharedRepository = 0640\n")
+    refs = ReftableRefsContainer.for_repo(Repo(str(tmp_path / "repo")), committer=WHO)
+    refs[b"refs/heads/main"] = ONES
+    st = refs.stack
+    assert st.options.block_size == 1024 and st.tables[-1].block_size == 1024
+    assert os.stat(st.table_path(st.names[-1])).st_mode & 0o777 == 0o640
+    refs.close()
+    Repo.init(str(tmp_path / "files"), mkdir=True)
+    with pytest.raises(RepositoryError, match="'files'"):
+        ReftableRefsContainer.for_repo(Repo(str(tmp_path / "files")), committer=WHO)
+    assert not (tmp_path / "files" / ".git" / "reftable").exists()

@@ -182,11 +182,26 @@ class ReftableRefsContainer(RefsContainer, Closing):
         peel: bool = True,
         stack_options: Optional[StackOptions] = None,
     ) -> ReftableRefsContainer:
-        """The container of ``repo``'s ``reftable`` directory (created when missing
-        and ``create``), with the repository's object format, its object store for
-        peeling (unless ``peel`` is False) and its configured committer identity.
-        Assign it to ``repo.refs``."""
-        path = os.path.join(repo.commondir(), "reftable")
+        """The container of ``repo``'s refs, opened through
+        :class:`reftable.Repository`: the repository must use the reftable ref storage
+        (``extensions.refStorage``, else :class:`~reftable.RepositoryError`), and its
+        config gives the stack options (``reftable.*``, ``core.sharedRepository``,
+        ``core.fsync``; ``stack_options`` replaces them). The container holds the
+        common stack, so ``repo`` must not be a linked worktree (whose per-worktree
+        refs live in their own stack: use :class:`reftable.Repository` there).
+        ``create``: start ``tables.list`` when missing. With the repository's object
+        store for peeling (unless ``peel`` is False) and its configured committer
+        identity. Assign it to ``repo.refs``."""
+        from ..repository import MAIN, RepoLocation, Repository
+
+        git_dir, common = repo.controldir(), repo.commondir()
+        if os.path.normpath(git_dir) != os.path.normpath(common):
+            raise ValueError(f"{git_dir} is a linked worktree: its per-worktree refs are "
+                             "not in the common stack; use reftable.Repository")
+        location = RepoLocation(git_dir, common, None if repo.bare else repo.path, None)
+        with Repository(location) as r:
+            path = r.stack_dir(MAIN)
+            options = stack_options or replace(r.options)
         if create:
             os.makedirs(path, exist_ok=True)
         if committer is None:
@@ -195,7 +210,7 @@ class ReftableRefsContainer(RefsContainer, Closing):
             committer = get_user_identity(repo.get_config_stack(), kind="COMMITTER")
         return cls(path, committer=committer, object_format=repo.object_format,
                    object_store=repo.object_store if peel else None,
-                   always_log=always_log, stack_options=stack_options)
+                   always_log=always_log, stack_options=options)
 
     # -- lifecycle -----------------------------------------------------------
 
