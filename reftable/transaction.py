@@ -31,7 +31,7 @@ from .records import (
 from .refname import check_refname
 
 if TYPE_CHECKING:
-    from .stack import Stack
+    from .stack import Stack, StackSnapshot
     from .writer import TableWriter
 
 __all__ = ["Transaction", "LogEntry", "ANY"]
@@ -183,10 +183,9 @@ class Transaction:
             have = "missing" if cur is None else repr(cur)
             raise ExpectationError(f"{u.name}: expected {u.expect.hex()}, found {have}", u.name)
 
-    def _check_conflicts(self, writes: list[_Update]) -> None:
+    def _check_conflicts(self, st: StackSnapshot, writes: list[_Update]) -> None:
         """Git's directory/file rule: ``a/b`` cannot exist beside ``a``. Checked under
         the lock against the stack as this transaction leaves it."""
-        st = self.stack
         deleted = {u.name for u in writes if u.kind == "delete"}
         created = {u.name for u in writes if u.kind != "delete"}
         for name in sorted(created):
@@ -202,12 +201,12 @@ class Transaction:
                     raise RefConflictError(f"{name}: '{child.name}' exists; cannot create "
                                            f"'{name}'", name)
 
-    def _resolve(self, name: Optional[str]) -> Optional[bytes]:
+    def _resolve(self, st: StackSnapshot, name: Optional[str]) -> Optional[bytes]:
         """The object id ``name`` resolves to through symrefs, or None."""
         for _ in range(6):
             if name is None:
                 return None
-            cur = self.stack.read_ref(name)
+            cur = st.read_ref(name)
             if cur is None:
                 return None
             if cur.value_type != RefValueType.SYMREF:
@@ -222,13 +221,15 @@ class Transaction:
             raise ApiError("transaction already finished")
         self._done = True
         writes = [u for u in self._updates.values() if u.kind != "verify"]
-        st = self.stack
-        zero = b"\0" * (20 if st.hash == "sha1" else 32)
-        with st.new_addition(self.reload_if_outdated) as add:
+        zero = b"\0" * (20 if self.stack.hash == "sha1" else 32)
+        with self.stack.new_addition(self.reload_if_outdated) as add:
+            # Everything is read from the view validated under the lock (never from
+            # the stack's shared view, which other threads may reload meanwhile).
+            st = add.snapshot
             current = {u.name: st.read_ref(u.name) for u in self._updates.values()}
             for u in self._updates.values():
                 self._check(u, current[u.name])
-            self._check_conflicts(writes)
+            self._check_conflicts(st, writes)
             if not writes and not self._log_only:
                 return 0
             ui = add.next_update_index
@@ -262,13 +263,13 @@ class Transaction:
                 else:
                     refs.append(RefRecord(u.name, ui, RefValueType.SYMREF, target=u.target))
                     if entry is not None:
-                        old_id = self._resolve(u.name) or zero
+                        old_id = self._resolve(st, u.name) or zero
                         # the target as this transaction leaves it
                         t = self._updates.get(u.target or "")
                         if t is not None and t.kind in ("update", "delete"):
                             new_id = t.new or zero
                         else:
-                            new_id = self._resolve(u.target) or zero
+                            new_id = self._resolve(st, u.target) or zero
                         logs.append(entry_record(u.name, old_id, new_id, entry))
             for name, (old_id, new_id, entry) in self._log_only.items():
                 if name not in self._updates or self._updates[name].kind == "verify":
