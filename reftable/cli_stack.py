@@ -16,8 +16,10 @@ from .transaction import ANY, LogEntry, Transaction, local_tz_offset
 __all__ = ["add_commands", "parse_update_lines"]
 
 
-def _open(args: argparse.Namespace, **kw: Any) -> Stack:
-    return Stack.open(args.dir, StackOptions(**kw))
+def _open(args: argparse.Namespace, create: bool = True, **kw: Any) -> Stack:
+    """The stack of ``args.dir``; read-only commands pass ``create=False`` so that
+    they never create or change anything on disk."""
+    return Stack.open(args.dir, StackOptions(**kw), create=create)
 
 
 def _is_zero(oid: str) -> bool:
@@ -124,15 +126,16 @@ def _stats_json(st: Stack) -> dict[str, Any]:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    with _open(args, auto_compact=False) as st:
+    with _open(args, create=False, auto_compact=False) as st:
+        snap = st.snapshot()  # every figure from one version of the stack
         tables: list[dict[str, Any]] = [
                   {"name": n, "size": t.size, "min_update_index": t.min_update_index,
                    "max_update_index": t.max_update_index}
-                  for n, t in zip(st.names, st.tables, strict=True)]
-        refs = sum(1 for _ in st.refs())
+                  for n, t in zip(snap.names, snap.tables, strict=True)]
+        refs = sum(1 for _ in snap.refs())
         info = {"directory": st.directory, "hash": st.hash, "tables": tables,
                 "table_count": len(tables), "total_bytes": sum(t["size"] for t in tables),
-                "refs": refs, "next_update_index": st.next_update_index()}
+                "refs": refs, "next_update_index": snap.next_update_index()}
         if args.json:
             print(json.dumps(info, indent=1))
         else:
@@ -168,7 +171,7 @@ def _format_ref(fmt: str, rec: Any) -> str:
 
 
 def cmd_refs(args: argparse.Namespace) -> int:
-    with _open(args, auto_compact=False) as st:
+    with _open(args, create=False, auto_compact=False) as st:
         recs = list(st.refs(args.prefix or ""))
         if args.json:
             print(json.dumps([ref_to_json(r) for r in recs], indent=1))
@@ -183,7 +186,7 @@ def cmd_refs(args: argparse.Namespace) -> int:
 
 
 def cmd_log(args: argparse.Namespace) -> int:
-    with _open(args, auto_compact=False) as st:
+    with _open(args, create=False, auto_compact=False) as st:
         recs = list(st.logs(args.ref))
         if args.json:
             print(json.dumps([log_to_json(r) for r in recs], indent=1))
