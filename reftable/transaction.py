@@ -79,7 +79,11 @@ class _Update:
 
 
 class Transaction:
-    """Collects ref updates and commits them atomically (see module docs)."""
+    """Collects ref updates and commits them atomically (see module docs).
+
+    A transaction belongs to one thread; the stack may be shared. Expectations are
+    checked against the view read under the ``tables.list`` lock, never against the
+    stack's shared view (which other threads may reload meanwhile)."""
 
     def __init__(self, stack: Stack, reload_if_outdated: bool = True,
                  log: Optional[LogEntry] = None):

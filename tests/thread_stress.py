@@ -1,7 +1,7 @@
 """Thread stress workloads on ONE shared handle (a Stack, or a dulwich container),
 importable by spawned processes; also a command line for long runs by hand:
 
-    python tests/thread_stress.py DIR --seconds 60 --processes 2 [--dulwich]
+    PYTHONPATH=.:tests python tests/thread_stress.py DIR --seconds 60 --processes 2 [--dulwich]
 
 Every value written encodes (tag, thread, counter), so readers can check that a
 ref never goes back to an older value, and the final check can compare the stack
@@ -326,5 +326,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     raise SystemExit(main(sys.argv[1:]))

@@ -140,6 +140,8 @@ class ReftableRefsContainer(RefsContainer, Closing):
 
     ``auto_reload``: reload the stack before every read so that writes of other
     processes (and other containers) are seen; turn off only for a private stack.
+
+    Thread safety: one container may be shared by many threads (see the module docs).
     """
 
     def __init__(
