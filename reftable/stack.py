@@ -247,6 +247,32 @@ def _rand32() -> int:
     return random.getrandbits(32)
 
 
+class _Turns:
+    """Writers of one handle (threads) take turns here before taking
+    ``tables.list.lock``, instead of failing on it after ``lock_timeout_ms``: that
+    timeout is for other processes and handles. A thread that nests a second write
+    does not wait for itself: its lock file then refuses it (LockError), as before.
+    Not a reentrant lock: a turn may be given back from another thread (GC)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._owner: Optional[int] = None
+
+    def enter(self) -> bool:
+        """Wait for our turn; False (no turn taken) when this thread has it already."""
+        me = threading.get_ident()
+        if self._owner == me:
+            return False
+        self._lock.acquire()
+        self._owner = me
+        return True
+
+    def leave(self, taken: bool) -> None:
+        if taken:
+            self._owner = None
+            self._lock.release()
+
+
 class StackSnapshot:
     """One consistent view of a stack: the tables named by one version of
     ``tables.list``, open, oldest first, and their merged view. Never changes once
@@ -329,6 +355,7 @@ class Stack(Closing):
         # Orders reads of tables.list and installation of snapshots (held briefly,
         # never across an fsync or a merge); readers of data never take it.
         self._mutex = threading.Lock()
+        self._turns = _Turns()
         self._seq = 0
         self._snap = StackSnapshot((), (), None)
         if not os.path.isdir(self.directory):
@@ -758,8 +785,13 @@ class Stack(Closing):
         if last >= len(snap.tables) or first < 0:
             raise ApiError(f"compaction range [{first}, {last}] outside the stack")
         self._count(attempts=1)
-        list_lock: Any = _core.LockFile(self.list_path, self.options.lock_timeout_ms,
-                                        self._mode())
+        queued = self._turns.enter()
+        try:
+            list_lock: Any = _core.LockFile(self.list_path, self.options.lock_timeout_ms,
+                                            self._mode())
+        except BaseException:
+            self._turns.leave(queued)
+            raise
         table_locks: list[Any] = []
         tmp: Optional[str] = None
         new_path: Optional[str] = None
@@ -779,6 +811,8 @@ class Stack(Closing):
                     raise
             # Merging may take long: let writers append while we do it.
             list_lock.rollback()
+            self._turns.leave(queued)
+            queued = False
             if self.hooks.after_compaction_locks is not None:
                 self.hooks.after_compaction_locks(self, first, last)
 
@@ -793,6 +827,7 @@ class Stack(Closing):
             if self.hooks.after_compaction_merge is not None:
                 self.hooks.after_compaction_merge(self, first, last)
 
+            queued = self._turns.enter()
             list_lock = _core.LockFile(self.list_path, self.options.lock_timeout_ms,
                                        self._mode())
             # Re-read tables.list: others may have appended (keep theirs) or, in
@@ -837,6 +872,7 @@ class Stack(Closing):
             for lk in table_locks:
                 _rollback_quiet(lk)
             _rollback_quiet(list_lock)
+            self._turns.leave(queued)
         return True
 
     def _write_compacted(self, w: TableWriter, tables: list[Table], bottom: bool,
@@ -897,6 +933,13 @@ class Stack(Closing):
                 if age >= stale_locks_older_than:
                     _unlink_quiet(path)
                     removed.append(entry)
+        queued = self._turns.enter()
+        try:
+            return self._clean_locked(removed)
+        finally:
+            self._turns.leave(queued)
+
+    def _clean_locked(self, removed: list[str]) -> list[str]:
         lock = _core.LockFile(self.list_path, self.options.lock_timeout_ms, self._mode())
         try:
             # what the list names under the lock, not the handle's (shared) view
@@ -973,12 +1016,18 @@ class Addition(Closing):
         self.new_tables: list[str] = []
         self._new_bytes: dict[str, bytes] = {}
         self._committed = False
-        self._lock: Any = _core.LockFile(stack.list_path, stack.options.lock_timeout_ms,
-                                         stack._mode())
+        self._queued = stack._turns.enter()
+        try:
+            self._lock: Any = _core.LockFile(stack.list_path, stack.options.lock_timeout_ms,
+                                             stack._mode())
+        except BaseException:
+            self._leave_queue()
+            raise
         try:
             self._seq, self._base, self.snapshot = stack._locked_view(None, reload_if_outdated)
         except BaseException:
             _rollback_quiet(self._lock)
+            self._leave_queue()
             raise
         self.next_update_index = self.snapshot.next_update_index()
 
@@ -1046,6 +1095,8 @@ class Addition(Closing):
         for name, raw in self._new_bytes.items():
             known[name] = Table(raw, st.table_path(name))
         snap = st._adopt(names, data, self._seq, self._base, known)
+        # the next writer of this handle finds our list installed as its view
+        self._leave_queue()
         if st.options.auto_compact and snap is not None:
             try:
                 st._auto_compact(snap)
@@ -1059,3 +1110,14 @@ class Addition(Closing):
                 _unlink_quiet(self.stack.table_path(name))
             self.new_tables = []
         _rollback_quiet(self._lock)
+        self._leave_queue()
+
+    def _leave_queue(self) -> None:
+        queued, self._queued = self._queued, False
+        self.stack._turns.leave(queued)
+
+    def __del__(self) -> None:
+        # an addition dropped without close(): give the other threads their turn
+        # (its lock file is removed when the LockFile goes away)
+        if getattr(self, "_queued", False):
+            self._leave_queue()

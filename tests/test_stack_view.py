@@ -178,3 +178,59 @@ def test_merged_update_index_range_spans_every_table():
     m = MergedTable([table(5, 9), table(1, 3), table(4, 4)])
     assert (m.min_update_index, m.max_update_index) == (1, 9)
     assert (MergedTable([]).min_update_index, MergedTable([]).max_update_index) == (0, 0)
+
+
+# -- threads of one handle take turns on tables.list.lock ------------------------------
+
+
+def test_threads_of_one_handle_wait_for_each_other_not_for_the_timeout(tmp_path):
+    # lock_timeout_ms=0: another process holding the lock fails us at once, but a
+    # thread of the same handle waits for its turn instead of raising LockError
+    st = open_stack(tmp_path, lock_timeout_ms=0, auto_compact=False)
+    outcome = []
+
+    def second():
+        try:
+            add_ref(st, "refs/heads/b", oid(2))
+            outcome.append("ok")
+        except Exception as e:
+            outcome.append(e)
+
+    with st.new_addition() as add:
+        add.add_table(lambda w: w.add_ref(RefRecord.val1("refs/heads/a",
+                                                         w.min_update_index, oid(1))))
+        t = threading.Thread(target=second)
+        t.start()
+        t.join(0.2)
+        assert t.is_alive() and outcome == []  # waiting for its turn, not failed
+        add.commit()
+    t.join(30)
+    assert outcome == ["ok"]
+    assert st.read_ref("refs/heads/a").value == oid(1)
+    assert st.read_ref("refs/heads/b").value == oid(2)
+    assert_clean(tmp_path)
+
+
+def test_a_nested_write_in_the_same_thread_still_gets_a_lock_error(tmp_path):
+    from reftable.errors import LockError
+
+    st = open_stack(tmp_path, lock_timeout_ms=0)
+    with st.new_addition():
+        with pytest.raises(LockError):
+            st.new_addition()
+        with pytest.raises(LockError):
+            st.clean()
+    add_ref(st, "refs/heads/a", oid(1))  # the turn was given back
+
+
+def test_an_addition_dropped_without_close_gives_the_turn_back(tmp_path):
+    import gc
+
+    st = open_stack(tmp_path, lock_timeout_ms=0)
+    st.new_addition()  # never closed
+    gc.collect()
+    done = []
+    t = threading.Thread(target=lambda: done.append(add_ref(st, "refs/heads/a", oid(1))))
+    t.start()
+    t.join(30)
+    assert done == [None] and st.read_ref("refs/heads/a") is not None
