@@ -23,7 +23,9 @@ from reftable.errors import LockError, OutdatedError
 from reftable.stack import Stack, StackOptions
 from reftable.transaction import LogEntry
 
-OPTIONS = dict(lock_timeout_ms=60_000)  # threads queue on tables.list.lock: no LockError
+# Threads of one handle take turns, so the default lock timeout never fails them;
+# processes contend on the lock file itself and get a long timeout.
+PROCESS_LOCK_TIMEOUT_MS = 60_000
 
 
 def value(tag: str, k: int, i: int) -> bytes:
@@ -104,10 +106,11 @@ class Monotonic:
         self.seen[name] = max(i, self.seen.get(name, -1))
 
 
-def stack_threads(d: str, tag: str, seconds: float, writers: int = 3) -> dict[str, Any]:
+def stack_threads(d: str, tag: str, seconds: float, writers: int = 3,
+                  lock_timeout_ms: int = 100) -> dict[str, Any]:
     """Writers (transactions expecting their own last value), a reloader/reader, a
     table iterator, auto and full compaction, clean and stats on ONE Stack."""
-    st = Stack.open(d, StackOptions(**OPTIONS))  # type: ignore[arg-type]
+    st = Stack.open(d, StackOptions(lock_timeout_ms=lock_timeout_ms))
     run = Run(seconds)
     committed: dict[str, list[str]] = {}
     mono = Monotonic(run)
@@ -153,12 +156,13 @@ def stack_threads(d: str, tag: str, seconds: float, writers: int = 3) -> dict[st
              st.next_update_index(), st.is_up_to_date())
         time.sleep(0.001)
 
-    bodies = {f"writer{k}": run.loop(f"writer{k}", writer(k), (LockError,))
-              for k in range(writers)}
+    bodies = {f"writer{k}": run.loop(f"writer{k}", writer(k)) for k in range(writers)}
     bodies["reader"] = run.loop("reader", reader)
     bodies["tables"] = run.loop("tables", table_iter)
+    # a table locked by another compaction: LockError; a stack changed since the
+    # snapshot: OutdatedError (both documented for compaction)
     bodies["compactor"] = run.loop("compactor", compactor, (LockError, OutdatedError))
-    bodies["cleaner"] = run.loop("cleaner", cleaner, (LockError,))
+    bodies["cleaner"] = run.loop("cleaner", cleaner)
     bodies["stats"] = run.loop("stats", stats)
     run.go(bodies)
     for k in ("last_auto_compaction_error", "last_reload_error", "last_fsync_error"):
@@ -169,14 +173,15 @@ def stack_threads(d: str, tag: str, seconds: float, writers: int = 3) -> dict[st
     return {"committed": committed, "problems": run.problems, "counts": run.counts}
 
 
-def dulwich_threads(d: str, tag: str, seconds: float) -> dict[str, Any]:
+def dulwich_threads(d: str, tag: str, seconds: float,
+                    lock_timeout_ms: int = 100) -> dict[str, Any]:
     """add_if_new, set_if_equals, remove_if_equals, reads and pack_refs from
     several threads on ONE ReftableRefsContainer."""
     from dulwich.file import FileLocked
 
     from reftable.contrib.dulwich import ReftableRefsContainer
 
-    refs = ReftableRefsContainer(d, stack_options=StackOptions(**OPTIONS))  # type: ignore
+    refs = ReftableRefsContainer(d, stack_options=StackOptions(lock_timeout_ms=lock_timeout_ms))
     run = Run(seconds)
     live: dict[str, str] = {}  # name -> hex value, for refs whose write returned True
     removed: set[str] = set()
@@ -243,7 +248,7 @@ def dulwich_threads(d: str, tag: str, seconds: float) -> dict[str, Any]:
     bodies = {f"adder{k}": run.loop(f"adder{k}", adder(k)) for k in range(2)}
     bodies["setter"] = run.loop("setter", setter)
     bodies["reader"] = run.loop("reader", reader)
-    bodies["packer"] = run.loop("packer", packer, (FileLocked,))
+    bodies["packer"] = run.loop("packer", packer, (FileLocked,))  # a table being compacted
     run.go(bodies)
     refs.close()
     return {"live": live, "removed": sorted(removed), "cas": (cas_name, cas["value"] and
@@ -252,7 +257,8 @@ def dulwich_threads(d: str, tag: str, seconds: float) -> dict[str, Any]:
 
 
 def process_main(kind: str, d: str, tag: str, seconds: float, out: str) -> None:
-    result = (dulwich_threads if kind == "dulwich" else stack_threads)(d, tag, seconds)
+    work = dulwich_threads if kind == "dulwich" else stack_threads
+    result = work(d, tag, seconds, lock_timeout_ms=PROCESS_LOCK_TIMEOUT_MS)
     with open(out, "w", encoding="utf-8") as f:
         json.dump(result, f)
 
