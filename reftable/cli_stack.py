@@ -215,14 +215,15 @@ def _stats_json(st: Stack) -> dict[str, Any]:
 
 def cmd_stats(args: argparse.Namespace) -> int:
     with _open(args, create=False, auto_compact=False) as st:
+        snap = st.snapshot()  # every figure from one version of the stack
         tables: list[dict[str, Any]] = [
                   {"name": n, "size": t.size, "min_update_index": t.min_update_index,
                    "max_update_index": t.max_update_index}
-                  for n, t in zip(st.names, st.tables, strict=True)]
-        refs = sum(1 for _ in st.refs())
+                  for n, t in zip(snap.names, snap.tables, strict=True)]
+        refs = sum(1 for _ in snap.refs())
         info = {"directory": st.directory, "hash": st.hash, "tables": tables,
                 "table_count": len(tables), "total_bytes": sum(t["size"] for t in tables),
-                "refs": refs, "next_update_index": st.next_update_index()}
+                "refs": refs, "next_update_index": snap.next_update_index()}
         if args.json:
             print(json.dumps(info, indent=1))
         else:

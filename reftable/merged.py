@@ -22,7 +22,14 @@ _REF = _core.BLOCK_TYPE_REF
 
 
 class MergedTable:
-    """A read-only view of several tables (oldest first) as one."""
+    """A read-only view of several tables (oldest first) as one.
+
+    Thread safety: a merged table never changes once made; any number of threads
+    may look up and iterate in it at once. Each iterator belongs to one thread (do
+    not call ``next`` on the same iterator from two threads). Closing one of its
+    tables while other threads use it is not supported (a :class:`~reftable.stack.Stack`
+    never does: it leaves its tables open while any snapshot uses them).
+    """
 
     def __init__(self, tables: Iterable[Table], suppress_deletions: bool = True):
         self.tables: list[Table] = list(tables)
@@ -35,11 +42,13 @@ class MergedTable:
 
     @property
     def min_update_index(self) -> int:
-        return self.tables[0].min_update_index if self.tables else 0
+        """The lowest update index over all tables (as Git's merged table reports)."""
+        return min((t.min_update_index for t in self.tables), default=0)
 
     @property
     def max_update_index(self) -> int:
-        return self.tables[-1].max_update_index if self.tables else 0
+        """The highest update index over all tables."""
+        return max((t.max_update_index for t in self.tables), default=0)
 
     def _merge(self, typ: int, key: bytes, records: bool, stop: Optional[bytes]) -> Any:
         iters = [t._core.seek(typ, key, records, stop) if key else

@@ -42,7 +42,7 @@ from .refname import check_refname_format
 from .writer import TableWriter, normalize_log_message
 
 if TYPE_CHECKING:
-    from .stack import Addition, Stack
+    from .stack import Addition, Stack, StackSnapshot
     from .transaction import LogEntry
 
 __all__ = [
@@ -78,18 +78,18 @@ def is_existence_marker(rec: LogRecord) -> bool:
 
 # -- reading ---------------------------------------------------------------------------
 
-def read_reflog(stack: Stack, name: NameLike) -> list[LogRecord]:
+def read_reflog(stack: Stack | StackSnapshot, name: NameLike) -> list[LogRecord]:
     """The reflog of ``name``, newest first, existence markers hidden (what ``git reflog
     show`` lists). Empty when there is no reflog."""
     return [lg for lg in stack.logs(name) if not is_existence_marker(lg)]
 
 
-def reflog_exists(stack: Stack, name: NameLike) -> bool:
+def reflog_exists(stack: Stack | StackSnapshot, name: NameLike) -> bool:
     """``git reflog exists``: at least one live log record, a marker counts."""
     return next(iter(stack.logs(name)), None) is not None
 
 
-def list_reflogs(stack: Stack) -> list[str]:
+def list_reflogs(stack: Stack | StackSnapshot) -> list[str]:
     """``git reflog list``: names with a reflog (markers count), in name order; names
     that are not well formed (one level allowed) are left out, as Git's iterator does."""
     out: list[str] = []
@@ -155,7 +155,7 @@ class LogPolicy:
             return self.mode
         return "false" if self.bare else "true"
 
-    def should_write(self, stack: Stack, refname: str) -> bool:
+    def should_write(self, stack: Stack | StackSnapshot, refname: str) -> bool:
         """Whether an update of ``refname`` writes a reflog entry."""
         if self.force_create or should_autocreate_reflog(self.effective_mode, refname):
             return True

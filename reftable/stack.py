@@ -14,6 +14,12 @@ Concurrency protocol (the same as Git's, including the July 2024 compaction fixe
   still there, contiguous and in order; tables appended meanwhile are kept.
 * Readers never take locks; a table removed by a concurrent compaction makes a reload
   retry with the newer ``tables.list``.
+
+Threads: a handle's view is one immutable :class:`StackSnapshot`, replaced by a single
+attribute assignment. Readers take the current snapshot once and use only it; a small
+per-handle mutex orders the reads of ``tables.list`` and the installation of snapshots,
+so that an older view never replaces a newer one. Every write decides from the list it
+read under the ``tables.list`` lock, never from the shared view.
 """
 
 from __future__ import annotations
@@ -21,8 +27,10 @@ from __future__ import annotations
 import os
 import random
 import re
+import stat
+import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -48,6 +56,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Stack",
+    "StackSnapshot",
     "StackOptions",
     "StackStats",
     "Addition",
@@ -70,10 +79,13 @@ def parse_tables_list(data: bytes, path: str = "tables.list") -> list[str]:
     """Split ``tables.list`` content into table names.
 
     Anything that is not a table name (absolute paths, ``..``, ``/``, NUL, ...) is
-    rejected, so no entry can ever point outside the stack directory. Empty lines and
-    a missing final newline are tolerated, as Git does."""
+    rejected, so no entry can ever point outside the stack directory. Empty lines are
+    tolerated; a last line without its newline is refused (a list cut short by a
+    writer that did not finish), as Git's reader refuses it."""
     if len(data) > _MAX_LIST_SIZE:
         raise FormatError(f"tables.list of {len(data)} bytes is implausibly large", path)
+    if data and not data.endswith(b"\n"):
+        raise FormatError("last line of tables.list has no newline", path, len(data))
     if _LIST_RE.fullmatch(data):
         # the usual shape, checked in one pass; anything else takes the slow path
         names = data.decode("ascii").split("\n")[:-1]
@@ -92,16 +104,39 @@ def parse_tables_list(data: bytes, path: str = "tables.list") -> list[str]:
     return names
 
 
+def _read_list_file(path: str) -> Optional[bytes]:
+    """The content of ``tables.list`` (None when missing). Opened without blocking and
+    refused unless a regular file: a FIFO planted there must not hang the reader."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise ReftableIOError(e.errno or 0, e.strerror or str(e), path) from e
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise FormatError("tables.list is not a regular file", path)
+        chunks = []
+        total = 0
+        while total <= _MAX_LIST_SIZE:
+            b = os.read(fd, 1 << 16)
+            if not b:
+                break
+            chunks.append(b)
+            total += len(b)
+        return b"".join(chunks)
+    except OSError as e:
+        raise ReftableIOError(e.errno or 0, e.strerror or str(e), path) from e
+    finally:
+        os.close(fd)
+
+
 def read_tables_list(directory: str) -> list[str]:
     """The table names of the stack in ``directory``, oldest first."""
     path = os.path.join(directory, "tables.list")
-    try:
-        with open(path, "rb") as f:
-            data = f.read(_MAX_LIST_SIZE + 1)
-    except FileNotFoundError:
-        raise NotExistError(f"{path}: no such file") from None
-    except OSError as e:
-        raise ReftableIOError(e.errno or 0, e.strerror or str(e), path) from e
+    data = _read_list_file(path)
+    if data is None:
+        raise NotExistError(f"{path}: no such file")
     return parse_tables_list(data, path)
 
 
@@ -177,8 +212,11 @@ class StackStats:
     bytes: int = 0  # bytes of input tables compacted
     entries_written: int = 0  # records written by compactions
     tables_added: int = 0
+    # Failures after a commit point: the update is committed, so they are recorded
+    # here instead of raised (auto-compaction, directory fsync, loading the new view).
     last_auto_compaction_error: Optional[BaseException] = field(default=None, repr=False)
     last_fsync_error: Optional[BaseException] = field(default=None, repr=False)
+    last_reload_error: Optional[BaseException] = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -194,6 +232,11 @@ class Hooks:
     """Deterministic test hooks; each is called with the stack and context when set."""
 
     def __init__(self) -> None:
+        # in reload(), after tables.list was read (with the names), before the new
+        # view is built and installed
+        self.after_list_read: Optional[Callable[..., None]] = None
+        # in Addition.commit(), before the new list is made and written
+        self.before_list_write: Optional[Callable[..., None]] = None
         # after the tables of a compaction were merged into a temp table, before
         # tables.list is locked again
         self.after_compaction_merge: Optional[Callable[..., None]] = None
@@ -205,8 +248,99 @@ def _rand32() -> int:
     return random.getrandbits(32)
 
 
+class _Turns:
+    """Writers of one handle (threads) take turns here before taking
+    ``tables.list.lock``, instead of failing on it after ``lock_timeout_ms``: that
+    timeout is for other processes and handles. A thread that nests a second write
+    does not wait for itself: its lock file then refuses it (LockError), as before.
+    Not a reentrant lock: a turn may be given back from another thread (GC)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._owner: Optional[int] = None
+
+    def enter(self) -> bool:
+        """Wait for our turn; False (no turn taken) when this thread has it already."""
+        me = threading.get_ident()
+        if self._owner == me:
+            return False
+        self._lock.acquire()
+        self._owner = me
+        return True
+
+    def leave(self, taken: bool) -> None:
+        if taken:
+            self._owner = None
+            self._lock.release()
+
+
+class StackSnapshot:
+    """One consistent view of a stack: the tables named by one version of
+    ``tables.list``, open, oldest first, and their merged view. Never changes once
+    made, so it may be used from any thread; iterators made from it keep reading it
+    whatever happens to the stack afterwards.
+
+    >>> snap = stack.snapshot()
+    >>> snap.read_ref("HEAD"), snap.names, snap.next_update_index()
+    """
+
+    __slots__ = ("names", "tables", "merged", "_data", "_by_name", "_seq")
+
+    def __init__(self, names: Sequence[str], tables: Sequence[Table], data: Optional[bytes],
+                 seq: int = 0, merged: Optional[MergedTable] = None):
+        self.names: tuple[str, ...] = tuple(names)
+        self.tables: tuple[Table, ...] = tuple(tables)
+        self.merged: MergedTable = MergedTable(self.tables) if merged is None else merged
+        self._data = data  # the tables.list content it was made from
+        self._by_name: dict[str, Table] = dict(zip(self.names, self.tables, strict=True))
+        self._seq = seq  # order of the tables.list read it came from (see Stack._install)
+
+    def next_update_index(self) -> int:
+        """The update index the next addition on top of this view must use (at least)."""
+        return (self.tables[-1].max_update_index + 1) if self.tables else 1
+
+    def read_ref(self, name: NameLike) -> Optional[RefRecord]:
+        return self.merged.read_ref(name)
+
+    def refs(self, prefix: NameLike = "") -> Iterator[RefRecord]:
+        return self.merged.refs(prefix)
+
+    def logs(self, refname: Optional[NameLike] = None) -> Iterator[LogRecord]:
+        return self.merged.logs(refname)
+
+    def refs_pointing_at(self, oid: OidLike) -> list[RefRecord]:
+        return self.merged.refs_for(oid)
+
+    def __repr__(self) -> str:
+        return f"<StackSnapshot {len(self.names)} tables>"
+
+
+class _Closed:
+    """Stands in for the merged view of a closed stack: every use is an ApiError."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise ApiError("stack is closed")
+
+
+_CLOSED = StackSnapshot((), (), None, 1 << 62, merged=_Closed())  # type: ignore[arg-type]
+
+
 class Stack(Closing):
     """A stack of tables in a directory, with ``tables.list`` naming them oldest first.
+
+    Thread safety: one ``Stack`` may be shared by any number of threads. Reads,
+    iteration, :meth:`reload`, transactions, additions, compaction, :meth:`clean` and
+    :attr:`stats` may run from any thread at once. Readers never wait for writers: each
+    read uses the handle's current :class:`StackSnapshot`, and iterators keep the
+    snapshot they started on. Every write decides from the ``tables.list`` it read
+    under the lock, so a concurrent reload never makes it lose an update. An
+    :class:`Addition` (or transaction) object belongs to the thread that made it.
+    :meth:`close` while other threads use the stack: calls made afterwards raise
+    :class:`ApiError`; iterators already running finish on their snapshot.
+
+    ``create``: create an empty ``tables.list`` when it is missing. With False a
+    missing list is an empty stack and nothing on disk is created or changed by
+    opening or reading (writes still create it).
 
     >>> with Stack.open(".git/reftable") as st:
     ...     st.read_ref("HEAD")
@@ -219,19 +353,18 @@ class Stack(Closing):
         self.list_path = os.path.join(self.directory, "tables.list")
         self.stats = StackStats()
         self.hooks = Hooks()
-        self.names: list[str] = []
-        self.tables: list[Table] = []
-        self._by_name: dict[str, Table] = {}
-        self._list_data: Optional[bytes] = None
-        self.merged = MergedTable([])
-        self._closed = False
-        self._last_table_bytes: Optional[bytes] = None
+        # Orders reads of tables.list and installation of snapshots (held briefly,
+        # never across an fsync or a merge); readers of data never take it.
+        self._mutex = threading.Lock()
+        self._turns = _Turns()
+        self._seq = 0
+        self._snap = StackSnapshot((), (), None)
         if not os.path.isdir(self.directory):
             raise NotExistError(f"{self.directory}: no such directory")
         if create and not os.path.exists(self.list_path):
             self._create_list()
         self.reload()
-        h = self.merged.hash
+        h = self._snap.merged.hash
         if self.options.hash is None:
             self.hash = h or "sha1"
         else:
@@ -279,30 +412,121 @@ class Stack(Closing):
     # -- lifecycle -----------------------------------------------------------
 
     def close(self) -> None:
-        """Close every open table (iterators over them fail cleanly afterwards)."""
-        for t in self.tables:
-            t.close()
-        self.tables = []
-        self._by_name = {}
-        self.merged = MergedTable([])
-        self._closed = True
+        """Drop the handle's view; later calls raise :class:`ApiError`. Tables are not
+        unmapped under iterators of other threads: a table's mapping goes away with
+        the last snapshot or iterator that uses it."""
+        with self._mutex:
+            self._snap = _CLOSED
+
+    @property
+    def closed(self) -> bool:
+        return self._snap is _CLOSED
 
     def __repr__(self) -> str:
-        return f"<Stack {self.directory} {len(self.names)} tables>"
+        return f"<Stack {self.directory} {len(self._snap.names)} tables>"
+
+    # -- the view ------------------------------------------------------------
+
+    def snapshot(self) -> StackSnapshot:
+        """The current view (one consistent version of the stack)."""
+        snap = self._snap
+        if snap is _CLOSED:
+            raise ApiError("stack is closed")
+        return snap
+
+    @property
+    def names(self) -> list[str]:
+        """Table names of the current view, oldest first."""
+        return list(self._snap.names)
+
+    @property
+    def tables(self) -> list[Table]:
+        """Open tables of the current view, oldest first."""
+        return list(self._snap.tables)
+
+    @property
+    def merged(self) -> MergedTable:
+        """The merged view of the current snapshot."""
+        return self._snap.merged
 
     # -- loading -------------------------------------------------------------
 
-    def _read_list(self) -> tuple[bytes, list[str]]:
+    def _read_list(self) -> tuple[int, bytes, list[str]]:
+        """Read ``tables.list``: (read order, content, names). Reads are numbered
+        under the mutex, so a higher number means a read at least as recent."""
+        with self._mutex:
+            self._seq += 1
+            seq = self._seq
+            data = _read_list_file(self.list_path)
+        if data is None:
+            return seq, b"", []  # like Git: no list yet is an empty stack
+        snap = self._snap
+        if data == snap._data:
+            return seq, data, list(snap.names)  # unchanged: already validated
+        return seq, data, parse_tables_list(data, self.list_path)
+
+    def _build(self, names: Sequence[str], data: bytes, seq: int,
+               known: Optional[Mapping[str, Table]] = None) -> StackSnapshot:
+        """A snapshot of ``names``: tables of ``known`` or of the current view are
+        reused, the others opened."""
+        current = self._snap._by_name
+        known = known or {}
+        new: list[Table] = []
+        opened: list[Table] = []
         try:
-            with open(self.list_path, "rb") as f:
-                data = f.read(_MAX_LIST_SIZE + 1)
-        except FileNotFoundError:
-            return b"", []  # like Git: no list yet is an empty stack
-        except OSError as e:
-            raise ReftableIOError(e.errno or 0, e.strerror or str(e), self.list_path) from e
-        if data == self._list_data:
-            return data, list(self.names)  # unchanged: already validated
-        return data, parse_tables_list(data, self.list_path)
+            for n in names:
+                t = known.get(n) or current.get(n)
+                if t is None:
+                    t = Table.open(os.path.join(self.directory, n))
+                    opened.append(t)
+                new.append(t)
+            for prev, nxt in zip(new, new[1:], strict=False):
+                if nxt._core.min_update_index <= prev._core.max_update_index:
+                    raise FormatError(
+                        f"update index ranges overlap: {prev.name} and {nxt.name}",
+                        self.list_path)
+            snap = StackSnapshot(names, new, data, seq)
+            # A handle keeps its hash (set when it was opened): if another process
+            # filled an empty stack with tables of the other hash, writing ours next to
+            # them would make the stack unreadable for everyone.
+            have = getattr(self, "hash", None)
+            h = snap.merged.hash
+            if h is not None and have is not None and h != have:
+                raise FormatError(f"stack holds {h} tables, this handle uses {have}",
+                                  self.list_path)
+        except BaseException:
+            for t in opened:
+                t.close()
+            raise
+        return snap
+
+    def _install(self, snap: StackSnapshot, since: Optional[int] = None,
+                 replaces: Optional[bytes] = None) -> bool:
+        """Make ``snap`` the current view unless a newer one is installed already.
+
+        A reloaded snapshot (``since`` None) wins over views from earlier reads. The
+        list a write committed (``since``: the number of the read it validated under
+        the lock, ``replaces``: that list) wins unless the current view came from a
+        later read that saw something else than ``replaces``, which then is our list
+        or a newer one."""
+        with self._mutex:
+            cur = self._snap
+            if cur is _CLOSED:
+                return False
+            if since is None:
+                ok = snap._seq > cur._seq
+            else:
+                ok = cur._seq <= since or cur._data == replaces
+                if ok:
+                    self._seq += 1
+                    snap._seq = self._seq
+            if ok:
+                self._snap = snap
+            return ok
+
+    def _check_open(self) -> None:
+        if self._snap is _CLOSED:
+            raise ApiError("stack is closed")
 
     def reload(self, timeout: float = 3.0) -> bool:
         """Re-read ``tables.list`` and (re)open tables, reusing those already open.
@@ -310,90 +534,103 @@ class Stack(Closing):
         Cheap when nothing changed. When a listed table has vanished because a
         concurrent compaction replaced it, re-read the list and retry (for up to
         ``timeout`` seconds). On failure the previously loaded tables stay usable.
-        Returns True when the stack changed."""
-        if self._closed:
-            raise ApiError("stack is closed")
+        Afterwards the view is at least as new as ``tables.list`` was when called.
+        Returns True when the view changed."""
+        self._check_open()
         deadline = time.monotonic() + timeout
         delay = 0.001
+        changed = False
         while True:
-            data, names = self._read_list()
-            if data == self._list_data:
-                return False
+            seq, data, names = self._read_list()
+            if data == self._snap._data:
+                return changed
+            if self.hooks.after_list_read is not None:
+                self.hooks.after_list_read(self, names)
             try:
-                self._load(names)
+                snap = self._build(names, data, seq)
             except NotExistError:
                 # A table vanished: fine if tables.list moved on meanwhile.
-                data2, names2 = self._read_list()
+                _, _, names2 = self._read_list()
                 if names2 == names or time.monotonic() > deadline:
                     raise
                 time.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 0.1)
                 continue
-            self._list_data = data
-            return True
+            if self._install(snap):
+                return True
+            # Another thread installed a view meanwhile, maybe from an older list (a
+            # commit's): read again, so the view is not older than our read.
+            changed = True
+            if time.monotonic() > deadline:
+                return True
 
-    def _load(self, names: list[str]) -> None:
-        new: list[Table] = []
-        opened: list[Table] = []
+    def _locked_view(self, expect: Optional[StackSnapshot],
+                     reload: bool) -> tuple[int, bytes, StackSnapshot]:
+        """For a writer holding the ``tables.list`` lock: read the list and return
+        (read number, content, the view of exactly that list). The view is
+        ``expect`` (default: the current one) when it names the same tables; else,
+        with ``reload``, the list is loaded (and installed); else OutdatedError."""
+        seq, data, names = self._read_list()
+        snap = self._snap if expect is None else expect
+        if snap is _CLOSED:
+            raise ApiError("stack is closed")
+        if list(snap.names) == names:
+            return seq, data, snap
+        if not reload:
+            raise OutdatedError("stack changed on disk since it was loaded; reload and retry")
+        snap = self._build(names, data, seq)
+        self._install(snap)
+        return seq, data, snap
+
+    def _adopt(self, names: list[str], data: bytes, since: int, replaces: bytes,
+               known: Mapping[str, Table]) -> Optional[StackSnapshot]:
+        """After a commit: install the list this handle committed (tables of
+        ``known`` reused). Never raises: the update is committed whatever happens
+        here; a failure is recorded in ``stats.last_reload_error``. Returns the
+        committed view, None when it could not be loaded."""
         try:
-            for n in names:
-                t = self._by_name.get(n)
-                if t is None:
-                    t = Table.open(os.path.join(self.directory, n))
-                    opened.append(t)
-                new.append(t)
-            merged = MergedTable(new)
-            for prev, nxt in zip(new, new[1:], strict=False):
-                if nxt._core.min_update_index <= prev._core.max_update_index:
-                    raise FormatError(
-                        f"update index ranges overlap: {prev.name} and {nxt.name}",
-                        self.list_path)
-            # A handle keeps its hash (set when it was opened): if another process
-            # filled an empty stack with tables of the other hash, writing ours next to
-            # them would make the stack unreadable for everyone.
-            have = getattr(self, "hash", None)
-            if merged.hash is not None and have is not None and merged.hash != have:
-                raise FormatError(f"stack holds {merged.hash} tables, this handle uses {have}",
-                                  self.list_path)
-        except BaseException:
-            for t in opened:
-                t.close()
-            raise
-        # Tables dropped from the list are not closed here: iterators created before
-        # the reload keep working, and the mapping goes away with the last reference.
-        self.tables = new
-        self.names = list(names)
-        self._by_name = dict(zip(names, new, strict=True))
-        self.merged = merged
+            try:
+                snap = self._build(names, data, 0, known)
+            except NotExistError:
+                self.reload()  # a table vanished already (a racing compaction)
+                return None
+            self._install(snap, since, replaces)
+            return snap
+        except Exception as e:
+            self.stats.last_reload_error = e
+            return None
 
     def is_up_to_date(self) -> bool:
         """True when ``tables.list`` on disk names exactly the loaded tables."""
-        try:
-            _, names = self._read_list()
-        except NotExistError:
-            return False
-        return names == self.names
+        _, _, names = self._read_list()
+        return names == list(self._snap.names)
 
     # -- reading -------------------------------------------------------------
 
     def next_update_index(self) -> int:
         """The update index the next addition must use (at least)."""
-        return (self.tables[-1].max_update_index + 1) if self.tables else 1
+        return self._snap.next_update_index()
 
     def read_ref(self, name: NameLike) -> Optional[RefRecord]:
-        return self.merged.read_ref(name)
+        return self._snap.merged.read_ref(name)
 
     def refs(self, prefix: NameLike = "") -> Iterator[RefRecord]:
-        return self.merged.refs(prefix)
+        return self._snap.merged.refs(prefix)
 
     def logs(self, refname: Optional[NameLike] = None) -> Iterator[LogRecord]:
-        return self.merged.logs(refname)
+        return self._snap.merged.logs(refname)
 
     def refs_pointing_at(self, oid: OidLike) -> list[RefRecord]:
-        return self.merged.refs_for(oid)
+        return self._snap.merged.refs_for(oid)
 
     def table_path(self, name: str) -> str:
         return os.path.join(self.directory, name)
+
+    def _count(self, **counts: int) -> None:
+        """Add to the stats counters (under the mutex: threads share them)."""
+        with self._mutex:
+            for k, v in counts.items():
+                setattr(self.stats, k, getattr(self.stats, k) + v)
 
     # -- writing -------------------------------------------------------------
 
@@ -426,11 +663,11 @@ class Stack(Closing):
         options: WriteOptions,
         min_ui: int,
         max_ui: int,
-    ) -> tuple[Optional[str], int, int]:
+    ) -> tuple[Optional[str], int, int, Optional[bytes]]:
         """Write a table to a temp file; return (temp path or None when the table came
-        out empty, min update index, max update index). No file is left on error.
-        The bytes of a small table are kept in ``self._last_table_bytes`` so that an
-        addition can use them without reading the file back."""
+        out empty, min update index, max update index, the bytes of a small table or
+        None). No file is left on error. The bytes let an addition load its table
+        without reading the file back."""
         tmp = os.path.join(self.directory, f".tmp-{os.getpid()}-{_rand32():08x}.ref")
         fd = _core.io_open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
                            self._mode())
@@ -448,15 +685,12 @@ class Stack(Closing):
                     if len(chunks) > 1:  # more than one flush: not small, don't keep
                         chunks = None
 
-            self._last_table_bytes = None
             w = TableWriter(sink, options, min_update_index=min_ui, max_update_index=max_ui)
             fill(w)
             empty = w.close()
             min_ui, max_ui = w.min_update_index, w.max_update_index
             if not empty and self.options.fsync:
                 _core.io_fsync(fd, tmp)
-            if chunks is not None:
-                self._last_table_bytes = b"".join(chunks)
             ok = True
         finally:
             try:
@@ -467,7 +701,9 @@ class Stack(Closing):
             finally:
                 if not ok or (ok and empty):
                     _unlink_quiet(tmp)
-        return (None if empty else tmp), min_ui, max_ui
+        if empty:
+            return None, min_ui, max_ui, None
+        return tmp, min_ui, max_ui, None if chunks is None else b"".join(chunks)
 
     def _final_name(self, min_ui: int, max_ui: int) -> str:
         return f"0x{min_ui:012x}-0x{max_ui:012x}-{_rand32():08x}.ref"
@@ -478,19 +714,6 @@ class Stack(Closing):
         lock.write(data)
         # LockFile.commit fsyncs before the rename
         return data
-
-    def _adopt(self, names: list[str], data: bytes, fresh: dict[str, bytes]) -> None:
-        """Load the list this handle just committed; ``fresh`` holds the bytes of
-        tables it wrote itself (used instead of reading them back)."""
-        for name, raw in fresh.items():
-            if name not in self._by_name:
-                self._by_name[name] = Table(raw, self.table_path(name))
-        try:
-            self._load(names)
-        except NotExistError:
-            self.reload()  # a table vanished already (a racing compaction): re-read
-            return
-        self._list_data = data
 
     def _fsync_dir(self) -> None:
         # Called after a commit, to make the rename durable. The new state is already
@@ -504,22 +727,28 @@ class Stack(Closing):
 
     # -- compaction ----------------------------------------------------------
 
-    def table_sizes_for_compaction(self) -> list[int]:
-        """Table sizes without the (constant) header overhead, as Git counts them.
-        Git's table size already excludes the footer (68 bytes, 72 for SHA-256)."""
+    def _sizes(self, snap: StackSnapshot) -> list[int]:
+        # Git's table size already excludes the footer (68 bytes, 72 for SHA-256).
         overhead = (24 - 1 + 68) if self.hash == "sha1" else (28 - 1 + 72)
-        return [t.size - overhead for t in self.tables]
+        return [t.size - overhead for t in snap.tables]
+
+    def table_sizes_for_compaction(self) -> list[int]:
+        """Table sizes without the (constant) header overhead, as Git counts them."""
+        return self._sizes(self._snap)
 
     def auto_compact(self) -> bool:
         """Compact the smallest suffix that breaks the geometric sequence, best effort:
         tables locked by someone else are skipped. Returns True when it compacted."""
-        if len(self.tables) < 2:
+        return self._auto_compact(self.snapshot())
+
+    def _auto_compact(self, snap: StackSnapshot) -> bool:
+        if len(snap.tables) < 2:
             return False
-        start, end = suggest_compaction_segment(
-            self.table_sizes_for_compaction(), self.options.geometric_factor)
+        start, end = suggest_compaction_segment(self._sizes(snap),
+                                                self.options.geometric_factor)
         if end - start <= 0:
             return False
-        return self._compact_range_stats(start, end - 1, None, best_effort=True)
+        return self._compact_range_stats(snap, start, end - 1, None, best_effort=True)
 
     def compact(self, auto: bool = False, expire: Optional[LogExpiry] = None,
                 progress: Optional[Callable[[int], Any]] = None) -> bool:
@@ -531,46 +760,54 @@ class Stack(Closing):
         """Merge every table into one, dropping tombstones and expired reflog entries.
         Raises :class:`LockError` when a table is locked by another process.
         ``progress`` is called with the number of records merged so far."""
-        if not self.tables:
+        snap = self.snapshot()
+        if not snap.tables:
             return False
-        return self._compact_range_stats(0, len(self.tables) - 1, expire, best_effort=False,
-                                         progress=progress)
+        return self._compact_range_stats(snap, 0, len(snap.tables) - 1, expire,
+                                         best_effort=False, progress=progress)
 
     def compact_range(self, first: int, last: int, expire: Optional[LogExpiry] = None) -> bool:
         """Compact tables ``first..last`` (inclusive, indices into :attr:`tables`)."""
-        return self._compact_range_stats(first, last, expire, best_effort=False)
+        return self._compact_range_stats(self.snapshot(), first, last, expire,
+                                         best_effort=False)
 
-    def _compact_range_stats(self, first: int, last: int, expire: Optional[LogExpiry],
-                             best_effort: bool,
+    def _compact_range_stats(self, snap: StackSnapshot, first: int, last: int,
+                             expire: Optional[LogExpiry], best_effort: bool,
                              progress: Optional[Callable[[int], Any]] = None) -> bool:
         try:
-            return self._compact_range(first, last, expire, best_effort, progress)
+            return self._compact_range(snap, first, last, expire, best_effort, progress)
         except LockError:
-            self.stats.failures += 1
+            self._count(failures=1)
             raise
 
-    def _compact_range(self, first: int, last: int, expire: Optional[LogExpiry],
-                       best_effort: bool,
+    def _compact_range(self, snap: StackSnapshot, first: int, last: int,
+                       expire: Optional[LogExpiry], best_effort: bool,
                        progress: Optional[Callable[[int], Any]] = None) -> bool:
+        """Compact ``snap``'s tables ``first..last``; ``snap`` must be what
+        ``tables.list`` names under the lock (else OutdatedError)."""
         if first > last or (expire is None and first == last):
             return False
-        if last >= len(self.tables) or first < 0:
+        if last >= len(snap.tables) or first < 0:
             raise ApiError(f"compaction range [{first}, {last}] outside the stack")
-        self.stats.attempts += 1
-        list_lock: Any = _core.LockFile(self.list_path, self.options.lock_timeout_ms,
-                                        self._mode())
+        self._count(attempts=1)
+        queued = self._turns.enter()
+        try:
+            list_lock: Any = _core.LockFile(self.list_path, self.options.lock_timeout_ms,
+                                            self._mode())
+        except BaseException:
+            self._turns.leave(queued)
+            raise
         table_locks: list[Any] = []
         tmp: Optional[str] = None
         new_path: Optional[str] = None
         committed = False
         try:
-            if not self.is_up_to_date():
-                raise OutdatedError("stack changed on disk; reload and retry")
+            self._locked_view(snap, reload=False)
             # Lock the tables newest to oldest: a process that appended tables can
             # then still compact its own new tables while we hold older ones.
             for i in range(last, first - 1, -1):
                 try:
-                    table_locks.append(_core.LockFile(self.table_path(self.names[i]), 0,
+                    table_locks.append(_core.LockFile(self.table_path(snap.names[i]), 0,
                                                       self._mode()))
                 except LockError:
                     if best_effort and last - i >= 2:
@@ -579,25 +816,28 @@ class Stack(Closing):
                     raise
             # Merging may take long: let writers append while we do it.
             list_lock.rollback()
+            self._turns.leave(queued)
+            queued = False
             if self.hooks.after_compaction_locks is not None:
                 self.hooks.after_compaction_locks(self, first, last)
 
-            names = self.names[first:last + 1]
-            tables = self.tables[first:last + 1]
+            names = list(snap.names[first:last + 1])
+            tables = list(snap.tables[first:last + 1])
             min_ui = tables[0].min_update_index
             max_ui = tables[-1].max_update_index
             opts = self.options.write_options(self.hash, exact=True)
-            tmp, _, _ = self._write_temp_table(
+            tmp, _, _, _ = self._write_temp_table(
                 lambda w: self._write_compacted(w, tables, first == 0, expire, progress),
                 opts, min_ui, max_ui)
             if self.hooks.after_compaction_merge is not None:
                 self.hooks.after_compaction_merge(self, first, last)
 
+            queued = self._turns.enter()
             list_lock = _core.LockFile(self.list_path, self.options.lock_timeout_ms,
                                        self._mode())
             # Re-read tables.list: others may have appended (keep theirs) or, in
             # theory, replaced our tables (then give up rather than lose anything).
-            _, current = self._read_list()
+            seq, before, current = self._read_list()
             try:
                 at = current.index(names[0])
             except ValueError:
@@ -617,18 +857,17 @@ class Stack(Closing):
                 tmp = None
                 new_list.append(new_name)
             new_list.extend(current[at + len(names):])
-            self._write_list(list_lock, new_list)
+            data = self._write_list(list_lock, new_list)
             list_lock.commit(self.options.fsync)
             committed = True
-            try:
-                self._fsync_dir()
-            finally:
-                # The replaced tables are unreferenced now (even if the directory fsync
-                # failed); remove them while we still hold their locks so nobody else
-                # tries to compact them, and load the new list.
-                for n in names:
-                    _unlink_quiet(self.table_path(n))
-                self.reload()
+            # Committed: nothing below raises (failures are recorded in stats).
+            self._fsync_dir()
+            # The replaced tables are unreferenced now; remove them while we still hold
+            # their locks so nobody else tries to compact them. Snapshots that use them
+            # keep reading: their mappings stay valid after the unlink.
+            for n in names:
+                _unlink_quiet(self.table_path(n))
+            self._adopt(new_list, data, seq, before, snap._by_name)
         finally:
             if not committed:
                 if tmp is not None:
@@ -638,13 +877,14 @@ class Stack(Closing):
             for lk in table_locks:
                 _rollback_quiet(lk)
             _rollback_quiet(list_lock)
+            self._turns.leave(queued)
         return True
 
     def _write_compacted(self, w: TableWriter, tables: list[Table], bottom: bool,
                          expire: Optional[LogExpiry],
                          progress: Optional[Callable[[int], Any]] = None) -> None:
         # Records are copied block to block in the core: no Python object per record.
-        self.stats.bytes += sum(t.size for t in tables)
+        self._count(bytes=sum(t.size for t in tables))
         core = w._core
         # One sequential pass: keep resident memory flat however large the inputs.
         for t in tables:
@@ -668,7 +908,7 @@ class Stack(Closing):
         finally:
             for t in tables:
                 t._set_eviction(False)
-        self.stats.entries_written += entries
+        self._count(entries_written=entries)
 
     # -- cleaning ------------------------------------------------------------
 
@@ -683,6 +923,7 @@ class Stack(Closing):
         ``stale_locks_older_than`` (seconds), lock files older than that are removed
         first: use it only when no process can legitimately hold a lock that long.
         Returns the names removed."""
+        self._check_open()
         removed: list[str] = []
         if stale_locks_older_than is not None:
             now = time.time()
@@ -697,11 +938,19 @@ class Stack(Closing):
                 if age >= stale_locks_older_than:
                     _unlink_quiet(path)
                     removed.append(entry)
+        queued = self._turns.enter()
+        try:
+            return self._clean_locked(removed)
+        finally:
+            self._turns.leave(queued)
+
+    def _clean_locked(self, removed: list[str]) -> list[str]:
         lock = _core.LockFile(self.list_path, self.options.lock_timeout_ms, self._mode())
         try:
-            self.reload()
-            listed = set(self.names)
-            max_ui = self.tables[-1].max_update_index if self.tables else 0
+            # what the list names under the lock, not the handle's (shared) view
+            _, _, snap = self._locked_view(None, reload=True)
+            listed = set(snap.names)
+            max_ui = snap.tables[-1].max_update_index if snap.tables else 0
             for entry in sorted(os.listdir(self.directory)):
                 path = self.table_path(entry)
                 if TABLE_NAME_RE.fullmatch(entry) and entry not in listed:
@@ -757,27 +1006,35 @@ class Addition(Closing):
     """Adding tables to a stack under the ``tables.list`` lock (Git's
     ``reftable_addition``). Use as a context manager; uncommitted work is discarded.
 
+    :attr:`snapshot` is the view validated under the lock: the new tables go on top
+    of exactly its tables, whatever other threads do to the stack's view meanwhile.
+    An addition belongs to one thread; the stack it writes to may be shared.
+
     >>> with stack.new_addition() as add:
     ...     add.add_table(lambda w: (w.set_limits(ui, ui), w.add_ref(rec)))
     ...     add.commit()
     """
 
     def __init__(self, stack: Stack, reload_if_outdated: bool = False):
+        stack._check_open()
         self.stack = stack
         self.new_tables: list[str] = []
         self._new_bytes: dict[str, bytes] = {}
         self._committed = False
-        self._lock: Any = _core.LockFile(stack.list_path, stack.options.lock_timeout_ms,
-                                         stack._mode())
+        self._queued = stack._turns.enter()
         try:
-            if not stack.is_up_to_date():
-                if not reload_if_outdated:
-                    raise OutdatedError("stack changed on disk since it was loaded")
-                stack.reload()
+            self._lock: Any = _core.LockFile(stack.list_path, stack.options.lock_timeout_ms,
+                                             stack._mode())
+        except BaseException:
+            self._leave_queue()
+            raise
+        try:
+            self._seq, self._base, self.snapshot = stack._locked_view(None, reload_if_outdated)
         except BaseException:
             _rollback_quiet(self._lock)
+            self._leave_queue()
             raise
-        self.next_update_index = stack.next_update_index()
+        self.next_update_index = self.snapshot.next_update_index()
 
     def add_table(self, write: Callable[[TableWriter], None],
                   options: Optional[WriteOptions] = None) -> Optional[str]:
@@ -798,10 +1055,9 @@ class Addition(Closing):
                     f"table min update index {w.min_update_index} below the stack's next "
                     f"update index {nui}")
 
-        tmp, lo, hi = st._write_temp_table(fill, opts, nui, nui)
+        tmp, lo, hi, data = st._write_temp_table(fill, opts, nui, nui)
         if tmp is None:
             return None
-        data = st._last_table_bytes
         name = st._final_name(lo, hi)
         try:
             _core.io_rename(tmp, st.table_path(name))
@@ -816,15 +1072,19 @@ class Addition(Closing):
 
     def commit(self) -> None:
         """Publish the new tables (append them to ``tables.list``), then auto-compact
-        unless disabled. Auto-compaction is best effort: its failures never make the
-        committed addition fail (they are counted in ``stack.stats``)."""
+        unless disabled. Once the list is committed nothing raises: failures of
+        auto-compaction, of the directory fsync and of loading the new view are
+        recorded in ``stack.stats`` (``last_auto_compaction_error``,
+        ``last_fsync_error``, ``last_reload_error``)."""
         if self._committed:
             raise ApiError("addition already committed")
         st = self.stack
         if not self.new_tables:
             self.close()
             return
-        names = st.names + self.new_tables
+        if st.hooks.before_list_write is not None:
+            st.hooks.before_list_write(st)
+        names = list(self.snapshot.names) + self.new_tables
         try:
             data = st._write_list(self._lock, names)
             self._lock.commit(st.options.fsync)
@@ -832,17 +1092,20 @@ class Addition(Closing):
             self.close()
             raise
         self._committed = True
-        st.stats.tables_added += len(self.new_tables)
-        try:
-            st._fsync_dir()
-        finally:
-            # Our view becomes exactly what we committed (even if the directory fsync
-            # failed), without reading back the list or our own new tables.
-            st._adopt(names, data, self._new_bytes)
-        if st.options.auto_compact:
+        st._count(tables_added=len(self.new_tables))
+        st._fsync_dir()
+        # Our view becomes exactly what we committed (unless a newer one is there
+        # already), without reading back the list or our own new tables.
+        known = dict(self.snapshot._by_name)
+        for name, raw in self._new_bytes.items():
+            known[name] = Table(raw, st.table_path(name))
+        snap = st._adopt(names, data, self._seq, self._base, known)
+        # the next writer of this handle finds our list installed as its view
+        self._leave_queue()
+        if st.options.auto_compact and snap is not None:
             try:
-                st.auto_compact()
-            except ReftableError as e:
+                st._auto_compact(snap)
+            except Exception as e:
                 st.stats.last_auto_compaction_error = e
 
     def close(self) -> None:
@@ -852,4 +1115,14 @@ class Addition(Closing):
                 _unlink_quiet(self.stack.table_path(name))
             self.new_tables = []
         _rollback_quiet(self._lock)
+        self._leave_queue()
 
+    def _leave_queue(self) -> None:
+        queued, self._queued = self._queued, False
+        self.stack._turns.leave(queued)
+
+    def __del__(self) -> None:
+        # an addition dropped without close(): give the other threads their turn
+        # (its lock file is removed when the LockFile goes away)
+        if getattr(self, "_queued", False):
+            self._leave_queue()

@@ -51,6 +51,10 @@ def log_key(refname: bytes, update_index: int) -> bytes:
 class Table(Closing):
     """One reftable file (or buffer), read-only.
 
+    Thread safety: lookups and iteration may run from several threads at once; each
+    iterator belongs to one thread. :meth:`close` releases the table at once (its
+    iterators raise afterwards): call it only when no other thread uses the table.
+
     >>> with Table.open(path) as t:
     ...     for ref in t.refs("refs/heads/"):
     ...         print(ref.name, ref.value.hex())

@@ -37,7 +37,7 @@ from .refname import (
 
 if TYPE_CHECKING:
     from .reflog import LogPolicy
-    from .stack import Stack
+    from .stack import Stack, StackSnapshot
     from .writer import TableWriter
 
 __all__ = ["Transaction", "LogEntry", "ANY", "check_refs_available"]
@@ -61,7 +61,8 @@ def local_tz_offset(when: Optional[float] = None) -> int:
     return sign * ((minutes // 60) * 100 + minutes % 60)
 
 
-def check_refs_available(stack: Stack, created: set[str], deleted: set[str]) -> None:
+def check_refs_available(stack: Stack | StackSnapshot, created: set[str],
+                         deleted: set[str]) -> None:
     """Git's directory/file rule: ``a/b`` cannot exist beside ``a``. Raise
     :class:`RefConflictError` if creating ``created`` (while deleting ``deleted``)
     breaks it, against ``stack`` as it is read now (call it under the lock)."""
@@ -103,7 +104,11 @@ class _Update:
 
 
 class Transaction:
-    """Collects ref updates and commits them atomically (see module docs)."""
+    """Collects ref updates and commits them atomically (see module docs).
+
+    A transaction belongs to one thread; the stack may be shared. Expectations are
+    checked against the view read under the ``tables.list`` lock, never against the
+    stack's shared view (which other threads may reload meanwhile)."""
 
     def __init__(self, stack: Stack, reload_if_outdated: bool = True,
                  log: Optional[LogEntry] = None, log_policy: Optional[LogPolicy] = None):
@@ -216,19 +221,20 @@ class Transaction:
             have = "missing" if cur is None else repr(cur)
             raise ExpectationError(f"{u.name}: expected {u.expect.hex()}, found {have}", u.name)
 
-    def _check_conflicts(self, writes: list[_Update]) -> None:
-        check_refs_available(self.stack, {u.name for u in writes if u.kind != "delete"},
+    def _check_conflicts(self, st: StackSnapshot, writes: list[_Update]) -> None:
+        # against the stack as read under the lock
+        check_refs_available(st, {u.name for u in writes if u.kind != "delete"},
                              {u.name for u in writes if u.kind == "delete"})
 
-    def _logs(self, name: str) -> bool:
-        return self.log_policy is None or self.log_policy.should_write(self.stack, name)
+    def _logs(self, st: StackSnapshot, name: str) -> bool:
+        return self.log_policy is None or self.log_policy.should_write(st, name)
 
-    def _resolve(self, name: Optional[str]) -> Optional[bytes]:
+    def _resolve(self, st: StackSnapshot, name: Optional[str]) -> Optional[bytes]:
         """The object id ``name`` resolves to through symrefs, or None."""
         for _ in range(6):
             if name is None:
                 return None
-            cur = self.stack.read_ref(name)
+            cur = st.read_ref(name)
             if cur is None:
                 return None
             if cur.value_type != RefValueType.SYMREF:
@@ -243,13 +249,15 @@ class Transaction:
             raise ApiError("transaction already finished")
         self._done = True
         writes = [u for u in self._updates.values() if u.kind != "verify"]
-        st = self.stack
-        zero = b"\0" * (20 if st.hash == "sha1" else 32)
-        with st.new_addition(self.reload_if_outdated) as add:
+        zero = b"\0" * (20 if self.stack.hash == "sha1" else 32)
+        with self.stack.new_addition(self.reload_if_outdated) as add:
+            # Everything is read from the view validated under the lock (never from
+            # the stack's shared view, which other threads may reload meanwhile).
+            st = add.snapshot
             current = {u.name: st.read_ref(u.name) for u in self._updates.values()}
             for u in self._updates.values():
                 self._check(u, current[u.name])
-            self._check_conflicts(writes)
+            self._check_conflicts(st, writes)
             if not writes and not self._log_only:
                 return 0
             ui = add.next_update_index
@@ -272,7 +280,7 @@ class Transaction:
                         refs.append(RefRecord(u.name, ui, RefValueType.VAL1, u.new))
                     else:
                         refs.append(RefRecord(u.name, ui, RefValueType.VAL2, u.new, u.peeled))
-                    if entry is not None and self._logs(u.name):
+                    if entry is not None and self._logs(st, u.name):
                         old = cur.value if cur is not None and cur.value is not None else zero
                         logs.append(entry_record(u.name, old, u.new, entry))
                 elif u.kind == "delete":
@@ -282,23 +290,23 @@ class Transaction:
                         logs.append(LogRecord(u.name, lg.update_index, LogValueType.DELETION))
                 else:
                     refs.append(RefRecord(u.name, ui, RefValueType.SYMREF, target=u.target))
-                    if entry is not None and self._logs(u.name):
-                        old_id = self._resolve(u.name) or zero
+                    if entry is not None and self._logs(st, u.name):
+                        old_id = self._resolve(st, u.name) or zero
                         t = self._updates.get(u.target or "")
                         target_id: Optional[bytes]
                         if self.log_policy is not None:
                             # Git resolves the target in the store as it is and logs
                             # nothing for a dangling (unborn) target
-                            target_id = self._resolve(u.target)
+                            target_id = self._resolve(st, u.target)
                         elif t is not None and t.kind in ("update", "delete"):
                             target_id = t.new or zero  # the target as this leaves it
                         else:
-                            target_id = self._resolve(u.target) or zero
+                            target_id = self._resolve(st, u.target) or zero
                         if target_id is not None:
                             logs.append(entry_record(u.name, old_id, target_id, entry))
             for name, (old_id, new_id, entry, force) in self._log_only.items():
                 if (name not in self._updates or self._updates[name].kind == "verify") \
-                        and (force or self._logs(name)):
+                        and (force or self._logs(st, name)):
                     logs.append(entry_record(name, old_id, new_id, entry))
             refs.sort(key=lambda r: r.name.encode("utf-8", "surrogateescape"))
             logs.sort(key=lambda r: (r.refname.encode("utf-8", "surrogateescape"),

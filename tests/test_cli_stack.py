@@ -387,3 +387,12 @@ def test_dump_of_a_stack_while_another_process_compacts(sh, d, monkeypatch):
     assert fired
     assert status == 0, err
     assert [r["name"] for r in json.loads(out)["refs"]] == [r.name for r in st.refs()]
+
+
+@pytest.mark.parametrize("cmd", ["stats", "refs", "log"])
+def test_read_only_commands_create_nothing(sh, d, cmd):
+    # an empty directory is neither a stack nor a repository: an error, like Git's
+    # "not a git repository", and nothing is created by the read
+    status, _, _ = sh(cmd, d, "--json")
+    assert status == 1
+    assert os.listdir(d) == []

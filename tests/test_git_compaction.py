@@ -26,13 +26,14 @@ def test_compact_all_of_many_tables_is_gits_packed_table(tmp_path):
         assert len(st.names) == 1
         with open(os.path.join(d, st.names[0]), "rb") as f:
             ours = f.read()
+        name = st.names[0]
     with open(os.path.join(FIXTURES, "packed", "expected.json")) as f:
         packed = json.load(f)
     with open(os.path.join(FIXTURES, "packed", "reftable", packed["tables_list"][0]), "rb") as f:
         gits = f.read()
     assert ours == gits
     # the name carries the same update-index range (only the random suffix differs)
-    assert st.names[0].rsplit("-", 1)[0] == packed["tables_list"][0].rsplit("-", 1)[0]
+    assert name.rsplit("-", 1)[0] == packed["tables_list"][0].rsplit("-", 1)[0]
 
 
 def test_exact_mode_keeps_messages_as_stored(tmp_path):

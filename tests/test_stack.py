@@ -669,13 +669,13 @@ def test_auto_compaction_with_tables_list_locked_does_not_fail_addition(tmp_path
     st = open_stack(tmp_path, lock_timeout_ms=0)
     write_n_ref_tables(st, 2)
     held = []
-    real = st.auto_compact
+    real = st._auto_compact
 
-    def locked_then_compact():
+    def locked_then_compact(snap):
         held.append(hold_lock(tmp_path / "tables.list"))
-        return real()
+        return real(snap)
 
-    monkeypatch.setattr(st, "auto_compact", locked_then_compact)
+    monkeypatch.setattr(st, "_auto_compact", locked_then_compact)
     add_ref(st, "refs/heads/x", oid(7))
     assert held, "auto-compaction did not run"
     assert len(st.tables) == 3
@@ -707,14 +707,18 @@ N1 = "0x000000000001-0x000000000001-0123abcd.ref"
 N2 = "0x000000000002-0x000000000003-fedcba98.ref"
 
 
-def test_parse_tables_list_tolerates_missing_newline_and_empty_lines():
-    assert parse_tables_list(f"{N1}\n\n{N2}".encode()) == [N1, N2]
+def test_parse_tables_list_tolerates_empty_lines_but_not_a_missing_newline():
+    assert parse_tables_list(f"{N1}\n\n{N2}\n".encode()) == [N1, N2]
     assert parse_tables_list(f"\n{N1}\n{N2}\n\n".encode()) == [N1, N2]
     assert parse_tables_list(b"") == []
     assert parse_tables_list(b"\n\n") == []
     # 16-digit update indexes are names too
     long = "0x0000000000000001-0x00000000000000ff-00000000.ref"
-    assert parse_tables_list(long.encode()) == [long]
+    assert parse_tables_list(long.encode() + b"\n") == [long]
+    # Git's reader refuses a last line without its newline (a list cut short)
+    for data in (f"{N1}\n\n{N2}", long, f"{N1}\n{N2}\n\n{N1[:10]}"):
+        with pytest.raises(FormatError, match="no newline"):
+            parse_tables_list(data.encode())
 
 
 @pytest.mark.parametrize("line", [
@@ -806,12 +810,19 @@ def test_hostile_tables_list_never_opens_anything_outside(tmp_path, monkeypatch,
     assert st.read_ref("refs/heads/secret") is None
 
 
-def test_stack_tolerates_list_without_trailing_newline_and_empty_lines(tmp_path):
+def test_stack_tolerates_empty_lines_and_refuses_a_missing_newline(tmp_path):
     st = open_stack(tmp_path, auto_compact=False)
     write_n_ref_tables(st, 3)
     names = st.names
     (tmp_path / "tables.list").write_bytes(
         ("\n" + names[0] + "\n\n" + names[1] + "\n" + names[2]).encode())
+    with pytest.raises(FormatError, match="no newline"):
+        open_stack(tmp_path, auto_compact=False)
+    with pytest.raises(FormatError):
+        st.reload()
+    assert st.names == names  # the old view stays usable
+    (tmp_path / "tables.list").write_bytes(
+        ("\n" + names[0] + "\n\n" + names[1] + "\n" + names[2] + "\n").encode())
     st2 = open_stack(tmp_path, auto_compact=False)
     assert st2.names == names
     assert [r.name for r in st2.refs()] == [f"refs/heads/branch-{i:04d}" for i in range(3)]

@@ -17,6 +17,13 @@ one :class:`reftable.transaction.Transaction`: its expectation is checked under 
 (never raises), as dulwich's containers do. Symrefs are followed as dulwich's
 ``DiskRefsContainer`` follows them (before locking): an update through ``HEAD``
 updates the branch it points at and logs it under the branch's name.
+
+Threads: one container may be shared by any number of threads (dulwich servers do).
+Each call reads one consistent snapshot of the stack (reloaded first), writes are
+transactions checked under the lock, and a compare-and-swap whose expectation does
+not hold returns False, never raises, however the threads interleave. A held lock
+(another process holding ``tables.list.lock`` past ``lock_timeout_ms``) raises
+dulwich's ``FileLocked``, as dulwich's own containers do.
 """
 
 from __future__ import annotations
@@ -36,9 +43,9 @@ from dulwich.reflog import Entry
 from dulwich.refs import HEADREF, SYMREF, Ref, RefsContainer, SymrefLoop
 
 from .._closing import Closing
-from ..errors import ExpectationError, LockError, RefNameError
+from ..errors import ExpectationError, LockError, OutdatedError, RefNameError
 from ..records import HASH_SIZES, RefRecord, RefValueType, to_name, to_name_bytes
-from ..stack import Stack, StackOptions
+from ..stack import Stack, StackOptions, StackSnapshot
 from ..transaction import ANY, LogEntry, Transaction, _Update
 
 if TYPE_CHECKING:
@@ -58,6 +65,7 @@ Logger = Callable[
 """dulwich's reflog callback: (ref, old, new, committer, timestamp, timezone, message)."""
 
 _MAX_SYMREF_DEPTH = 5  # as dulwich's RefsContainer.follow
+_COMPACT_RETRIES = 20  # pack_refs retries a compaction outdated by concurrent writers
 
 
 def tz_seconds_to_git(seconds: int) -> int:
@@ -132,6 +140,8 @@ class ReftableRefsContainer(RefsContainer, Closing):
 
     ``auto_reload``: reload the stack before every read so that writes of other
     processes (and other containers) are seen; turn off only for a private stack.
+
+    Thread safety: one container may be shared by many threads (see the module docs).
     """
 
     def __init__(
@@ -263,12 +273,17 @@ class ReftableRefsContainer(RefsContainer, Closing):
             return _is_zero(old_ref)
         return self._contents(rec) == old_ref
 
-    def _fresh(self) -> None:
+    def _view(self) -> StackSnapshot:
+        """The view one call reads from (reloaded first unless ``auto_reload`` is
+        off): each call sees one consistent version of the stack, whatever other
+        threads do meanwhile."""
         if self.auto_reload:
             self._stack.reload()
+        return self._stack.snapshot()
 
-    def _read(self, name: bytes) -> Optional[RefRecord]:
-        return self._stack.read_ref(to_name(name))
+    @staticmethod
+    def _reader(snap: StackSnapshot) -> Callable[[bytes], Optional[RefRecord]]:
+        return lambda name: snap.read_ref(to_name(name))
 
     def _peeled(self, sha: bytes) -> Optional[bytes]:
         """The raw peeled id of ``sha`` when it is an annotated tag (needs an object
@@ -350,21 +365,21 @@ class ReftableRefsContainer(RefsContainer, Closing):
             _add_private(tx, _Update(_checked(name), "update", raw, peeled, expect=expect,
                                      expect_target=expect_target))
 
-    def _check_df(self, name: str) -> None:
+    def _check_df(self, snap: StackSnapshot, name: str) -> None:
         """Refuse a new ref whose name is a directory of, or inside, an existing ref
         (Git's D/F rule; dulwich's DiskRefsContainer raises OSError for these)."""
         parts = name.split("/")
         for i in range(1, len(parts)):
             parent = "/".join(parts[:i])
-            if self._stack.read_ref(parent) is not None:
+            if snap.read_ref(parent) is not None:
                 raise NotADirectoryError(errno.ENOTDIR, f"ref {parent!r} exists", name)
-        if next(iter(self._stack.refs(name + "/")), None) is not None:
+        if next(iter(snap.refs(name + "/")), None) is not None:
             raise IsADirectoryError(errno.EISDIR, f"refs exist under {name!r}/", name)
 
-    def _resolve(self, name: Ref) -> Ref:
+    def _resolve(self, snap: StackSnapshot, name: Ref) -> Ref:
         """The last name of ``name``'s symref chain (``name`` itself for a loop)."""
         try:
-            realnames, _ = self.follow(name)
+            realnames, _ = self._follow_in(self._reader(snap), name)
             return realnames[-1]
         except (KeyError, IndexError, SymrefLoop):
             return name
@@ -373,25 +388,25 @@ class ReftableRefsContainer(RefsContainer, Closing):
 
     def allkeys(self) -> set[Ref]:
         """Every live ref name (symrefs included, dangling ones too)."""
-        self._fresh()
-        return {self._ref(rec.name) for rec in self._stack.refs()}
+        return {self._ref(rec.name) for rec in self._view().refs()}
 
     def subkeys(self, base: Ref) -> set[Ref]:
         """Names under ``base`` (a prefix of whole components), ``base/`` removed."""
-        self._fresh()
+        return self._subkeys(self._view(), base)
+
+    @staticmethod
+    def _subkeys(snap: StackSnapshot, base: bytes) -> set[Ref]:
         prefix = base.rstrip(b"/")
         if not prefix:
-            return {Ref(k.lstrip(b"/")) for k in self.allkeys()}
+            return {Ref(to_name_bytes(rec.name).lstrip(b"/")) for rec in snap.refs()}
         start = len(prefix) + 1
-        return {Ref(to_name_bytes(rec.name)[start:])
-                for rec in self._stack.refs(prefix + b"/")}
+        return {Ref(to_name_bytes(rec.name)[start:]) for rec in snap.refs(prefix + b"/")}
 
     def read_loose_ref(self, name: Ref) -> Optional[bytes]:
         """The ref's contents without following it: hex id, ``ref: target`` for a
         symref, None when missing. Reftable has no loose/packed split: every ref
         is read here."""
-        self._fresh()
-        return self._contents(self._read(name))
+        return self._contents(self._view().read_ref(to_name(name)))
 
     def read_ref(self, refname: Ref) -> Optional[bytes]:
         return self.read_loose_ref(refname)
@@ -405,22 +420,19 @@ class ReftableRefsContainer(RefsContainer, Closing):
         """The peeled id stored with an annotated tag (a ``val2`` record). None for
         every other ref: like Git's reftable backend, a plain record does not say
         whether the object is a tag, so callers peel it themselves."""
-        self._fresh()
-        rec = self._read(name)
+        rec = self._view().read_ref(to_name(name))
         if rec is None or rec.value_type != RefValueType.VAL2 or rec.target_value is None:
             return None
         return self._hex(rec.target_value)
 
     def get_symrefs(self) -> dict[Ref, Ref]:
-        self._fresh()
         return {self._ref(rec.name): self._ref(rec.target)
-                for rec in self._stack.refs()
+                for rec in self._view().refs()
                 if rec.value_type == RefValueType.SYMREF and rec.target is not None}
 
     def follow(self, name: Ref) -> tuple[list[Ref], Optional[ObjectID]]:
         """dulwich's ``follow`` (same depth limit) on one consistent view."""
-        self._fresh()
-        return self._follow_in(self._read, name)
+        return self._follow_in(self._reader(self._view()), name)
 
     def _follow_in(self, lookup: Callable[[bytes], Optional[RefRecord]],
                    name: Ref) -> tuple[list[Ref], Optional[ObjectID]]:
@@ -445,9 +457,8 @@ class ReftableRefsContainer(RefsContainer, Closing):
     def as_dict(self, base: Optional[Ref] = None) -> dict[Ref, ObjectID]:
         """Resolved refs (under ``base``, relative to it) from one view of the stack;
         dangling symrefs and loops are left out, as in dulwich."""
-        self._fresh()
         prefix = b"" if base is None else base.rstrip(b"/")
-        recs = {to_name_bytes(r.name): r for r in self._stack.refs()}
+        recs = {to_name_bytes(r.name): r for r in self._view().refs()}
         out: dict[Ref, ObjectID] = {}
         for name in recs:
             if prefix and not name.startswith(prefix + b"/"):
@@ -463,8 +474,7 @@ class ReftableRefsContainer(RefsContainer, Closing):
     def read_reflog(self, ref: bytes) -> Iterator[Entry]:
         """``ref``'s reflog, oldest first, as dulwich ``reflog.Entry`` tuples (what
         ``Repo.read_reflog`` yields for files-backed repositories)."""
-        self._fresh()
-        recs = [r for r in self._stack.logs(to_name(ref)) if not r.is_deletion]
+        recs = [r for r in self._view().logs(to_name(ref)) if not r.is_deletion]
         for r in reversed(recs):
             assert r.old_id is not None and r.new_id is not None
             committer = f"{r.name} <{r.email}>".encode("utf-8", "surrogateescape")
@@ -490,11 +500,11 @@ class ReftableRefsContainer(RefsContainer, Closing):
         dulwich's DiskRefsContainer calls it."""
         self._check_refname(name)
         self._check_refname(other)
-        self._fresh()
+        snap = self._view()
         sname = to_name(name)
-        cur = self._stack.read_ref(sname)
+        cur = snap.read_ref(sname)
         if cur is None:
-            self._check_df(sname)
+            self._check_df(snap, sname)
         if cur is None or cur.value_type != RefValueType.SYMREF or cur.target != to_name(other):
 
             def fill(tx: Transaction) -> None:
@@ -522,15 +532,16 @@ class ReftableRefsContainer(RefsContainer, Closing):
         self._check_ref_value(new_ref)
         if not new_ref.startswith(SYMREF):
             self._raw(new_ref)
-        realname = self._resolve(name)  # reloads
+        snap = self._view()
+        realname = self._resolve(snap, name)
         rname = to_name(realname)
-        cur = self._stack.read_ref(rname)
+        cur = snap.read_ref(rname)
         if old_ref is not None and not self._matches(cur, old_ref):
             return False
         if cur is not None and self._contents(cur) == new_ref:
             return True  # already there: nothing to write (as dulwich)
         if cur is None:
-            self._check_df(rname)
+            self._check_df(snap, rname)
         expect, expect_target = (ANY, None) if old_ref is None else self._expect(cur)
         log = self._log_entry(committer, timestamp, timezone, message)
 
@@ -559,13 +570,15 @@ class ReftableRefsContainer(RefsContainer, Closing):
         self._check_ref_value(ref)
         if not ref.startswith(SYMREF):
             self._raw(ref)
-        realnames, contents = self.follow(name)  # a loop raises SymrefLoop, as dulwich
+        snap = self._view()
+        # a loop raises SymrefLoop, as dulwich
+        realnames, contents = self._follow_in(self._reader(snap), name)
         if contents is not None:
             return False
         rname = to_name(realnames[-1])
-        if self._stack.read_ref(rname) is not None:
+        if snap.read_ref(rname) is not None:
             return False  # a symref at the end of an over-long chain
-        self._check_df(rname)
+        self._check_df(snap, rname)
         log = self._log_entry(committer, timestamp, timezone, message)
 
         def fill(tx: Transaction) -> None:
@@ -589,9 +602,8 @@ class ReftableRefsContainer(RefsContainer, Closing):
         """Delete ``name`` (not followed) if it holds ``old_ref`` (None: any; the
         zero id: missing), checked under the lock. Deleting a missing ref succeeds."""
         self._check_refname(name)
-        self._fresh()
         sname = to_name(name)
-        cur = self._stack.read_ref(sname)
+        cur = self._view().read_ref(sname)
         if old_ref is not None and not self._matches(cur, old_ref):
             return False
         if cur is None:
@@ -628,28 +640,25 @@ class ReftableRefsContainer(RefsContainer, Closing):
         ``base``. Unlike the base class (which ignores them) this honours the
         committer/timestamp/timezone given as ``bytes``/``int``."""
         base = Ref(base.rstrip(b"/"))
-        to_delete = set(self.subkeys(base)) if prune else set()  # reloads
+        snap = self._view()  # one view for all names
+        to_delete = self._subkeys(snap, base) if prune else set()
         updates: dict[str, bytes] = {}
-        reload, self.auto_reload = self.auto_reload, False  # one view for all names
-        try:
-            for short, value in other.items():
-                full = Ref(base + b"/" + short)
-                if value is None:
-                    to_delete.add(short)
-                    continue
-                to_delete.discard(short)
-                self._check_refname(full)
-                self._check_ref_value(value)
-                updates[to_name(self._resolve(full))] = value
-        finally:
-            self.auto_reload = reload
+        for short, value in other.items():
+            full = Ref(base + b"/" + short)
+            if value is None:
+                to_delete.add(short)
+                continue
+            to_delete.discard(short)
+            self._check_refname(full)
+            self._check_ref_value(value)
+            updates[to_name(self._resolve(snap, full))] = value
         deletes = {to_name(base + b"/" + short) for short in to_delete} - set(updates)
-        current = {n: self._stack.read_ref(n) for n in list(updates) + sorted(deletes)}
+        current = {n: snap.read_ref(n) for n in list(updates) + sorted(deletes)}
         for n, new in list(updates.items()):
             if current[n] is not None and self._contents(current[n]) == new:
                 del updates[n]
             elif current[n] is None:
-                self._check_df(n)
+                self._check_df(snap, n)
         deletes = {n for n in deletes if current[n] is not None}
         if not updates and not deletes:
             return
@@ -686,18 +695,23 @@ class ReftableRefsContainer(RefsContainer, Closing):
                 else:
                     self._put(tx, to_name(ref), target, ANY, None)
 
-        self._fresh()
         self._run(fill, None)
 
     def pack_refs(self, all: bool = False) -> None:
         """Compact the stack into one table (``git pack-refs`` on a reftable
         repository does the same, whatever ``--all`` says)."""
-        self._fresh()
-        try:
-            self._stack.compact_all()
-        except LockError as e:
-            raise FileLocked(self._stack.list_path,
-                             e.lock_path or self._stack.list_path + ".lock") from e
+        for attempt in range(_COMPACT_RETRIES):
+            self._view()
+            try:
+                self._stack.compact_all()
+                return
+            except OutdatedError:
+                # another writer (thread or process) went first: reload and retry
+                if attempt == _COMPACT_RETRIES - 1:
+                    raise
+            except LockError as e:
+                raise FileLocked(self._stack.list_path,
+                                 e.lock_path or self._stack.list_path + ".lock") from e
 
 
 def _open_stack(path: str, options: StackOptions, fmt: Optional[str]) -> Stack:
