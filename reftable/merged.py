@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any, Optional
 
-from . import _core
+from ._impl import core as _core
 from .errors import FormatError
 from .records import LogRecord, NameLike, OidLike, RefRecord, to_name_bytes, to_oid
 from .table import Table, log_key

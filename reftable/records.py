@@ -197,7 +197,7 @@ class LogRecord:
 
 def _register() -> None:
     # Let the core build these records directly (see _reader.pxi).
-    from . import _core
+    from ._impl import core as _core
 
     _core.register_record_types(RefRecord, LogRecord, tuple(RefValueType), tuple(LogValueType))
 

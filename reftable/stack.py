@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
 
-from . import _core
 from ._closing import Closing
+from ._impl import core as _core
 from .errors import (
     ApiError,
     FormatError,

@@ -11,8 +11,8 @@ import os
 from collections.abc import Iterator
 from typing import Any, Optional, Union
 
-from . import _core
 from ._closing import Closing
+from ._impl import core as _core
 from .errors import FormatError, NotExistError, ReftableIOError
 from .records import (
     LogRecord,

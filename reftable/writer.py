@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import IO, Any, Optional, Union
 
-from . import _core
+from ._impl import core as _core
 from .errors import ApiError
 from .records import HASH_SIZES, LogRecord, RefRecord
 

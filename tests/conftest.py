@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 import reftable
-from reftable import LogRecord, RefRecord, Table, WriteOptions, _core
+from reftable import LogRecord, RefRecord, Table, WriteOptions
+from reftable._impl import core as _core
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "data" / "git"

@@ -21,7 +21,7 @@ import time
 import pytest
 from test_faults import LOG, OPS, SCENARIOS, oid, prepare, view
 
-from reftable import _core
+from reftable._impl import core as _core
 from reftable.errors import LockError, OutdatedError
 from reftable.stack import Stack, StackOptions
 

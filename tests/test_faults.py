@@ -22,7 +22,7 @@ import shutil
 import pytest
 
 import reftable
-from reftable import _core
+from reftable._impl import core as _core
 from reftable.stack import Stack, StackOptions
 from reftable.transaction import LogEntry
 

@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "fuzz"))
 import reftable_fuzz as F  # noqa: E402
 
 import reftable  # noqa: E402
+import reftable._impl  # noqa: E402
 from reftable import FormatError, LogRecord, RefRecord, Table, WriteOptions  # noqa: E402
 
 CORPUS = F.load_corpus()
@@ -414,9 +415,9 @@ def test_compaction_copy_rejects_an_overflowing_update_index():
     t = Table.from_bytes(bytes(d))
     with pytest.raises(FormatError, match="overflows"):
         list(t.refs())
-    w = reftable._core.WriterCore(min_update_index=0, max_update_index=top,
+    w = reftable._impl.core.WriterCore(min_update_index=0, max_update_index=top,
                                   sink=lambda b: None)
-    it = reftable._core.MergedIter([t._core.iter_section(F.BLOCK_REF)], F.BLOCK_REF, False)
+    it = reftable._impl.core.MergedIter([t._core.iter_section(F.BLOCK_REF)], F.BLOCK_REF, False)
     with pytest.raises(FormatError, match="overflows"):
         it.copy_to(w)
 
@@ -426,9 +427,9 @@ def test_merged_iter_refuses_mismatched_iterators():
     iterator's own type, and casts without checking: both must agree."""
     t = VALID[SMALL[0].name]
     with pytest.raises(TypeError):
-        reftable._core.MergedIter([t._core.iter_section(F.BLOCK_REF)], F.BLOCK_LOG)
+        reftable._impl.core.MergedIter([t._core.iter_section(F.BLOCK_REF)], F.BLOCK_LOG)
     with pytest.raises(TypeError):
-        reftable._core.MergedIter([iter([])], F.BLOCK_REF)
+        reftable._impl.core.MergedIter([iter([])], F.BLOCK_REF)
 
 
 # -- totals --------------------------------------------------------------------------

@@ -15,9 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reftable import _core
-from reftable._core import LockFile
+from reftable._impl import core as _core
 from reftable.errors import ApiError, LockError, ReftableError, ReftableIOError
+
+LockFile = _core.LockFile
 
 
 @pytest.fixture(autouse=True)

@@ -40,9 +40,9 @@ from reftable import (
     ReftableError,
     ReftableIOError,
     Table,
-    _core,
     write_table_bytes,
 )
+from reftable._impl import core as _core
 from reftable.stack import LogExpiry, Stack
 from reftable.transaction import LogEntry
 

@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from reftable import _core
+from reftable._impl import core as _core
 from reftable.stack import Stack, StackOptions
 
 

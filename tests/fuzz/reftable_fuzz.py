@@ -26,8 +26,8 @@ from reftable import (
     RefRecord,
     Table,
     WriteOptions,
-    _core,
 )
+from reftable._impl import core as _core
 
 HERE = Path(__file__).resolve().parent
 TESTS = HERE.parent
