@@ -14,7 +14,7 @@ from typing import Any
 from ..errors import FormatError
 
 __all__ = [
-    "BE16", "BE24HI", "BE32", "BE64", "U64_MAX",
+    "BE16", "BE24HI", "SMALL", "BE32", "BE64", "U64_MAX",
     "common_prefix", "crc32", "decode_varint", "encode_varint", "get_varint",
     "varint_length",
 ]
@@ -26,7 +26,7 @@ BE64 = struct.Struct(">Q")
 BE24HI = struct.Struct(">BH")  # a 24-bit field as (high byte, low 16 bits)
 
 # one-byte encodings, the common case of every length and prefix
-_SMALL = [bytes((i,)) for i in range(128)]
+SMALL = [bytes((i,)) for i in range(128)]
 _LIMIT = (1 << 57) - 1  # past this, one more group would overflow 64 bits
 
 
@@ -38,7 +38,7 @@ def encode_varint(value: int) -> bytes:
     if value < 128:
         if value < 0:
             raise OverflowError("varint value must be in [0, 2**64)")
-        return _SMALL[value]
+        return SMALL[value]
     if value > U64_MAX:
         raise OverflowError("varint value must be in [0, 2**64)")
     out = bytearray((value & 0x7F,))

@@ -48,7 +48,11 @@ class TableCore:
         self.released = False
         self._cache: dict[int, Block] = {}
         self._evict = False
-        self._parse()
+        try:
+            self._parse()
+        except BaseException:
+            self.release()  # the caller may close the mmap now
+            raise
 
     def err(self, msg: str, offset: int) -> FormatError:
         return FormatError(msg, self.path, offset)

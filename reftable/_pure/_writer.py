@@ -14,6 +14,7 @@ from typing import Any, Optional
 
 from ..errors import ApiError, EntryTooBigError
 from ._buf import BE16, BE32, BE64, U64_MAX, encode_varint
+from ._buf import SMALL as _SMALL
 from ._record import BLOCK_INDEX, BLOCK_LOG, BLOCK_OBJ, BLOCK_REF
 
 __all__ = ["WriterCore", "write_log_records", "write_ref_records"]
@@ -183,6 +184,94 @@ class WriterCore:
         self._bw_init(typ)
         return self._bw_add(key, extra, val)
 
+    def _pack(self, typ: int, keys: list[bytes], extras: list[int], vals: list[bytes],
+              too_big: Callable[[bytes, int, bytes], None]) -> None:
+        """Add many records of one section, checking key order: the hot loop of the
+        writer, with the open block's state in local variables. ``too_big`` handles a
+        record that does not fit even an empty block (it may add a smaller one)."""
+        if not keys:
+            return
+        if self._btype == 0:
+            self._bw_init(typ)
+        elif self._btype != typ:
+            raise ApiError("record type does not match the section being written")
+        ri = self.restart_interval
+        bs = self.block_size
+        is_ref = typ == BLOCK_REF
+        note = is_ref and self.index_objects
+        hs = self.hash_size
+        obj_ids = self._obj_ids
+        obj_offs = self._obj_offs
+        from_bytes = int.from_bytes
+        parts = self._parts
+        restarts = self._restarts
+        entries = self._entries
+        bnext = self._bnext
+        blast = self._blast
+        bl_int = from_bytes(blast, "big")
+        wlast = self._wlast
+        done = 0
+        try:
+            for key, extra, val in zip(keys, extras, vals, strict=True):
+                if key <= wlast and wlast:
+                    raise ApiError("records must be added in strictly increasing key order")
+                wlast = key
+                klen = len(key)
+                kint = from_bytes(key, "big")
+                prefix = 0
+                if entries % ri:
+                    # common prefix: align the shorter key's bytes, XOR, find the top bit
+                    bl_len = len(blast)
+                    if klen < bl_len:
+                        x = (bl_int >> ((bl_len - klen) << 3)) ^ kint
+                        prefix = klen - ((x.bit_length() + 7) >> 3)
+                    else:
+                        x = bl_int ^ (kint >> ((klen - bl_len) << 3))
+                        prefix = bl_len - ((x.bit_length() + 7) >> 3)
+                suffix = klen - prefix
+                st = (suffix << 3) | extra
+                if prefix < 128 and st < 128:
+                    head = bytes((prefix, st))
+                else:
+                    head = encode_varint(prefix) + encode_varint(st)
+                size = len(head) + suffix + len(val)
+                rlen = len(restarts)
+                is_restart = prefix == 0 and rlen < MAX_RESTARTS
+                if 2 + 3 * (rlen + is_restart) + size <= bs - bnext:
+                    if is_restart:
+                        restarts.append(bnext)
+                    parts.append(head + key[prefix:] + val)
+                    bnext += size
+                    entries += 1
+                    blast = key
+                    bl_int = kint
+                else:
+                    self._entries, self._bnext, self._blast = entries, bnext, blast
+                    self._flush_block()
+                    self._bw_init(typ)
+                    parts, restarts = self._parts, self._restarts
+                    entries, bnext, blast = 0, self._bnext, _EMPTY
+                    if not self._bw_add(key, extra, val):
+                        self._wlast = wlast = _EMPTY
+                        too_big(key, extra, val)
+                    entries, bnext, blast = self._entries, self._bnext, self._blast
+                    bl_int = from_bytes(blast, "big")
+                done += 1
+                if note and (extra == 1 or extra == 2):
+                    if extra == 1:
+                        obj_ids.append(val[-hs:])
+                    else:
+                        obj_ids.append(val[-2 * hs:-hs])
+                        obj_ids.append(val[-hs:])
+                        obj_offs.append(self.next)
+                    obj_offs.append(self.next)
+        finally:
+            if self._btype == typ:
+                self._entries, self._bnext, self._blast = entries, bnext, blast
+            self._wlast = wlast
+            if is_ref:
+                self.ref_count += done
+
     def _flush_block(self) -> None:
         typ = self._btype
         if typ == 0 or self._entries == 0:
@@ -279,30 +368,47 @@ class WriterCore:
             # bytes get here: leave the obj index out (readers then scan)
             return
         self.object_id_len = id_len
-        self._bw_init(BLOCK_OBJ)
+        keys: list[bytes] = []
+        extras: list[int] = []
+        vals: list[bytes] = []
+        enc: dict[int, bytes] = {}  # varints of block offsets (one per block)
         i = 0
         n = len(sids)
         while i < n:
             oid = sids[i]
-            positions = [soffs[i]]
+            off = soffs[i]
             i += 1
-            while i < n and sids[i] == oid:
-                if soffs[i] != positions[-1]:
-                    positions.append(soffs[i])
-                i += 1
-            cnt = len(positions)
-            val = [encode_varint(cnt)] if cnt >= 8 else []
-            last = 0
-            for off in positions:
-                val.append(encode_varint(off - last))
-                last = off
-            key = oid[:id_len]
-            if not self._add(BLOCK_OBJ, key, cnt if cnt < 8 else 0, b"".join(val)):
-                # too many positions for one block: keep the key, drop the positions;
-                # readers then fall back to scanning
-                if not self._bw_add(key, 0, encode_varint(0)):
-                    raise EntryTooBigError("obj record does not fit a block")
+            if i < n and sids[i] == oid:
+                positions = [off]
+                while i < n and sids[i] == oid:
+                    if soffs[i] != positions[-1]:
+                        positions.append(soffs[i])
+                    i += 1
+                cnt = len(positions)
+                val = [encode_varint(cnt)] if cnt >= 8 else []
+                last = 0
+                for off in positions:
+                    val.append(encode_varint(off - last))
+                    last = off
+                vals.append(b"".join(val))
+                extras.append(cnt if cnt < 8 else 0)
+            else:
+                v = enc.get(off)
+                if v is None:
+                    v = enc[off] = encode_varint(off)
+                vals.append(v)
+                extras.append(1)
+            keys.append(oid[:id_len])
+        self._wlast = _EMPTY
+        self._bw_init(BLOCK_OBJ)
+        self._pack(BLOCK_OBJ, keys, extras, vals, self._obj_too_big)
         self._finish_section()
+
+    def _obj_too_big(self, key: bytes, extra: int, val: bytes) -> None:
+        # too many positions for one block: keep the key, drop the positions; readers
+        # then fall back to scanning
+        if not self._bw_add(key, 0, encode_varint(0)):
+            raise EntryTooBigError("obj record does not fit a block")
 
     # -- records ---------------------------------------------------------------------
 
@@ -470,22 +576,62 @@ def _utf8(s: Any) -> bytes:
 
 
 def write_ref_records(w: WriterCore, records: Iterable[Any]) -> int:
-    """Add ``RefRecord`` objects (in name order) to ``w``; returns how many."""
-    add = w._add_ref_raw
+    """Add ``RefRecord`` objects (in name order) to ``w``; returns how many. Records are
+    encoded in batches and packed by ``WriterCore._pack``."""
     hs = w.hash_size
+    lo = w.min_update_index
+    hi = w.max_update_index
+    small = _SMALL
+    keys: list[bytes] = []
+    extras: list[int] = []
+    vals: list[bytes] = []
     count = 0
-    for rec in records:
-        vt = int(rec.value_type)
-        value = rec.value
-        if vt == 1 and type(value) is bytes and len(value) == hs:
-            rest = value
-        else:
-            rest = _ref_rest(hs, vt, value, rec.target_value, rec.target)
-        name = rec.name
-        add(name if type(name) is bytes else name.encode("utf-8", "surrogateescape"),
-            rec.update_index, vt, rest)
-        count += 1
+
+    def flush() -> None:
+        if not keys:
+            return
+        if w.closed:
+            raise ApiError("writer is closed")
+        if w._btype != 0 and w._btype != BLOCK_REF:
+            raise ApiError("refs must be added before logs")
+        w._limits_locked = True
+        try:
+            w._pack(BLOCK_REF, keys, extras, vals, _ref_too_big)
+        finally:
+            keys.clear()
+            extras.clear()
+            vals.clear()
+
+    try:
+        for rec in records:
+            vt = rec.value_type
+            value = rec.value
+            if vt == 1 and type(value) is bytes and len(value) == hs:
+                extra = 1
+            else:
+                extra = int(vt)
+                value = _ref_rest(hs, extra, value, rec.target_value, rec.target)
+            ui = rec.update_index
+            if ui < lo or ui > hi:
+                raise ApiError(f"ref update index {ui} outside limits [{lo}, {hi}]")
+            name = rec.name
+            key = name if type(name) is bytes else name.encode("utf-8", "surrogateescape")
+            if not key:
+                raise ApiError("empty ref name")
+            delta = ui - lo
+            vals.append((small[delta] if delta < 128 else encode_varint(delta)) + value)
+            keys.append(key)
+            extras.append(extra)
+            count += 1
+            if len(keys) >= 4096:
+                flush()
+    finally:
+        flush()  # what came before a bad record is added, as one at a time would
     return count
+
+
+def _ref_too_big(key: bytes, extra: int, val: bytes) -> None:
+    raise EntryTooBigError(f"ref record for {key!r} does not fit a block")
 
 
 def write_log_records(w: WriterCore, records: Iterable[Any], normalize: bool = False) -> int:
