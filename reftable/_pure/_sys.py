@@ -12,7 +12,7 @@ import os
 import random
 import signal
 import time
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 from ..errors import ApiError, LockError, ReftableIOError
 
@@ -411,7 +411,7 @@ class LockFile:
         return self
 
     def __exit__(self, exc_type: Optional[type[BaseException]], exc: Optional[BaseException],
-                 tb: Any) -> bool:
+                 tb: Any) -> Literal[False]:
         if exc_type is None:
             self.rollback()
         else:

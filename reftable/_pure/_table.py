@@ -148,7 +148,7 @@ class TableCore:
         hoff = self.header_size if off == 0 else 0
         if off + hoff >= self.data_end:
             return 0
-        return self._mv[off + hoff]  # type: ignore[no-any-return]
+        return self._mv[off + hoff]
 
     def _read_block(self, off: int, keep: bool = False) -> Optional[Block]:
         """Load the block at ``off``; None at the end of the data. ``keep``: cache it
@@ -284,6 +284,7 @@ class TableCore:
         present, start, ioff = self._section(typ)
         if not present:
             return None
+        blk: Optional[Block]
         if ioff:
             for _ in range(MAX_INDEX_LEVELS):
                 blk = self._read_block(ioff, True)
@@ -300,7 +301,10 @@ class TableCore:
                     nxt = blk.offset + blk.full_size
                     if self._block_type_at(nxt) != BLOCK_INDEX:
                         return None
-                    blk = self._read_block(nxt, True)  # type: ignore[assignment]
+                    nb = self._read_block(nxt, True)
+                    if nb is None:
+                        return None
+                    blk = nb
                     keys, _, vstarts, _ = self._entries(blk)
                     j = bisect_left(keys, key)
                 ioff = get_varint(blk.data, vstarts[j], blk.restart_start)[0]
@@ -309,7 +313,7 @@ class TableCore:
             else:
                 raise self.err("index nests too deeply (cycle?)", ioff)
         else:
-            blk = self._read_block(start, True)  # type: ignore[assignment]
+            blk = self._read_block(start, True)
             if blk is None or blk.typ != typ:
                 raise self.err(f"section does not start with a block of type {chr(typ)!r}",
                                start)
@@ -326,6 +330,7 @@ class TableCore:
                 if first[0] > key:
                     break
                 blk = nb
+        assert blk is not None
         return blk, bisect_left(self._entries(blk)[0], key)
 
 

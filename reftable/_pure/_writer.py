@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Iterable
+from itertools import repeat
+from operator import attrgetter
 from typing import Any, Optional
 
 from ..errors import ApiError, EntryTooBigError
 from ._buf import BE16, BE32, BE64, U64_MAX, encode_varint
-from ._buf import SMALL as _SMALL
 from ._record import BLOCK_INDEX, BLOCK_LOG, BLOCK_OBJ, BLOCK_REF
 
 __all__ = ["WriterCore", "write_log_records", "write_ref_records"]
@@ -27,6 +28,9 @@ _SECTIONS = ("ref", "obj", "log", "index")
 # section statistics: one list per section, indexed by these
 OFFSET, INDEX_OFFSET, BLOCKS, INDEX_BLOCKS, ENTRIES, RESTARTS, MAX_LEVEL = range(7)
 _EMPTY = b""
+# the two leading varints of a record (prefix length, suffix length << 3 | type) when
+# both fit one byte, by (prefix << 7) | second
+_HEADS = [bytes((p, s)) for p in range(128) for s in range(128)]
 
 
 class WriterCore:
@@ -185,10 +189,12 @@ class WriterCore:
         return self._bw_add(key, extra, val)
 
     def _pack(self, typ: int, keys: list[bytes], extras: list[int], vals: list[bytes],
-              too_big: Callable[[bytes, int, bytes], None]) -> None:
+              too_big: Callable[[bytes, int, bytes], None],
+              oids: Optional[list[bytes]] = None) -> None:
         """Add many records of one section, checking key order: the hot loop of the
         writer, with the open block's state in local variables. ``too_big`` handles a
-        record that does not fit even an empty block (it may add a smaller one)."""
+        record that does not fit even an empty block (it may add a smaller one).
+        ``oids``: the object id of every record, when each has exactly one (refs)."""
         if not keys:
             return
         if self._btype == 0:
@@ -199,78 +205,99 @@ class WriterCore:
         bs = self.block_size
         is_ref = typ == BLOCK_REF
         note = is_ref and self.index_objects
-        hs = self.hash_size
-        obj_ids = self._obj_ids
-        obj_offs = self._obj_offs
+        per_record_ids = note and oids is None
+        marks = [(0, self.next)]  # (first record, block offset) of each block used
+        heads = _HEADS
+        enc = encode_varint
         from_bytes = int.from_bytes
         parts = self._parts
+        add_part = parts.append
         restarts = self._restarts
         entries = self._entries
         bnext = self._bnext
         blast = self._blast
+        bl_len = len(blast)
         bl_int = from_bytes(blast, "big")
         wlast = self._wlast
+        room = bs - bnext - 2 - 3 * len(restarts)  # bytes left for records
+        ints = map(from_bytes, keys, repeat("big"))  # type: ignore[arg-type]
         done = 0
         try:
-            for key, extra, val in zip(keys, extras, vals, strict=True):
-                if key <= wlast and wlast:
+            for key, kint, extra, val in zip(keys, ints, extras, vals, strict=False):
+                if key <= wlast:  # (keys are never empty, and b"" is below every key)
                     raise ApiError("records must be added in strictly increasing key order")
                 wlast = key
                 klen = len(key)
-                kint = from_bytes(key, "big")
                 prefix = 0
                 if entries % ri:
                     # common prefix: align the shorter key's bytes, XOR, find the top bit
-                    bl_len = len(blast)
                     if klen < bl_len:
-                        x = (bl_int >> ((bl_len - klen) << 3)) ^ kint
-                        prefix = klen - ((x.bit_length() + 7) >> 3)
+                        prefix = klen - ((((bl_int >> ((bl_len - klen) << 3)) ^ kint)
+                                          .bit_length() + 7) >> 3)
                     else:
-                        x = bl_int ^ (kint >> ((klen - bl_len) << 3))
-                        prefix = bl_len - ((x.bit_length() + 7) >> 3)
+                        prefix = bl_len - (((bl_int ^ (kint >> ((klen - bl_len) << 3)))
+                                            .bit_length() + 7) >> 3)
                 suffix = klen - prefix
                 st = (suffix << 3) | extra
                 if prefix < 128 and st < 128:
-                    head = bytes((prefix, st))
+                    head = heads[(prefix << 7) | st]
+                    size = 2 + suffix + len(val)
                 else:
-                    head = encode_varint(prefix) + encode_varint(st)
-                size = len(head) + suffix + len(val)
-                rlen = len(restarts)
-                is_restart = prefix == 0 and rlen < MAX_RESTARTS
-                if 2 + 3 * (rlen + is_restart) + size <= bs - bnext:
+                    head = enc(prefix) + enc(st)
+                    size = len(head) + suffix + len(val)
+                is_restart = not prefix and len(restarts) < MAX_RESTARTS
+                if is_restart:
+                    size += 3  # its entry in the restart table
+                if size <= room:
                     if is_restart:
                         restarts.append(bnext)
-                    parts.append(head + key[prefix:] + val)
+                        bnext -= 3
+                    add_part(head + key[prefix:] + val)
+                    room -= size
                     bnext += size
                     entries += 1
                     blast = key
+                    bl_len = klen
                     bl_int = kint
                 else:
                     self._entries, self._bnext, self._blast = entries, bnext, blast
                     self._flush_block()
                     self._bw_init(typ)
+                    marks.append((done, self.next))
                     parts, restarts = self._parts, self._restarts
+                    add_part = parts.append
                     entries, bnext, blast = 0, self._bnext, _EMPTY
                     if not self._bw_add(key, extra, val):
                         self._wlast = wlast = _EMPTY
                         too_big(key, extra, val)
                     entries, bnext, blast = self._entries, self._bnext, self._blast
+                    bl_len = len(blast)
                     bl_int = from_bytes(blast, "big")
+                    room = bs - bnext - 2 - 3 * len(restarts)
                 done += 1
-                if note and (extra == 1 or extra == 2):
-                    if extra == 1:
-                        obj_ids.append(val[-hs:])
-                    else:
-                        obj_ids.append(val[-2 * hs:-hs])
-                        obj_ids.append(val[-hs:])
-                        obj_offs.append(self.next)
-                    obj_offs.append(self.next)
+                if per_record_ids and (extra == 1 or extra == 2):
+                    self._note_ids(val, extra)
         finally:
             if self._btype == typ:
                 self._entries, self._bnext, self._blast = entries, bnext, blast
             self._wlast = wlast
             if is_ref:
                 self.ref_count += done
+            if note and oids is not None:
+                self._obj_ids += oids[:done]
+                marks.append((done, 0))
+                for (a, off), (b, _) in zip(marks, marks[1:], strict=False):
+                    self._obj_offs += repeat(off, b - a)
+
+    def _note_ids(self, val: bytes, extra: int) -> None:
+        hs = self.hash_size
+        if extra == 1:
+            self._obj_ids.append(val[-hs:])
+        else:
+            self._obj_ids.append(val[-2 * hs:-hs])
+            self._obj_ids.append(val[-hs:])
+            self._obj_offs.append(self.next)
+        self._obj_offs.append(self.next)
 
     def _flush_block(self) -> None:
         typ = self._btype
@@ -578,14 +605,63 @@ def _utf8(s: Any) -> bytes:
 def write_ref_records(w: WriterCore, records: Iterable[Any]) -> int:
     """Add ``RefRecord`` objects (in name order) to ``w``; returns how many. Records are
     encoded in batches and packed by ``WriterCore._pack``."""
+    recs = records if type(records) is list else list(records)
+    count = 0
+    for i in range(0, len(recs), _BATCH):
+        chunk = recs[i:i + _BATCH]
+        fast = _plain_refs(w, chunk)
+        if fast is None:
+            _write_refs(w, chunk)
+        else:
+            _pack_refs(w, *fast)
+        count += len(chunk)
+    return count
+
+
+_BATCH = 4096
+_GETTERS = tuple(map(attrgetter, ("name", "update_index", "value_type", "value")))
+
+
+def _plain_refs(w: WriterCore, chunk: list[Any]) -> Optional[tuple[list[bytes], list[bytes],
+                                                                   list[bytes]]]:
+    """(keys, values, object ids) of a batch of the common records (one object id,
+    ``str`` names, update indexes within limits), with whole-batch checks run by the
+    interpreter's C loops; None when any record is of another kind."""
+    names, uis, vts, oids = (list(map(get, chunk)) for get in _GETTERS)
+    lo = w.min_update_index
+    if (set(vts) != {1} or min(uis) < lo or max(uis) > w.max_update_index
+            or set(map(type, oids)) != {bytes} or set(map(len, oids)) != {w.hash_size}
+            or set(map(type, names)) != {str} or "" in names):
+        return None
+    try:
+        keys = list(map(str.encode, names))
+    except UnicodeEncodeError:  # surrogate escapes: bytes read from a table
+        keys = [n.encode("utf-8", "surrogateescape") for n in names]
+    if min(uis) == max(uis):
+        delta = encode_varint(uis[0] - lo)
+        vals = list(map(delta.__add__, oids))
+    else:
+        vals = [encode_varint(u - lo) + v for u, v in zip(uis, oids, strict=True)]
+    return keys, vals, oids
+
+
+def _pack_refs(w: WriterCore, keys: list[bytes], vals: list[bytes], oids: list[bytes]) -> None:
+    if w.closed:
+        raise ApiError("writer is closed")
+    if w._btype != 0 and w._btype != BLOCK_REF:
+        raise ApiError("refs must be added before logs")
+    w._limits_locked = True
+    w._pack(BLOCK_REF, keys, [1] * len(keys), vals, _ref_too_big, oids)
+
+
+def _write_refs(w: WriterCore, records: list[Any]) -> None:
+    """Any records: each checked and encoded on its own, then packed."""
     hs = w.hash_size
     lo = w.min_update_index
     hi = w.max_update_index
-    small = _SMALL
     keys: list[bytes] = []
     extras: list[int] = []
     vals: list[bytes] = []
-    count = 0
 
     def flush() -> None:
         if not keys:
@@ -595,39 +671,23 @@ def write_ref_records(w: WriterCore, records: Iterable[Any]) -> int:
         if w._btype != 0 and w._btype != BLOCK_REF:
             raise ApiError("refs must be added before logs")
         w._limits_locked = True
-        try:
-            w._pack(BLOCK_REF, keys, extras, vals, _ref_too_big)
-        finally:
-            keys.clear()
-            extras.clear()
-            vals.clear()
+        w._pack(BLOCK_REF, keys, extras, vals, _ref_too_big)
 
     try:
         for rec in records:
-            vt = rec.value_type
-            value = rec.value
-            if vt == 1 and type(value) is bytes and len(value) == hs:
-                extra = 1
-            else:
-                extra = int(vt)
-                value = _ref_rest(hs, extra, value, rec.target_value, rec.target)
+            extra = int(rec.value_type)
+            value = _ref_rest(hs, extra, rec.value, rec.target_value, rec.target)
             ui = rec.update_index
             if ui < lo or ui > hi:
                 raise ApiError(f"ref update index {ui} outside limits [{lo}, {hi}]")
-            name = rec.name
-            key = name if type(name) is bytes else name.encode("utf-8", "surrogateescape")
+            key = _utf8(rec.name)
             if not key:
                 raise ApiError("empty ref name")
-            delta = ui - lo
-            vals.append((small[delta] if delta < 128 else encode_varint(delta)) + value)
+            vals.append(encode_varint(ui - lo) + value)
             keys.append(key)
             extras.append(extra)
-            count += 1
-            if len(keys) >= 4096:
-                flush()
     finally:
         flush()  # what came before a bad record is added, as one at a time would
-    return count
 
 
 def _ref_too_big(key: bytes, extra: int, val: bytes) -> None:
