@@ -10,6 +10,8 @@ extensions = [
         "reftable._core",
         ["reftable/_core.pyx"],
         extra_compile_args=["-O2"],
+        libraries=["z"],
+        define_macros=[("ZLIB_CONST", None)],
     )
 ]
 

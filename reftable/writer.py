@@ -46,10 +46,10 @@ class WriteOptions:
 
 def normalize_log_message(message: str) -> str:
     """Git's normalisation: one line, ending in exactly one newline."""
-    stripped = message.rstrip("\n")
-    if "\n" in stripped:
+    out = _core.normalize_message(message.encode("utf-8", "surrogateescape"))
+    if out is None:
         raise ApiError("log message spans several lines (use exact_log_message)")
-    return stripped + "\n"
+    return out.decode("utf-8", "surrogateescape")
 
 
 Sink = Union[IO[bytes], Callable[[bytes], Any]]
