@@ -295,7 +295,8 @@ cdef uint32_t record_skip(TableCore t, int typ, int extra, const unsigned char* 
 # RefRecord and LogRecord are slotted classes. Calling their constructors would cost
 # far more than decoding; when the classes are registered and their fields are plain
 # slot descriptors, records are allocated with tp_alloc and their slots filled by
-# offset, which is what the constructor ends up doing, minus the overhead.
+# offset, which is what the constructor ends up doing, minus the overhead (no tuple of
+# arguments, no attribute lookups).
 
 cdef object _RefCls = None
 cdef object _LogCls = None
@@ -336,7 +337,32 @@ def register_record_types(refcls, logcls, ref_vts, log_vts):
     return ok
 
 
+cdef extern from "Python.h":
+    object PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
+    void* PyUnicode_DATA(object o)
+
+
+cdef inline bint _is_ascii(const unsigned char* p, size_t n) noexcept nogil:
+    cdef uint64_t w, acc = 0
+    cdef size_t i = 0
+    while i + 8 <= n:
+        memcpy(&w, p + i, 8)
+        acc |= w
+        i += 8
+    while i < n:
+        acc |= p[i]
+        i += 1
+    return (acc & <uint64_t>0x8080808080808080ULL) == 0
+
+
 cdef inline object _str(const unsigned char* p, size_t n):
+    """Names are ASCII almost always: copy them into a compact str directly; anything
+    else is decoded from UTF-8, undecodable bytes kept as surrogate escapes."""
+    cdef object s
+    if _is_ascii(p, n):
+        s = PyUnicode_New(n, 127)
+        memcpy(PyUnicode_DATA(s), p, n)
+        return s
     return PyUnicode_DecodeUTF8(<const char*>p, n, "surrogateescape")
 
 
@@ -348,62 +374,135 @@ cdef inline object _opt_bytes(const unsigned char* p, size_t n):
     return None if p == NULL else PyBytes_FromStringAndSize(<const char*>p, n)
 
 
-cdef inline void _put(object container, Py_ssize_t off, object v) noexcept:
-    """Fill slot ``off`` (bytes from the object start) of a fresh object; steals nothing."""
+cdef class Reuse:
+    """Objects of the previous record, handed out again when the next record has the
+    same value: in a table most refs share a few update indexes, and the entries of
+    a reflog share their ref name, author, email and timezone."""
+
+    cdef uint64_t ui
+    cdef object ui_obj
+    cdef int tz
+    cdef object tz_obj
+    cdef Buf refname, name, email
+    cdef object refname_obj, name_obj, email_obj
+
+    def __dealloc__(self):
+        buf_free(&self.refname)
+        buf_free(&self.name)
+        buf_free(&self.email)
+
+    cdef inline object update_index(self, uint64_t v):
+        if self.ui_obj is None or self.ui != v:
+            self.ui_obj = PyLong_FromUnsignedLongLong(v)
+            self.ui = v
+        return self.ui_obj
+
+    cdef inline object tz_offset(self, int v):
+        if self.tz_obj is None or self.tz != v:
+            self.tz_obj = v
+            self.tz = v
+        return self.tz_obj
+
+    cdef inline object text(self, int which, const unsigned char* p, size_t n):
+        """The str of ``p`` (field ``which``: 0 ref name, 1 name, 2 email)."""
+        cdef Buf* last = &self.refname if which == 0 else (&self.name if which == 1 else
+                                                          &self.email)
+        obj = self.refname_obj if which == 0 else (self.name_obj if which == 1 else
+                                                   self.email_obj)
+        if obj is not None and last.len == n and memcmp(last.p, p, n) == 0:
+            return obj
+        buf_set(last, p, n)
+        obj = _str(p, n)
+        if which == 0:
+            self.refname_obj = obj
+        elif which == 1:
+            self.name_obj = obj
+        else:
+            self.email_obj = obj
+        return obj
+
+
+cdef inline void _put(PyObject* o, Py_ssize_t off, object v) noexcept:
+    """Fill slot ``off`` (bytes from the object start) of a fresh object."""
     Py_INCREF(v)
-    (<PyObject**>((<char*><PyObject*>container) + off))[0] = <PyObject*>v
+    (<PyObject**>((<char*>o) + off))[0] = <PyObject*>v
 
 
-cdef object _alloc(object cls):
+cdef inline PyObject* _alloc(object cls) except NULL:
+    """A new instance of a registered record class with empty slots (a new reference)."""
     cdef PyObject* o = PyType_GenericAlloc(<PyTypeObject*>cls, 0)
     if o == NULL:
         raise MemoryError()
-    result = <object>o
-    Py_DECREF(result)  # the cast took a reference of its own
-    return result
+    return o
+
+
+cdef inline object _done(PyObject* o):
+    """Hand out a record whose slots are filled. Its fields are strings, numbers and
+    bytes: it cannot be part of a cycle, so the garbage collector need not track it."""
+    PyObject_GC_UnTrack(o)
+    r = <object>o
+    Py_DECREF(r)   # the cast took a reference of its own
+    return r
 
 
 cdef object ref_object(const unsigned char* name, size_t nlen, const RefValue* v,
-                       int hash_size, bint records):
+                       int hash_size, bint records, Reuse reuse):
     """A ``RefRecord`` (``records``) or a tuple of the same fields."""
-    cdef object r
-    cdef Py_ssize_t i
-    values = (_str(name, nlen), PyLong_FromUnsignedLongLong(v.update_index),
-              _ref_vts[v.value_type] if records else v.value_type,
-              _opt_bytes(v.value, hash_size), _opt_bytes(v.target_value, hash_size),
-              None if v.target == NULL else _str(v.target, v.target_len))
+    cdef PyObject* o
+    nm = _str(name, nlen)
+    ui = reuse.update_index(v.update_index)
+    value = _opt_bytes(v.value, hash_size)
+    peeled = _opt_bytes(v.target_value, hash_size)
+    target = None if v.target == NULL else _str(v.target, v.target_len)
     if not records:
-        return values
+        return (nm, ui, v.value_type, value, peeled, target)
     if not _fast_records:
-        return _RefCls(*values)
-    r = _alloc(_RefCls)
-    for i in range(6):
-        _put(r, _ref_offs[i], values[i])
-    return r
+        return _RefCls(nm, ui, _ref_vts[v.value_type], value, peeled, target)
+    o = _alloc(_RefCls)
+    _put(o, _ref_offs[0], nm)
+    _put(o, _ref_offs[1], ui)
+    _put(o, _ref_offs[2], _ref_vts[v.value_type])
+    _put(o, _ref_offs[3], value)
+    _put(o, _ref_offs[4], peeled)
+    _put(o, _ref_offs[5], target)
+    return _done(o)
 
 
 cdef object log_object(const unsigned char* key, size_t klen, const LogValue* v,
-                       int hash_size, bint records):
+                       int hash_size, bint records, Reuse reuse):
     """A ``LogRecord`` (``records``) or a tuple of the same fields."""
-    cdef object r
-    cdef Py_ssize_t i
+    cdef PyObject* o
+    refname = reuse.text(0, key, klen - 9)
+    ui = reuse.update_index(v.update_index)
     if v.value_type == 0:
-        values = (_str(key, klen - 9), PyLong_FromUnsignedLongLong(v.update_index),
-                  _log_vts[0] if records else 0, None, None, "", "", 0, 0, "")
+        old_id = new_id = None
+        who = email = message = ""
+        t = tz = 0
     else:
-        values = (_str(key, klen - 9), PyLong_FromUnsignedLongLong(v.update_index),
-                  _log_vts[1] if records else 1, _bytes(v.old_id, hash_size),
-                  _bytes(v.new_id, hash_size), _str(v.name, v.name_len),
-                  _str(v.email, v.email_len), PyLong_FromUnsignedLongLong(v.time),
-                  v.tz_offset, _str(v.message, v.message_len))
+        old_id = _bytes(v.old_id, hash_size)
+        new_id = _bytes(v.new_id, hash_size)
+        who = reuse.text(1, v.name, v.name_len)
+        email = reuse.text(2, v.email, v.email_len)
+        t = PyLong_FromUnsignedLongLong(v.time)
+        tz = reuse.tz_offset(v.tz_offset)
+        message = _str(v.message, v.message_len)
     if not records:
-        return values
+        return (refname, ui, v.value_type, old_id, new_id, who, email, t, tz, message)
     if not _fast_records:
-        return _LogCls(*values)
-    r = _alloc(_LogCls)
-    for i in range(10):
-        _put(r, _log_offs[i], values[i])
-    return r
+        return _LogCls(refname, ui, _log_vts[v.value_type], old_id, new_id, who, email, t,
+                       tz, message)
+    o = _alloc(_LogCls)
+    _put(o, _log_offs[0], refname)
+    _put(o, _log_offs[1], ui)
+    _put(o, _log_offs[2], _log_vts[v.value_type])
+    _put(o, _log_offs[3], old_id)
+    _put(o, _log_offs[4], new_id)
+    _put(o, _log_offs[5], who)
+    _put(o, _log_offs[6], email)
+    _put(o, _log_offs[7], t)
+    _put(o, _log_offs[8], tz)
+    _put(o, _log_offs[9], message)
+    return _done(o)
 
 
 # -- record objects in: the writer's side ---------------------------------------------

@@ -313,6 +313,7 @@ cdef class TableCore:
         it.table = self
         it.typ = typ
         it.done = True
+        it.reuse = Reuse.__new__(Reuse)
         return it
 
     cdef uint64_t _section_start(self, int typ, bint* present) except? 0:
@@ -546,6 +547,7 @@ cdef class RecordIter:
     cdef bint records
     cdef bint has_cur        # a key is decoded and its value not consumed yet
     cdef int extra           # value type of the current record
+    cdef Reuse reuse         # objects shared with the previous record
 
     def __dealloc__(self):
         buf_free(&self.key)
@@ -627,12 +629,12 @@ cdef class RecordIter:
         if self.typ == BLOCK_REF:
             self.pos = ref_decode(t, b.data, self.pos, b.restart_start, b.offset, self.extra,
                                   &rv)
-            r = ref_object(self.key.p, self.key.len, &rv, t.hash_size, self.records)
+            r = ref_object(self.key.p, self.key.len, &rv, t.hash_size, self.records, self.reuse)
         elif self.typ == BLOCK_LOG:
             log_key_decode(t, self.key.p, self.key.len, b.offset + self.pos, &lv.update_index)
             self.pos = log_decode(t, b.data, self.pos, b.restart_start, b.offset, self.extra,
                                   &lv)
-            r = log_object(self.key.p, self.key.len, &lv, t.hash_size, self.records)
+            r = log_object(self.key.p, self.key.len, &lv, t.hash_size, self.records, self.reuse)
         elif self.typ == BLOCK_OBJ:
             positions = []
             self.pos = obj_decode(t, b.data, self.pos, b.restart_start, b.offset, self.extra,
