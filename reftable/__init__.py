@@ -4,6 +4,8 @@ Read, write, stack and compact reftables, byte-compatible with Git and safe unde
 concurrent writers and compactors.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     ApiError,
     EmptyTableError,
@@ -18,12 +20,42 @@ from .errors import (
     ReftableError,
     ReftableIOError,
 )
-from .merged import MergedTable
-from .records import LogRecord, LogValueType, RefRecord, RefValueType
-from .stack import LogExpiry, Stack, StackOptions, StackStats
-from .table import Table
-from .transaction import ANY, LogEntry, Transaction
-from .writer import TableWriter, WriteOptions, write_table_bytes
+
+if TYPE_CHECKING:
+    from .merged import MergedTable
+    from .records import LogRecord, LogValueType, RefRecord, RefValueType
+    from .stack import LogExpiry, Stack, StackOptions, StackStats
+    from .table import Table
+    from .transaction import ANY, LogEntry, Transaction
+    from .writer import TableWriter, WriteOptions, write_table_bytes
+
+# The rest of the API is imported on first use, so that ``import reftable`` stays cheap
+# for short-lived processes that need one part of it.
+_LAZY = {
+    "MergedTable": "merged",
+    "LogRecord": "records", "LogValueType": "records", "RefRecord": "records",
+    "RefValueType": "records",
+    "LogExpiry": "stack", "Stack": "stack", "StackOptions": "stack", "StackStats": "stack",
+    "Table": "table",
+    "ANY": "transaction", "LogEntry": "transaction", "Transaction": "transaction",
+    "TableWriter": "writer", "WriteOptions": "writer", "write_table_bytes": "writer",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'reftable' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __version__ = "0.1.0"
 

@@ -445,10 +445,19 @@ cdef inline object _done(PyObject* o):
     return r
 
 
+cdef int _load_record_types() except -1:
+    # reftable.records registers its classes when imported (the package imports it
+    # lazily, so a caller of the core may come first)
+    from . import records  # noqa: F401
+    return 0
+
+
 cdef object ref_object(const unsigned char* name, size_t nlen, const RefValue* v,
                        int hash_size, bint records, Reuse reuse):
     """A ``RefRecord`` (``records``) or a tuple of the same fields."""
     cdef PyObject* o
+    if records and _RefCls is None:
+        _load_record_types()
     nm = _str(name, nlen)
     ui = reuse.update_index(v.update_index)
     value = _opt_bytes(v.value, hash_size)
@@ -472,6 +481,8 @@ cdef object log_object(const unsigned char* key, size_t klen, const LogValue* v,
                        int hash_size, bint records, Reuse reuse):
     """A ``LogRecord`` (``records``) or a tuple of the same fields."""
     cdef PyObject* o
+    if records and _LogCls is None:
+        _load_record_types()
     refname = reuse.text(0, key, klen - 9)
     ui = reuse.update_index(v.update_index)
     if v.value_type == 0:

@@ -113,6 +113,11 @@ class _Frozen:
     def __reduce__(self) -> tuple[Any, ...]:
         return (self.__class__, self._fields())
 
+    def __repr__(self) -> str:
+        names: tuple[str, ...] = self.__slots__
+        fields = ", ".join(f"{f}={getattr(self, f)!r}" for f in names)
+        return f"{self.__class__.__name__}({fields})"
+
 
 class RefRecord(_Frozen):
     """One ref: a deletion (tombstone), an object id, an object id with its peeled

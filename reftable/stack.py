@@ -23,11 +23,11 @@ import random
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
 
 from . import _core
 from ._closing import Closing
+from ._value import dataclass, field
 from .errors import (
     ApiError,
     FormatError,

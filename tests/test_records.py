@@ -78,3 +78,38 @@ def test_records_work_without_the_core():
             "a = m.RefRecord.val1('x', 1, '00' * 20)\n"
             "assert a == m.RefRecord.val1('x', 1, bytes(20))\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_option_classes_behave_like_dataclasses():
+    from reftable import LogEntry, StackOptions, WriteOptions
+    from reftable._value import replace
+    from reftable.stack import StackStats
+
+    o = StackOptions(auto_compact=False)
+    assert o == StackOptions(None, 4096, 16, True, False, False, False)
+    assert o != StackOptions() and replace(o, auto_compact=True) == StackOptions()
+    assert repr(StackOptions()).startswith("StackOptions(hash=None, block_size=4096")
+    o.block_size = 1024  # not frozen
+    with pytest.raises(TypeError):
+        StackOptions(nonsense=1)  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        hash(o)
+    e = LogEntry("n", "e", "m")
+    assert hash(e) == hash(LogEntry(name="n", email="e", message="m"))
+    with pytest.raises(AttributeError):
+        e.name = "x"  # type: ignore[misc]
+    s = StackStats()
+    assert s.last_fsync_error is None and "last_fsync_error" not in repr(s)
+    assert WriteOptions(block_size=1024) == WriteOptions(block_size=1024)
+    assert hash(WriteOptions()) == hash(WriteOptions())
+
+
+def test_import_is_light():
+    """Short-lived processes pay for every module imported: opening a stack and reading
+    a ref must not pull in dataclasses (and with it inspect)."""
+    code = ("import sys, reftable\n"
+            "assert 'reftable.stack' not in sys.modules\n"
+            "reftable.Stack, reftable.Table, reftable.LogEntry, reftable.TableWriter\n"
+            "heavy = {'dataclasses', 'inspect', 'reftable.cli'} & set(sys.modules)\n"
+            "assert not heavy, heavy\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
