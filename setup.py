@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import sys
 
+import setuptools
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
@@ -28,6 +29,15 @@ DIRECTIVES = {
     "initializedcheck": False,
 }
 CFLAGS = ["/O2"] if sys.platform == "win32" else ["-O2"]
+# the core inflates and deflates log blocks with zlib directly
+EXT = {"libraries": ["z"], "define_macros": [("ZLIB_CONST", None)],
+       "extra_compile_args": CFLAGS}
+# the SPDX expression (metadata ``License-Expression``) where setuptools supports it
+LICENSE = "BSD-3-Clause"
+if int(setuptools.__version__.split(".")[0]) >= 77:
+    LICENSE_META = {"license_expression": LICENSE}
+else:
+    LICENSE_META = {"license": LICENSE}
 REQUIRE = os.environ.get("REFTABLE_REQUIRE_COMPILED", "") not in ("", "0")
 FALLBACK = (
     "reftable: the compiled core could not be built ({why}); installing the pure-Python "
@@ -41,10 +51,10 @@ def extensions() -> list[Extension]:
     except ImportError:
         cythonize = None
     if cythonize is not None and os.path.exists(PYX):
-        ext = Extension("reftable._core", [PYX], extra_compile_args=CFLAGS)
+        ext = Extension("reftable._core", [PYX], **EXT)
         return list(cythonize([ext], compiler_directives=DIRECTIVES))
     if os.path.exists(C_SOURCE):
-        return [Extension("reftable._core", [C_SOURCE], extra_compile_args=CFLAGS)]
+        return [Extension("reftable._core", [C_SOURCE], **EXT)]
     if REQUIRE:
         raise SystemExit("reftable: neither Cython nor the generated reftable/_core.c")
     print(FALLBACK.format(why="neither Cython nor the generated C source"), file=sys.stderr)
@@ -72,4 +82,4 @@ class OptionalBuildExt(build_ext):
         print(FALLBACK.format(why=f"{type(e).__name__}: {e}"), file=sys.stderr)
 
 
-setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})
+setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt}, **LICENSE_META)

@@ -45,15 +45,26 @@ def fmt_ratio(r: Optional[float]) -> str:
 
 
 def table_text(rows: Sequence[Row]) -> str:
-    head = ("workload", "N", "ours", "dulwich", "dulwich/ours", "note")
-    body = [(r.label, fmt_n(r.n), fmt_value(r.ours, r.unit), fmt_value(r.dulwich, r.unit),
-             fmt_ratio(r.ratio), r.note) for r in rows]
-    widths = [max(len(str(x[i])) for x in [head, *body]) for i in range(5)]
+    """The results table; "pure" is the pure-Python core (when it was measured)."""
+    pure = any(r.pure is not None for r in rows)
+    head: tuple[str, ...] = ("workload", "N", "ours", "dulwich", "dulwich/ours")
+    if pure:
+        head += ("pure", "dulwich/pure")
+    head += ("note",)
+    body = []
+    for r in rows:
+        cells: tuple[str, ...] = (r.label, fmt_n(r.n), fmt_value(r.ours, r.unit),
+                                  fmt_value(r.dulwich, r.unit), fmt_ratio(r.ratio))
+        if pure:
+            cells += (fmt_value(r.pure, r.unit), fmt_ratio(r.pure_ratio))
+        body.append((*cells, r.note))
+    last = len(head) - 1
+    widths = [max(len(str(x[i])) for x in [head, *body]) for i in range(last)]
     lines = []
 
     def line(cells: Sequence[str]) -> str:
         return "  ".join(
-            (c.ljust(widths[i]) if i == 0 else c.rjust(widths[i])) if i < 5 else c
+            (c.ljust(widths[i]) if i == 0 else c.rjust(widths[i])) if i < last else c
             for i, c in enumerate(cells)).rstrip()
 
     lines.append(line(head))
@@ -198,6 +209,7 @@ def machine_facts() -> dict[str, Any]:
         "python_implementation": platform.python_implementation(),
         "platform": platform.platform(),
         "reftable_version": reftable.__version__,
+        "reftable_core": reftable.IMPLEMENTATION,
         "dulwich_version": peer_dulwich.VERSION,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -279,6 +291,10 @@ def plot(path: str, rows: Sequence[Row], title: str = "") -> Optional[str]:
     for ax, (_, rs) in zip(axes.flat, panels, strict=False):
         xs = [r.n for r in rs]
         ax.loglog(xs, [r.ours for r in rs], "o-", label="pyreftable", color="tab:blue")
+        prs = [r for r in rs if r.pure]
+        if prs:
+            ax.loglog([r.n for r in prs], [r.pure for r in prs], "^:",
+                      label="pyreftable, pure Python", color="tab:green")
         drs = [r for r in rs if r.dulwich]
         if drs:
             ax.loglog([r.n for r in drs], [r.dulwich for r in drs], "s--",

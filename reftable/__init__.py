@@ -1,16 +1,11 @@
 """reftable: Git's reftable ref storage format, with a Cython core (and a pure-Python
-twin of it, used when the compiled module is absent or ``REFTABLE_PURE_PYTHON=1``).
+twin of it, used when the compiled module is absent or ``REFTABLE_PURE_PYTHON=1``;
+``reftable.IMPLEMENTATION`` says which one runs).
 
 Read, write, stack and compact reftables, byte-compatible with Git and safe under
 concurrent writers and compactors.
-
-The errors are imported eagerly; everything that needs a core is imported on first
-use, so ``import reftable.errors`` works even where no core can be loaded.
 """
 
-from __future__ import annotations
-
-import importlib
 from typing import TYPE_CHECKING, Any
 
 from .errors import (
@@ -37,9 +32,8 @@ if TYPE_CHECKING:
     from .transaction import ANY, LogEntry, Transaction
     from .writer import TableWriter, WriteOptions, write_table_bytes
 
-__version__ = "0.1.0"
-
-# public name -> module defining it (imported on first access)
+# The rest of the API is imported on first use, so that ``import reftable`` stays cheap
+# for short-lived processes that need one part of it.
 _LAZY = {
     "IMPLEMENTATION": "_impl",
     "MergedTable": "merged",
@@ -55,8 +49,10 @@ _LAZY = {
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+        raise AttributeError(f"module 'reftable' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{module}", __name__), name)
     globals()[name] = value
     return value
 
@@ -64,6 +60,8 @@ def __getattr__(name: str) -> Any:
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
+
+__version__ = "0.1.0"
 
 __all__ = [
     "ANY",

@@ -23,11 +23,11 @@ import random
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
 
 from ._closing import Closing
 from ._impl import core as _core
+from ._value import dataclass, field
 from .errors import (
     ApiError,
     FormatError,
@@ -35,10 +35,9 @@ from .errors import (
     NotExistError,
     OutdatedError,
     ReftableError,
-    ReftableIOError,
 )
 from .merged import MergedTable
-from .records import LogRecord, NameLike, OidLike, RefRecord
+from .records import HASH_SIZES, LogRecord, NameLike, OidLike, RefRecord
 from .table import Table
 from .writer import TableWriter, WriteOptions
 
@@ -94,14 +93,7 @@ def parse_tables_list(data: bytes, path: str = "tables.list") -> list[str]:
 def read_tables_list(directory: str) -> list[str]:
     """The table names of the stack in ``directory``, oldest first."""
     path = os.path.join(directory, "tables.list")
-    try:
-        with open(path, "rb") as f:
-            data = f.read(_MAX_LIST_SIZE + 1)
-    except FileNotFoundError:
-        raise NotExistError(f"{path}: no such file") from None
-    except OSError as e:
-        raise ReftableIOError(e.errno or 0, e.strerror or str(e), path) from e
-    return parse_tables_list(data, path)
+    return parse_tables_list(_core.read_file(path, _MAX_LIST_SIZE), path)
 
 
 def suggest_compaction_segment(sizes: Sequence[int], factor: int = 2) -> tuple[int, int]:
@@ -288,12 +280,9 @@ class Stack(Closing):
 
     def _read_list(self) -> tuple[bytes, list[str]]:
         try:
-            with open(self.list_path, "rb") as f:
-                data = f.read(_MAX_LIST_SIZE + 1)
-        except FileNotFoundError:
+            data = _core.read_file(self.list_path, _MAX_LIST_SIZE)
+        except NotExistError:
             return b"", []  # like Git: no list yet is an empty stack
-        except OSError as e:
-            raise ReftableIOError(e.errno or 0, e.strerror or str(e), self.list_path) from e
         if data == self._list_data:
             return data, list(self.names)  # unchanged: already validated
         return data, parse_tables_list(data, self.list_path)
@@ -499,7 +488,8 @@ class Stack(Closing):
     def table_sizes_for_compaction(self) -> list[int]:
         """Table sizes without the (constant) header overhead, as Git counts them.
         Git's table size already excludes the footer (68 bytes, 72 for SHA-256)."""
-        overhead = (24 - 1 + 68) if self.hash == "sha1" else (28 - 1 + 72)
+        hash_size = HASH_SIZES[self.hash]
+        overhead = _core.header_size(hash_size) - 1 + _core.footer_size(hash_size)
         return [t.size - overhead for t in self.tables]
 
     def auto_compact(self) -> bool:

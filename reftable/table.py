@@ -6,14 +6,13 @@ footer are validated on open; blocks are validated as they are read.
 
 from __future__ import annotations
 
-import mmap
 import os
 from collections.abc import Iterator
 from typing import Any, Optional, Union
 
 from ._closing import Closing
 from ._impl import core as _core
-from .errors import FormatError, NotExistError, ReftableIOError
+from .errors import FormatError
 from .records import (
     LogRecord,
     LogValueType,
@@ -56,33 +55,16 @@ class Table(Closing):
     ...         print(ref.name, ref.value.hex())
     """
 
-    def __init__(self, data: Any, name: Optional[str] = None, _mmap: Optional[mmap.mmap] = None):
+    def __init__(self, data: Any, name: Optional[str] = None):
         self.name = name
-        self._mmap = _mmap
-        self._core = _core.TableCore(data, name)
+        self._core = data if isinstance(data, _core.TableCore) else _core.TableCore(data, name)
 
     @classmethod
     def open(cls, path: Union[str, os.PathLike[str]]) -> Table:
-        """Open and validate the table at ``path``."""
+        """Open (memory-map) and validate the table at ``path``. ``NotExistError`` when
+        there is none; ``FormatError`` when it is not a regular file or not a table."""
         p = os.fspath(path)
-        try:
-            fd = os.open(p, os.O_RDONLY)
-        except FileNotFoundError as e:
-            raise NotExistError(f"{p}: no such table") from e
-        except OSError as e:
-            raise ReftableIOError(e.errno or 0, e.strerror or str(e), p) from e
-        try:
-            size = os.fstat(fd).st_size
-            if size == 0:
-                raise FormatError("empty file is not a reftable", p, 0)
-            m = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
-        finally:
-            os.close(fd)
-        try:
-            return cls(m, p, m)
-        except BaseException:
-            m.close()
-            raise
+        return cls(_core.open_table(p), p)
 
     @classmethod
     def from_bytes(cls, data: bytes, name: Optional[str] = None) -> Table:
@@ -90,14 +72,11 @@ class Table(Closing):
 
     def _set_eviction(self, on: bool) -> None:
         """Drop already-read pages during one sequential pass (mapped files only)."""
-        if self._mmap is not None:
+        if self._core.mapped:
             self._core.set_sequential_eviction(on)
 
     def close(self) -> None:
         self._core.release()
-        if self._mmap is not None:
-            self._mmap.close()
-            self._mmap = None
 
     def __repr__(self) -> str:
         return (

@@ -14,6 +14,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+import iofaults
 import pytest
 
 import reftable
@@ -39,6 +40,8 @@ SCENARIOS = sorted(
 HEADER_SIZE = {"sha1": 24, "sha256": 28}
 FOOTER_SIZE = {"sha1": 68, "sha256": 72}
 HASH_SIZE = {"sha1": 20, "sha256": 32}
+
+iofaults.install()  # fault and crash injection for every test that wants it
 
 BLOCK_REF = _core.BLOCK_TYPE_REF
 BLOCK_LOG = _core.BLOCK_TYPE_LOG

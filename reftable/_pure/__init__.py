@@ -10,29 +10,34 @@ module per layer of the core, as msgpack's ``fallback.py`` mirrors its extension
 * ``_table``: the table reader (checks, seeks, iteration)
 * ``_writer``: the table writer (blocks, indexes, obj index, footer)
 * ``_merged``: merged iteration and compaction's copy
-* ``_sys``: file I/O through one seam, and lock files
+* ``_sys``: every file operation through one seam, and lock files
 """
 
 from ._block import Block
-from ._buf import crc32, decode_varint, encode_varint, varint_length
+from ._buf import decode_varint, encode_varint, footer_size, header_size, varint_length
 from ._merged import MergedIter, merged_lookup
-from ._record import BLOCK_INDEX, BLOCK_LOG, BLOCK_OBJ, BLOCK_REF, register_record_types
+from ._record import (
+    BLOCK_INDEX,
+    BLOCK_LOG,
+    BLOCK_OBJ,
+    BLOCK_REF,
+    normalize_message,
+    register_record_types,
+)
 from ._sys import (
+    IO_OPS,
     LockFile,
-    clear_faults,
+    _set_io_hook,
     fsync_dir,
     io_close,
-    io_counts,
     io_fsync,
     io_open,
     io_rename,
     io_unlink,
     io_write,
-    reset_io_counts,
-    set_crash,
-    set_fault,
+    read_file,
 )
-from ._table import RecordIter, TableCore, keys_decoded, reset_keys_decoded
+from ._table import RecordIter, TableCore, open_table
 from ._writer import WriterCore, write_log_records, write_ref_records
 
 #: Marks the twin (``reftable.IMPLEMENTATION`` is ``"python"``).
@@ -45,10 +50,9 @@ BLOCK_TYPE_INDEX = BLOCK_INDEX
 
 __all__ = [
     "BLOCK_TYPE_INDEX", "BLOCK_TYPE_LOG", "BLOCK_TYPE_OBJ", "BLOCK_TYPE_REF", "Block",
-    "LockFile", "MergedIter", "PURE", "RecordIter", "TableCore", "WriterCore",
-    "clear_faults", "crc32", "decode_varint", "encode_varint", "fsync_dir", "io_close",
-    "io_counts", "io_fsync", "io_open", "io_rename", "io_unlink", "io_write",
-    "keys_decoded", "merged_lookup", "register_record_types", "reset_io_counts",
-    "reset_keys_decoded", "set_crash", "set_fault", "varint_length", "write_log_records",
-    "write_ref_records",
+    "IO_OPS", "LockFile", "MergedIter", "PURE", "RecordIter", "TableCore", "WriterCore",
+    "_set_io_hook", "decode_varint", "encode_varint", "footer_size", "fsync_dir",
+    "header_size", "io_close", "io_fsync", "io_open", "io_rename", "io_unlink", "io_write",
+    "merged_lookup", "normalize_message", "open_table", "read_file",
+    "register_record_types", "varint_length", "write_log_records", "write_ref_records",
 ]

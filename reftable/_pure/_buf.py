@@ -8,14 +8,13 @@ turns into a ``FormatError`` with its own path and offset.
 from __future__ import annotations
 
 import struct
-import zlib
 from typing import Any
 
 from ..errors import FormatError
 
 __all__ = [
     "BE16", "BE24HI", "SMALL", "BE32", "BE64", "U64_MAX",
-    "common_prefix", "crc32", "decode_varint", "encode_varint", "get_varint",
+    "decode_varint", "encode_varint", "footer_size", "get_varint", "header_size",
     "varint_length",
 ]
 
@@ -99,13 +98,11 @@ def decode_varint(data: Any, pos: int = 0) -> tuple[int, int]:
     return val, npos
 
 
-def crc32(data: Any) -> int:
-    return zlib.crc32(data) & 0xFFFFFFFF
+def header_size(hash_size: int = 20) -> int:
+    """Bytes of a table's file header for ``hash_size`` (20: 24, 32: 28)."""
+    return 24 if hash_size == 20 else 28
 
 
-def common_prefix(a: bytes, b: bytes) -> int:
-    """Length of the common prefix of two byte strings (one XOR of two big ints:
-    the highest differing bit tells the first differing byte)."""
-    n = len(a) if len(a) < len(b) else len(b)
-    x = int.from_bytes(a[:n], "big") ^ int.from_bytes(b[:n], "big")
-    return n - ((x.bit_length() + 7) >> 3)
+def footer_size(hash_size: int = 20) -> int:
+    """Bytes of a table's footer for ``hash_size`` (20: 68, 32: 72)."""
+    return header_size(hash_size) + 44

@@ -17,14 +17,14 @@ from __future__ import annotations
 import struct
 import types
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Optional, Protocol
 
 from ..errors import FormatError
 from ._buf import BE64, U64_MAX, get_varint
 
 __all__ = [
     "BLOCK_INDEX", "BLOCK_LOG", "BLOCK_OBJ", "BLOCK_REF", "DECODERS", "Errs",
-    "register_record_types", "skip_value",
+    "normalize_message", "register_record_types", "skip_value",
 ]
 
 BLOCK_REF = 0x72    # 'r'
@@ -41,6 +41,7 @@ class Errs(Protocol):
 
     hash_size: int
     min_update_index: int
+    reuse: dict[int, tuple[bytes, str]]  # last string decoded per log field
 
     def err(self, msg: str, offset: int) -> FormatError: ...
 
@@ -55,8 +56,19 @@ def _plain(cls: Any) -> Callable[..., Any]:
     return cls  # type: ignore[no-any-return]
 
 
-make_ref: Callable[..., Any] = tuple
-make_log: Callable[..., Any] = tuple
+def _load_ref(*values: Any) -> Any:
+    from .. import records  # noqa: F401  (registers the record classes)
+    return make_ref(*values)
+
+
+def _load_log(*values: Any) -> Any:
+    from .. import records  # noqa: F401
+    return make_log(*values)
+
+
+# until reftable.records registers its classes: import it on first use
+make_ref: Callable[..., Any] = _load_ref
+make_log: Callable[..., Any] = _load_log
 
 _REF_FIELDS = ("name", "update_index", "value_type", "value", "target_value", "target")
 _LOG_FIELDS = ("refname", "update_index", "value_type", "old_id", "new_id", "name", "email",
@@ -109,6 +121,15 @@ def register_record_types(refcls: Any, logcls: Any, ref_vts: Any, log_vts: Any) 
     make_ref = fast_ref or _plain(refcls)
     make_log = fast_log or _plain(logcls)
     return fast_ref is not None and fast_log is not None
+
+
+def normalize_message(message: bytes) -> Optional[bytes]:
+    """``message`` normalised as Git's writer does (one line ending in exactly one
+    newline); None when it has newlines inside."""
+    kept = message.rstrip(b"\n")
+    if b"\n" in kept:
+        return None
+    return kept + b"\n"
 
 
 # -- skipping values (validation) ------------------------------------------------------
@@ -209,9 +230,53 @@ def ref_value(t: Errs, d: bytes, key: bytes, extra: int, pos: int, boff: int,
     return (name, ui, extra, value, target_value, target)
 
 
-def _str_at(d: bytes, pos: int) -> tuple[str, int]:
+def ref_values(t: Errs, d: bytes, keys: list[bytes], extras: list[int],
+               vstarts: list[int], boff: int, records: bool) -> list[Any]:
+    """``ref_value`` for consecutive records of one block, in one loop."""
+    out: list[Any] = []
+    add = out.append
+    lo = t.min_update_index
+    hs = t.hash_size
+    make = make_ref if records else _tuple6
+    vts = _ref_vts if records else (0, 1, 2, 3)
+    for key, extra, pos in zip(keys, extras, vstarts, strict=True):
+        b = d[pos]
+        if b < 0x80:
+            ui = lo + b
+            pos += 1
+        else:
+            delta, pos = get_varint(d, pos, len(d))
+            ui = lo + delta
+            if ui > U64_MAX:
+                raise t.err("update index overflows", boff + pos)
+        name = key.decode("utf-8", "surrogateescape")
+        if extra == 1:
+            add(make(name, ui, vts[1], d[pos:pos + hs], None, None))
+        elif extra == 0:
+            add(make(name, ui, vts[0], None, None, None))
+        else:
+            add(ref_value(t, d, key, extra, vstarts[len(out)], boff, records))
+    return out
+
+
+def _tuple6(*values: Any) -> tuple[Any, ...]:
+    return values
+
+
+def _reused(reuse: dict[int, tuple[bytes, str]], field: int, raw: bytes) -> str:
+    """``raw`` decoded, or the same ``str`` as for the previous record when the field
+    repeats (consecutive log entries share names, emails and ref names)."""
+    prev = reuse.get(field)
+    if prev is not None and prev[0] == raw:
+        return prev[1]
+    value = raw.decode("utf-8", "surrogateescape")
+    reuse[field] = (raw, value)
+    return value
+
+
+def _str_at(d: bytes, pos: int) -> tuple[bytes, int]:
     n, pos = get_varint(d, pos, len(d))
-    return d[pos:pos + n].decode("utf-8", "surrogateescape"), pos + n
+    return d[pos:pos + n], pos + n
 
 
 def log_value(t: Errs, d: bytes, key: bytes, extra: int, pos: int, boff: int,
@@ -220,7 +285,8 @@ def log_value(t: Errs, d: bytes, key: bytes, extra: int, pos: int, boff: int,
     if kl < 10 or key[kl - 9] != 0:
         raise t.err("log key lacks its update index suffix", boff + pos)
     ui = U64_MAX - BE64.unpack_from(key, kl - 8)[0]
-    refname = key[:kl - 9].decode("utf-8", "surrogateescape")
+    reuse = t.reuse
+    refname = _reused(reuse, 0, key[:kl - 9])
     if extra == 0:
         values: tuple[Any, ...] = (refname, ui, _log_vts[0] if records else 0, None, None,
                                    "", "", 0, 0, "")
@@ -233,8 +299,9 @@ def log_value(t: Errs, d: bytes, key: bytes, extra: int, pos: int, boff: int,
         time, pos = get_varint(d, pos, len(d))
         tz = _BE16S.unpack_from(d, pos)[0]
         message, pos = _str_at(d, pos + 2)
-        values = (refname, ui, _log_vts[1] if records else 1, old_id, new_id, name, email,
-                  time, tz, message)
+        values = (refname, ui, _log_vts[1] if records else 1, old_id, new_id,
+                  _reused(reuse, 1, name), _reused(reuse, 2, email), time, tz,
+                  message.decode("utf-8", "surrogateescape"))
     if records:
         return make_log(*values)
     return values

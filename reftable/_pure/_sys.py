@@ -1,51 +1,53 @@
-"""File I/O through one seam, and Git's lock-file protocol on top of it.
+"""The platform: every file operation, reads included, through one seam, and Git's
+lock-file protocol on top of it.
 
-The twin of the compiled core's system layer. Every file system call goes through
-``_hit`` first, which counts it and consults the fault table, so tests can make the
-N-th call of an operation fail with a chosen errno (or kill the process there).
+The twin of the compiled core's ``_sys`` layer. Tests may install a hook
+(``_set_io_hook``): it is called with the operation's name (one of ``IO_OPS``) before
+each call and returns an errno to inject (0: none); it may also count calls or end
+the process (crash tests).
 """
 
 from __future__ import annotations
 
 import errno as _errno
+import mmap
 import os
 import random
-import signal
+import stat
 import time
+from collections.abc import Callable
 from typing import Any, Literal, Optional
 
-from ..errors import ApiError, LockError, ReftableIOError
+from ..errors import ApiError, FormatError, LockError, NotExistError, ReftableIOError
 
 __all__ = [
-    "LockFile", "clear_faults", "fsync_dir", "io_close", "io_counts", "io_fsync",
-    "io_open", "io_rename", "io_unlink", "io_write", "reset_io_counts", "set_crash",
-    "set_fault",
+    "IO_OPS", "LockFile", "_set_io_hook", "fsync_dir", "io_close", "io_fsync", "io_open",
+    "io_rename", "io_unlink", "io_write", "map_file", "read_file",
 ]
 
-_IO_OPS = ("open", "write", "fsync", "rename", "unlink", "close")
-_OPEN, _WRITE, _FSYNC, _RENAME, _UNLINK, _CLOSE = range(6)
+IO_OPS = ("open", "write", "fsync", "rename", "unlink", "close",
+          "open_read", "fstat", "mmap", "read", "close_read")
 _MAX_WRITE = 1 << 30
 _MAX_TIMEOUT_MS = 1 << 40
 
-_calls = [0] * 6        # calls per op since reset_io_counts()
-_fault_left = [0] * 6   # calls until the armed fault fires; 0 = none
-_fault_err = [0] * 6
-_crash_left = [0] * 6   # calls until the process kills itself; 0 = none
+_hook: Optional[Callable[[str], int]] = None
 
 
-def _hit(op: int) -> int:
-    """Count one call of ``op``; return the errno to inject, or 0."""
-    _calls[op] += 1
-    if _crash_left[op] > 0:
-        _crash_left[op] -= 1
-        if _crash_left[op] == 0:
-            # crash-consistency tests: die the way a power cut stops us, mid-protocol
-            os.kill(os.getpid(), signal.SIGKILL)
-    if _fault_left[op] > 0:
-        _fault_left[op] -= 1
-        if _fault_left[op] == 0:
-            return _fault_err[op]
-    return 0
+def _set_io_hook(hook: Optional[Callable[[str], int]]) -> None:
+    """Install (or with None remove) the I/O hook of tests: ``hook(op)`` runs before
+    every file operation ``op`` and returns the errno to fail it with, or 0."""
+    global _hook
+    _hook = hook
+
+
+def _hit(op: str) -> int:
+    """The errno the hook injects into this call of ``op`` (0 without a hook)."""
+    if _hook is None:
+        return 0
+    try:
+        return int(_hook(op) or 0)
+    except BaseException:
+        return _errno.EINVAL  # a broken hook fails the call instead of passing silently
 
 
 def _io_error(err: int, filename: Any = None, filename2: Any = None) -> ReftableIOError:
@@ -55,56 +57,11 @@ def _io_error(err: int, filename: Any = None, filename2: Any = None) -> Reftable
     return exc
 
 
-def _op_index(op: str) -> int:
-    try:
-        return _IO_OPS.index(op)
-    except ValueError:
-        raise ApiError(f"unknown I/O operation {op!r}; expected one of {_IO_OPS}") from None
-
-
-def set_fault(op: str, nth: int, err: int = _errno.EIO) -> None:
-    """Make the ``nth`` call (1-based, counted from now) of ``op`` fail once with ``err``.
-    Replaces any fault already armed for ``op``; a failing ``close`` still releases
-    the fd, as on Linux."""
-    i = _op_index(op)
-    if nth < 1:
-        raise ApiError(f"nth must be >= 1, not {nth}")
-    if err <= 0:
-        raise ApiError(f"err must be a positive errno, not {err}")
-    _fault_left[i] = nth
-    _fault_err[i] = err
-
-
-def set_crash(op: str, nth: int) -> None:
-    """Make the process kill itself with SIGKILL right before the ``nth`` call of
-    ``op`` (for crash-consistency tests, in a child process)."""
-    i = _op_index(op)
-    if nth < 1:
-        raise ApiError(f"nth must be >= 1, not {nth}")
-    _crash_left[i] = nth
-
-
-def clear_faults() -> None:
-    """Disarm every injected fault and crash."""
-    for i in range(6):
-        _fault_left[i] = _fault_err[i] = _crash_left[i] = 0
-
-
-def io_counts() -> dict[str, int]:
-    """Calls (syscall attempts) per operation since the last :func:`reset_io_counts`."""
-    return dict(zip(_IO_OPS, _calls, strict=False))
-
-
-def reset_io_counts() -> None:
-    for i in range(6):
-        _calls[i] = 0
-
-
 # -- the seam: one function per system call, 0 or an errno -------------------------
 
 
-def _sys_open(path: Any, flags: int, mode: int) -> tuple[int, int]:
-    err = _hit(_OPEN)
+def _sys_open(path: Any, flags: int, mode: int, op: str = "open") -> tuple[int, int]:
+    err = _hit(op)
     if err:
         return -1, err
     try:
@@ -116,7 +73,7 @@ def _sys_open(path: Any, flags: int, mode: int) -> tuple[int, int]:
 def _write_all(fd: int, data: Any) -> int:
     view = memoryview(data).cast("B")
     while len(view):
-        err = _hit(_WRITE)
+        err = _hit("write")
         if err:
             return err
         try:
@@ -133,7 +90,7 @@ def _write_all(fd: int, data: Any) -> int:
 
 def _fsync(fd: int) -> int:
     while True:
-        err = _hit(_FSYNC)
+        err = _hit("fsync")
         if err:
             return err
         try:
@@ -145,7 +102,7 @@ def _fsync(fd: int) -> int:
 
 
 def _rename(src: Any, dst: Any) -> int:
-    err = _hit(_RENAME)
+    err = _hit("rename")
     if err:
         return err
     try:
@@ -157,7 +114,7 @@ def _rename(src: Any, dst: Any) -> int:
 
 def _unlink(path: Any) -> int:
     while True:
-        err = _hit(_UNLINK)
+        err = _hit("unlink")
         if err:
             return err
         try:
@@ -168,16 +125,93 @@ def _unlink(path: Any) -> int:
                 return e.errno or _errno.EIO
 
 
-def _close(fd: int) -> int:
+def _close(fd: int, op: str = "close") -> int:
     # An injected fault still closes the fd (callers treat every close as final), and
     # EINTR is no error: the fd is released anyway (PEP 475 does the same).
-    err = _hit(_CLOSE)
+    err = _hit(op)
     try:
         os.close(fd)
     except OSError as e:
         if not err and e.errno != _errno.EINTR:
             err = e.errno or _errno.EIO
     return err
+
+
+# -- reading: tables are mapped, tables.list is read in one call ------------------------
+
+
+def _open_regular(path: str) -> tuple[int, int]:
+    """(fd, size) of a regular file opened for reading; a FIFO, directory or device
+    named like one of our files is a ``FormatError`` at once (O_NONBLOCK: opening a
+    FIFO must not wait for a writer)."""
+    fd, err = _sys_open(os.fsencode(path), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC, 0,
+                        "open_read")
+    if fd < 0:
+        if err == _errno.ENOENT:
+            raise NotExistError(f"{path}: no such file")
+        raise _io_error(err, path)
+    err = _hit("fstat")
+    st = None
+    if not err:
+        try:
+            st = os.fstat(fd)
+        except OSError as e:
+            err = e.errno or _errno.EIO
+    if st is None:
+        _close(fd, "close_read")
+        raise _io_error(err, path)
+    if not stat.S_ISREG(st.st_mode):
+        _close(fd, "close_read")
+        raise FormatError("not a regular file", path, 0)
+    return fd, st.st_size
+
+
+def map_file(path: str) -> mmap.mmap:
+    """Map a whole regular file read-only."""
+    fd, size = _open_regular(path)
+    if size == 0:
+        _close(fd, "close_read")
+        raise FormatError(f"file of {size} bytes is not a reftable", path, 0)
+    err = _hit("mmap")
+    m = None
+    if not err:
+        try:
+            m = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
+        except OSError as e:
+            err = e.errno or _errno.EIO
+    _close(fd, "close_read")  # the mapping stays valid; a failed close changes nothing
+    if m is None:
+        raise _io_error(err, path)
+    return m
+
+
+def read_file(path: str, limit: int) -> bytes:
+    """The contents of the regular file ``path``, at most ``limit + 1`` bytes (so
+    callers can tell a file over the limit). ``NotExistError`` when it does not exist."""
+    fd, size = _open_regular(path)
+    want = size if size <= limit else limit + 1
+    chunks = []
+    got = 0
+    err = 0
+    while got < want:
+        err = _hit("read")
+        if err:
+            break
+        try:
+            b = os.read(fd, want - got)
+        except OSError as e:
+            if e.errno == _errno.EINTR:
+                continue
+            err = e.errno or _errno.EIO
+            break
+        if not b:
+            break
+        chunks.append(b)
+        got += len(b)
+    _close(fd, "close_read")
+    if err:
+        raise _io_error(err, path)
+    return b"".join(chunks)
 
 
 # -- Python-callable wrappers (used by the stack code) -------------------------------

@@ -16,32 +16,37 @@ from typing import Any, Optional
 from ..errors import FormatError
 from ._block import Block, Entries, check_restarts, decode_entries
 from ._buf import BE32, BE64, get_varint
-from ._record import BLOCK_INDEX, BLOCK_LOG, BLOCK_OBJ, BLOCK_REF, DECODERS
+from ._record import BLOCK_INDEX, BLOCK_LOG, BLOCK_OBJ, BLOCK_REF, DECODERS, ref_values
+from ._sys import map_file
 
-__all__ = ["RecordIter", "TableCore", "keys_decoded", "reset_keys_decoded"]
+__all__ = ["RecordIter", "TableCore", "open_table"]
 
 MAX_INDEX_LEVELS = 32  # a table of 2**64 bytes needs far fewer; bounds hostile loops
 HASH_ID_SHA1 = 0x73686131    # "sha1"
 HASH_ID_SHA256 = 0x73323536  # "s256"
 _CACHE_BLOCKS = 4096  # seek cache bound (about 16 MiB of 4 KiB blocks)
 
-_counter = [0]
-
-
-def keys_decoded() -> int:
-    """Record keys decoded by readers since :func:`reset_keys_decoded`. (The twin
-    decodes whole blocks, so its counts are larger than the compiled core's.)"""
-    return _counter[0]
-
-
-def reset_keys_decoded() -> None:
-    _counter[0] = 0
+def open_table(path: str) -> TableCore:
+    """Map the table file at ``path`` and check its header and footer.
+    ``NotExistError`` when it does not exist; ``FormatError`` for a file that is not
+    a regular file or not a table."""
+    m = map_file(path)
+    try:
+        return TableCore(m, path, mapped=True)
+    except BaseException:
+        m.close()
+        raise
 
 
 class TableCore:
-    """Validated view of one table's bytes (``bytes``, ``mmap`` or any buffer)."""
+    """Validated view of one table's bytes: a mapped file (``open_table``) or any
+    buffer. ``keys_read`` counts the record keys decoded so far (the work done; the
+    twin decodes whole blocks)."""
 
-    def __init__(self, data: Any, path: Optional[str] = None) -> None:
+    def __init__(self, data: Any, path: Optional[str] = None, mapped: bool = False) -> None:
+        self.mapped = mapped  # owns the mmap ``data`` (open_table)
+        self.keys_read = 0
+        self.reuse: dict[int, tuple[bytes, str]] = {}
         self._mv = memoryview(data).cast("B")
         self.size = len(self._mv)
         self.path = path
@@ -99,18 +104,26 @@ class TableCore:
          self.log_index_offset) = (BE64.unpack_from(footer, hsz + 8 * i)[0] for i in range(5))
         self.obj_offset = field >> 5
         self.object_id_len = field & 0x1F
-        for name, value in (("ref index", self.ref_index_offset), ("obj", self.obj_offset),
-                            ("obj index", self.obj_index_offset), ("log", self.log_offset),
-                            ("log index", self.log_index_offset)):
-            if value >= end and value != 0:
-                raise self.err(f"{name} offset {value} points past the data", end)
+        if self.ref_index_offset >= end and self.ref_index_offset != 0:
+            raise self.err(f"ref index offset {self.ref_index_offset} points past the data", end)
         first = mv[hsz] if end > hsz else 0
         self.ref_present = first == BLOCK_REF
         self.obj_present = self.obj_offset > 0
         self.log_present = first == BLOCK_LOG or self.log_offset > 0
+        # Damaged obj or log fields only make that section unreadable (as in Git): the
+        # refs stay available, and the error comes when the section is read.
+        self._damage: dict[int, tuple[str, int]] = {}
+        fo = end + hsz
+        for name, value in (("obj", self.obj_offset), ("obj index", self.obj_index_offset)):
+            if value >= end and value != 0:
+                self._damage[BLOCK_OBJ] = (f"{name} offset {value} points past the data", fo + 8)
         if self.obj_present and not 2 <= self.object_id_len <= self.hash_size:
-            raise self.err(f"bad abbreviated object id length {self.object_id_len}",
-                           end + hsz + 8)
+            self._damage[BLOCK_OBJ] = (
+                f"bad abbreviated object id length {self.object_id_len}", fo + 8)
+        for name, value in (("log", self.log_offset), ("log index", self.log_index_offset)):
+            if value >= end and value != 0:
+                self._damage[BLOCK_LOG] = (f"{name} offset {value} points past the data",
+                                           fo + 24)
 
     # -- lifetime ----------------------------------------------------------------------
 
@@ -118,7 +131,10 @@ class TableCore:
         """Drop the reference to the underlying buffer (so an mmap can be closed).
         Iterators made from this table fail cleanly afterwards."""
         if not self.released:
+            obj = self._mv.obj
             self._mv.release()
+            if self.mapped and isinstance(obj, mmap.mmap):
+                obj.close()
         self.released = True
         self._cache = {}
 
@@ -129,7 +145,7 @@ class TableCore:
     def set_sequential_eviction(self, on: bool) -> None:
         """For one pass over a large mapped table (compaction): drop the pages of
         blocks already read, so resident memory stays flat."""
-        if on and not isinstance(self._mv.obj, mmap.mmap):
+        if on and not self.mapped:
             raise ValueError("eviction only applies to tables mapped from files")
         self._evict = on
 
@@ -219,11 +235,15 @@ class TableCore:
             if not blk.checked:
                 check_restarts(self, blk)
             ents = blk.ents = decode_entries(self, blk)
-            _counter[0] += len(ents[0])
+            self.keys_read += len(ents[0])
         return ents
 
     def _section(self, typ: int) -> tuple[bool, int, int]:
-        """(present, start offset, index offset) of the section of ``typ``."""
+        """(present, start offset, index offset) of the section of ``typ``; a damaged
+        section's error is raised here."""
+        damage = self._damage.get(typ)
+        if damage is not None:
+            raise self.err(*damage)
         if typ == BLOCK_REF:
             return self.ref_present, 0, self.ref_index_offset
         if typ == BLOCK_OBJ:
@@ -340,7 +360,7 @@ class RecordIter:
     iteration ends at the first key not starting with it."""
 
     __slots__ = ("table", "typ", "records", "stop", "one_block", "done", "blk", "keys",
-                 "extras", "vstarts", "vends", "i", "n", "_dec")
+                 "extras", "vstarts", "vends", "i", "n", "_dec", "_built", "_base")
 
     def __init__(self, table: TableCore, typ: int, records: bool) -> None:
         self.table = table
@@ -356,17 +376,20 @@ class RecordIter:
         self.vends: list[int] = []
         self.i = self.n = 0
         self._dec = DECODERS[typ]
+        self._built: Optional[list[Any]] = None  # records of the block from _base on
+        self._base = 0
 
     def _set_block(self, blk: Block, i: int) -> None:
         ents = blk.ents
         if ents is None:
             ents = decode_entries(self.table, blk)
-            _counter[0] += len(ents[0])
+            self.table.keys_read += len(ents[0])
         self.blk = blk
         self.keys, self.extras, self.vstarts, self.vends = ents
         self.i = i
         self.n = len(self.keys)
         self.done = False
+        self._built = None
 
     def _advance(self) -> bool:
         """Make a record current (``keys[i]``), moving to the next block as needed.
@@ -415,9 +438,24 @@ class RecordIter:
             i = self.i
         self.i = i + 1
         blk = self.blk
-        return self._dec(self.table, blk.data, self.keys[i],  # type: ignore[union-attr]
-                         self.extras[i], self.vstarts[i], blk.offset,  # type: ignore[union-attr]
-                         self.records)
+        assert blk is not None
+        if self.typ != BLOCK_REF:
+            return self._dec(self.table, blk.data, self.keys[i], self.extras[i],
+                             self.vstarts[i], blk.offset, self.records)
+        # refs: build the rest of the block in one loop, then hand them out
+        built = self._built
+        if built is None or i < self._base:
+            n = self.n
+            if self.stop is not None:  # stop where the prefix ends (else the next block)
+                stop = self.stop
+                n = i + 1
+                while n < self.n and self.keys[n].startswith(stop):
+                    n += 1
+            built = self._built = ref_values(self.table, blk.data, self.keys[i:n],
+                                             self.extras[i:n], self.vstarts[i:n],
+                                             blk.offset, self.records)
+            self._base = i
+        return built[i - self._base]
 
     def next_key(self) -> Optional[bytes]:
         """The key of the next record without consuming it, or None."""

@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 from ..errors import ApiError, EntryTooBigError
 from ._buf import BE16, BE32, BE64, U64_MAX, encode_varint
-from ._record import BLOCK_INDEX, BLOCK_LOG, BLOCK_OBJ, BLOCK_REF
+from ._record import BLOCK_INDEX, BLOCK_LOG, BLOCK_OBJ, BLOCK_REF, normalize_message
 
 __all__ = ["WriterCore", "write_log_records", "write_ref_records"]
 
@@ -109,12 +109,6 @@ class WriterCore:
         chunk = bytes(self._out)
         self._out.clear()
         self._sink(chunk)
-
-    def take_output(self) -> bytes:
-        """Return (and forget) the bytes produced so far that no sink consumed."""
-        chunk = bytes(self._out)
-        self._out.clear()
-        return chunk
 
     def _padded_write(self, data: bytes, padding: int) -> None:
         # Padding is held back until something follows, so the last block of the file
@@ -476,13 +470,6 @@ class WriterCore:
                 self._obj_ids.append(rest[hs:])
                 self._obj_offs.append(self.next)
 
-    def add_ref(self, name: bytes, update_index: int, value_type: int,
-                value: Optional[bytes] = None, target_value: Optional[bytes] = None,
-                target: Optional[bytes] = None) -> None:
-        """Add a ref record. ``value_type``: 0 deletion, 1 id, 2 id + peeled, 3 symref."""
-        self._add_ref_raw(name, update_index, value_type,
-                          _ref_rest(self.hash_size, value_type, value, target_value, target))
-
     def _add_log_raw(self, key: bytes, update_index: int, value_type: int,
                      val: bytes) -> None:
         """Add a log record given its full key and encoded value."""
@@ -502,25 +489,6 @@ class WriterCore:
             self._wlast = _EMPTY
             raise EntryTooBigError(f"log record for {key[:-9]!r} does not fit a block")
         self.log_count += 1
-
-    def add_log(self, refname: bytes, update_index: int, value_type: int,
-                old_id: Optional[bytes] = None, new_id: Optional[bytes] = None,
-                name: Optional[bytes] = None, email: Optional[bytes] = None,
-                time: int = 0, tz_offset: int = 0, message: Optional[bytes] = None) -> None:
-        """Add a log record (``value_type`` 0 deletion, 1 update). The message is
-        stored exactly as given; normalisation is the caller's business."""
-        if not refname:
-            raise ApiError("empty ref name")
-        if value_type != 0 and value_type != 1:
-            raise ApiError(f"invalid log value type {value_type}")
-        if tz_offset < -32768 or tz_offset > 32767:
-            raise ApiError(f"timezone offset {tz_offset} does not fit 16 bits")
-        key = _log_key(refname, update_index)
-        val = _EMPTY
-        if value_type == 1:
-            val = _log_value(self.hash_size, old_id, new_id, name or _EMPTY,
-                             email or _EMPTY, time, tz_offset, message or _EMPTY)
-        self._add_log_raw(key, update_index, value_type, val)
 
     def close(self) -> bool:
         """Finish the table: flush sections, write the footer. True when the table
@@ -715,10 +683,10 @@ def write_log_records(w: WriterCore, records: Iterable[Any], normalize: bool = F
                 raise ApiError(f"timezone offset {tz} does not fit 16 bits")
             message = _utf8(rec.message)
             if normalize:
-                kept = message.rstrip(b"\n")
-                if b"\n" in kept:
+                norm = normalize_message(message)
+                if norm is None:
                     raise ApiError("log message spans several lines (use exact_log_message)")
-                message = kept + b"\n"
+                message = norm
             val = _log_value(hs, rec.old_id, rec.new_id, _utf8(rec.name), _utf8(rec.email),
                              rec.time, tz, message)
         w._add_log_raw(_log_key(refname, ui), ui, vt, val)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 from dulwich.errors import RefFormatError
@@ -36,6 +35,7 @@ from dulwich.reflog import Entry
 from dulwich.refs import HEADREF, SYMREF, Ref, RefsContainer, SymrefLoop
 
 from .._closing import Closing
+from .._value import replace
 from ..errors import ExpectationError, LockError, RefNameError
 from ..records import HASH_SIZES, RefRecord, RefValueType, to_name, to_name_bytes
 from ..stack import Stack, StackOptions

@@ -1,0 +1,213 @@
+# Layer 6: several tables as one. A k-way merge of one section of several tables, in
+# which the newest table's record of a key wins; compaction copies merged records into
+# a writer without building Python objects.
+
+def merged_lookup(list cores, bytes key, bint suppress_deletions=True):
+    """Point lookup of a ref over tables given oldest first: the newest record for
+    ``key``, or None (also for a tombstone when deletions are suppressed)."""
+    cdef Py_ssize_t i
+    cdef TableCore c
+    cdef const unsigned char* kp = <const unsigned char*>PyBytes_AS_STRING(key)
+    cdef size_t klen = PyBytes_GET_SIZE(key)
+    for i in range(len(cores) - 1, -1, -1):
+        c = <TableCore>cores[i]
+        r = c._lookup(BLOCK_REF, kp, klen)
+        if r is not None:
+            if suppress_deletions and r.value_type == 0:
+                return None
+            return r
+    return None
+
+
+
+cdef class MergedIter:
+    """k-way merge of the same section of several tables (given oldest first): for
+    each key the newest table's record wins; with ``suppress_deletions`` tombstones
+    are dropped after hiding older records. Shadowed records are skipped without
+    building objects."""
+
+    cdef list iters
+    cdef Py_ssize_t n
+    cdef int typ
+    cdef bint suppress
+    cdef Py_ssize_t* heap      # iterator indices, a binary heap by (key, newest first)
+    cdef Py_ssize_t hlen
+    cdef bint primed
+    cdef Py_ssize_t pending    # the winner handed out last; consumed by the caller
+    cdef Buf last              # its key
+
+    def __cinit__(self):
+        self.heap = NULL
+        self.pending = -1
+
+    def __dealloc__(self):
+        free(self.heap)
+        buf_free(&self.last)
+
+    def __init__(self, iters, int typ, bint suppress_deletions=True):
+        self.iters = list(iters)
+        for it in self.iters:
+            # _step and copy_to cast without checking, and copy_to decodes values by
+            # self.typ after validating them by the iterator's own type
+            if not isinstance(it, RecordIter) or (<RecordIter>it).typ != typ:
+                raise TypeError("MergedIter needs RecordIters over one section type")
+        self.n = len(self.iters)
+        self.typ = typ
+        self.suppress = suppress_deletions
+        free(self.heap)
+        self.heap = <Py_ssize_t*>malloc((self.n + 1) * sizeof(Py_ssize_t))
+        if self.heap == NULL:
+            raise MemoryError()
+        self.hlen = 0
+        self.primed = False
+        self.pending = -1
+
+    def __iter__(self):
+        return self
+
+    cdef inline bint _less(self, Py_ssize_t a, Py_ssize_t b) noexcept:
+        cdef RecordIter x = <RecordIter>self.iters[a]
+        cdef RecordIter y = <RecordIter>self.iters[b]
+        cdef int c = key_cmp(x.key.p, x.key.len, y.key.p, y.key.len)
+        if c:
+            return c < 0
+        return a > b  # same key: the newer table first
+
+    cdef void _sift_down(self, Py_ssize_t pos) noexcept:
+        cdef Py_ssize_t child, t
+        cdef Py_ssize_t* h = self.heap
+        while True:
+            child = 2 * pos + 1
+            if child >= self.hlen:
+                return
+            if child + 1 < self.hlen and self._less(h[child + 1], h[child]):
+                child += 1
+            if not self._less(h[child], h[pos]):
+                return
+            t = h[pos]
+            h[pos] = h[child]
+            h[child] = t
+            pos = child
+
+    cdef int _refill_top(self) except -1:
+        """The top iterator's record was consumed: advance it and restore the heap."""
+        cdef RecordIter it = <RecordIter>self.iters[self.heap[0]]
+        if not it._advance():
+            self.hlen -= 1
+            self.heap[0] = self.heap[self.hlen]
+        if self.hlen:
+            self._sift_down(0)
+        return 0
+
+    cdef int _drop_shadowed(self) except -1:
+        """Skip records of older tables with the key just handed out."""
+        cdef RecordIter it
+        while self.hlen:
+            it = <RecordIter>self.iters[self.heap[0]]
+            if key_cmp(it.key.p, it.key.len, self.last.p, self.last.len) != 0:
+                return 0
+            it._skip()
+            self._refill_top()
+        return 0
+
+    cdef Py_ssize_t _step(self) except -2:
+        """Leave the winning record current in its iterator; return its index or -1.
+        The caller consumes it (builds or skips its value) before the next call."""
+        cdef Py_ssize_t i
+        cdef RecordIter it
+        if not self.primed:
+            self.primed = True
+            for i in range(self.n):
+                if (<RecordIter>self.iters[i])._advance():
+                    self.heap[self.hlen] = i
+                    self.hlen += 1
+            i = self.hlen // 2
+            while i > 0:
+                i -= 1
+                self._sift_down(i)
+        if self.pending >= 0:
+            self.pending = -1
+            if self.hlen:
+                self._refill_top()
+                self._drop_shadowed()
+        while self.hlen:
+            i = self.heap[0]
+            it = <RecordIter>self.iters[i]
+            buf_set(&self.last, it.key.p, it.key.len)
+            if self.suppress and it.extra == 0:
+                it._skip()  # a tombstone: hides older records, shows nothing
+                self._refill_top()
+                self._drop_shadowed()
+                continue
+            self.pending = i
+            return i
+        return -1
+
+    def __next__(self):
+        cdef Py_ssize_t i = self._step()
+        if i < 0:
+            raise StopIteration
+        return (<RecordIter>self.iters[i])._make()
+
+    def count(self):
+        cdef Py_ssize_t i, c = 0
+        while True:
+            i = self._step()
+            if i < 0:
+                return c
+            (<RecordIter>self.iters[i])._skip()
+            c += 1
+
+    def copy_to(self, WriterCore w, bint drop_deletions=False, uint64_t min_update_index=0,
+                uint64_t min_time=0, bint normalize_messages=False, progress=None):
+        """Write every merged record into ``w`` without building Python objects
+        (compaction). ``drop_deletions``: leave tombstones out (bottom of the stack).
+        Log entries below ``min_update_index`` or older than ``min_time`` are expired.
+        ``normalize_messages``: rewrite log messages the way Git's writer does when
+        not in exact mode (one trailing newline), so compacted tables match Git's;
+        messages with inner newlines are kept as they are.
+        ``progress``: called with the number of records read so far, every 65536.
+        Returns the number of records written."""
+        return self._copy_to(w, drop_deletions, min_update_index, min_time,
+                             normalize_messages, progress)
+
+    cdef Py_ssize_t _copy_to(self, WriterCore w, bint drop_deletions, uint64_t min_update_index,
+                             uint64_t min_time, bint normalize_messages,
+                             object progress) except -1:
+        cdef Py_ssize_t i, written = 0, seen = 0
+        cdef RecordIter it
+        cdef Block b
+        cdef RefValue rv
+        cdef LogValue lv
+        while True:
+            i = self._step()
+            if i < 0:
+                return written
+            it = <RecordIter>self.iters[i]
+            seen += 1
+            if progress is not None and (seen & 0xFFFF) == 0:
+                progress(seen)
+            b = it.block
+            it.has_cur = False
+            if self.typ == BLOCK_REF:
+                it.pos = ref_decode(it.table, b.data, it.pos, b.restart_start, b.offset,
+                                    it.extra, &rv)
+                if drop_deletions and rv.value_type == 0:
+                    continue
+                w._add_ref(it.key.p, it.key.len, &rv)
+            else:
+                log_key_decode(it.table, it.key.p, it.key.len, b.offset + it.pos,
+                               &lv.update_index)
+                it.pos = log_decode(it.table, b.data, it.pos, b.restart_start, b.offset,
+                                    it.extra, &lv)
+                if drop_deletions and lv.value_type == 0:
+                    continue
+                if min_update_index and lv.update_index < min_update_index:
+                    continue
+                if lv.value_type == 1:
+                    if min_time and lv.time < min_time:
+                        continue
+                    if normalize_messages:
+                        log_message_normalize(&lv)  # multi-line messages stay as they are
+                w._add_log(it.key.p, it.key.len - 9, &lv)
+            written += 1

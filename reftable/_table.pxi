@@ -1,0 +1,707 @@
+# Layer 4: one table. The reader checks the header and footer, loads blocks (keeping
+# decoded ones for later seeks), iterates and seeks sections through their indexes,
+# and keeps a Bloom filter of ref names for point lookups.
+
+cdef class TableCore
+cdef class RecordIter
+
+cdef enum:
+    LOG_BLOCK_CACHE = 8    # inflated log blocks kept per table (a reflog read re-seeks)
+
+
+cdef int header_encode(unsigned char* p, int version, uint32_t block_size,
+                       uint64_t min_update_index, uint64_t max_update_index) noexcept:
+    """Write a file header; return its size."""
+    memcpy(p, b"REFT", 4)
+    p[4] = version
+    put_be24(p + 5, block_size)
+    put_be64(p + 8, min_update_index)
+    put_be64(p + 16, max_update_index)
+    if version == 2:
+        put_be32(p + 24, HASH_ID_SHA256)
+        return HEADER_SIZE_V2
+    return HEADER_SIZE_V1
+
+
+cdef uint32_t crc32_of(const unsigned char* p, size_t n) noexcept nogil:
+    return <uint32_t>zlib_crc32(0, p, <unsigned int>n)
+
+
+def open_table(path):
+    """Map the table file at ``path`` and check its header and footer.
+    ``NotExistError`` when it does not exist; ``FormatError`` for a file that is not
+    a regular file or not a table."""
+    cdef TableCore t = TableCore.__new__(TableCore, None, path)
+    t.buf = sys_map_file(_os.fsencode(path), path, &t.size)
+    t.mapped = True
+    t._parse()
+    return t
+
+
+cdef class TableCore:
+    """Validated view of one table's bytes: a mapped file (``open_table``) or any
+    buffer (``TableCore(data)``)."""
+
+    cdef Py_buffer _pybuf
+    cdef bint _has_buf
+    cdef readonly bint mapped   # a file mapped by open_table
+    cdef const unsigned char* buf
+    cdef readonly uint64_t size
+    cdef readonly object path
+    cdef readonly int version
+    cdef readonly int hash_size
+    cdef readonly uint32_t hash_id
+    cdef readonly int header_size
+    cdef readonly int footer_size
+    cdef readonly uint32_t block_size
+    cdef readonly uint64_t min_update_index
+    cdef readonly uint64_t max_update_index
+    cdef readonly uint64_t ref_index_offset
+    cdef readonly uint64_t obj_offset
+    cdef readonly uint64_t obj_index_offset
+    cdef readonly uint64_t log_offset
+    cdef readonly uint64_t log_index_offset
+    cdef readonly int object_id_len
+    cdef readonly bint ref_present
+    cdef readonly bint obj_present
+    cdef readonly bint log_present
+    cdef readonly uint64_t data_end
+    cdef readonly bint released
+    cdef readonly uint64_t keys_read   # record keys decoded so far: the work done reading
+    cdef object _obj_damage    # (message, offset) when the footer's obj fields are bad
+    cdef object _log_damage    # the same for the log fields
+    cdef RecordIter _lookup_it
+    cdef RecordIter _index_it
+    cdef dict _block_cache
+    cdef list _log_cache       # recently inflated log blocks, newest last
+    cdef z_stream _z
+    cdef bint _z_ready
+    cdef uint64_t* _bloom
+    cdef uint64_t _bloom_mask
+    cdef bint _bloom_off
+    cdef uint64_t _lookups
+    cdef bint _evict
+
+    def __cinit__(self, data=None, path=None):
+        self.path = path
+        self._block_cache = {}
+        self._log_cache = []
+        if data is not None:
+            PyObject_GetBuffer(data, &self._pybuf, PyBUF_SIMPLE)
+            self._has_buf = True
+            self.buf = <const unsigned char*>self._pybuf.buf
+            self.size = <uint64_t>self._pybuf.len
+            self._parse()
+
+    def __dealloc__(self):
+        self._free()
+
+    cdef void _free(self) noexcept:
+        free(self._bloom)
+        self._bloom = NULL
+        if self._has_buf:
+            PyBuffer_Release(&self._pybuf)
+            self._has_buf = False
+        if self.mapped:
+            sys_unmap(self.buf, self.size)
+            self.mapped = False
+        if self._z_ready:
+            inflateEnd(&self._z)
+            self._z_ready = False
+        self.buf = NULL
+
+    cdef z_stream* _zstream(self) except NULL:
+        """The table's inflater, reset for a new stream (used with the GIL held)."""
+        if not self._z_ready:
+            memset(&self._z, 0, sizeof(z_stream))
+            if inflateInit(&self._z) != Z_OK:
+                raise MemoryError()
+            self._z_ready = True
+        elif inflateReset(&self._z) != Z_OK:
+            raise MemoryError()
+        return &self._z
+
+    cdef int _build_bloom(self) except -1:
+        """Build an in-memory Bloom filter of the ref names, so that lookups of names
+        the table does not hold (most lookups in a stack) cost a few hashes instead of
+        a seek. Built only once a table has served enough lookups to pay for the scan;
+        tables are immutable, so it never goes stale."""
+        cdef Buf hashes
+        cdef bint present = False
+        cdef RecordIter it
+        cdef Block blk
+        cdef size_t n, i, nbits
+        cdef uint64_t* bits
+        hashes.p = NULL
+        hashes.len = hashes.cap = 0
+        self._bloom_off = True  # until built (also stays off for a corrupt table)
+        self._section_start(BLOCK_REF, &present)
+        try:
+            if present:
+                blk = self._read_block(0)
+                if blk is None or blk.typ != BLOCK_REF:
+                    return 0
+                it = self._new_iter(BLOCK_REF)
+                it._set_block(blk)
+                while it._advance():
+                    buf_reserve(&hashes, 8)
+                    (<uint64_t*>(hashes.p + hashes.len))[0] = _hash_key(it.key.p, it.key.len)
+                    hashes.len += 8
+                    it._skip()
+            n = hashes.len // 8
+            nbits = 1024
+            while nbits < n * 10:  # ~10 bits per name: about 1% false positives
+                nbits *= 2
+            bits = <uint64_t*>calloc(nbits // 64, 8)
+            if bits == NULL:
+                raise MemoryError()
+            for i in range(n):
+                _bloom_add(bits, nbits - 1, (<uint64_t*>hashes.p)[i])
+            self._bloom = bits
+            self._bloom_mask = nbits - 1
+            self._bloom_off = False
+        except FormatError:
+            pass  # lookups go on without the filter and report the damage themselves
+        finally:
+            buf_free(&hashes)
+        return 0
+
+
+    def set_sequential_eviction(self, bint on):
+        """For one pass over a large mapped table, e.g. compaction: drop the pages of
+        blocks already read from memory, so that resident memory stays flat however
+        large the table (the kernel re-reads them if touched again)."""
+        if on and not self.mapped:
+            raise ValueError("eviction only applies to tables mapped from files")
+        self._evict = on
+
+    cdef void _evict_range(self, uint64_t start, uint64_t end) noexcept:
+        # page-aligned: only whole pages below the start of the next block
+        cdef uint64_t page = 4096
+        cdef uint64_t a = start & ~(page - 1)
+        cdef uint64_t b = end & ~(page - 1)
+        if self._evict and b > a and self.buf != NULL:
+            sys_drop_pages(self.buf + a, b - a)
+
+    def release(self):
+        """Unmap the file or drop the buffer. Iterators made from this table fail
+        cleanly afterwards."""
+        self._free()
+        self.released = True
+        self._bloom_off = True
+        self._block_cache = {}
+        self._log_cache = []
+        self._lookup_it = None
+        self._index_it = None
+
+    cdef _err(self, msg, offset):
+        return FormatError(msg, self.path, offset)
+
+    cdef int _check_open(self) except -1:
+        if self.released:
+            raise ValueError("table is closed")
+        return 0
+
+    cdef int _parse(self) except -1:
+        cdef const unsigned char* b = self.buf
+        cdef const unsigned char* f
+        cdef uint64_t field
+        cdef uint32_t crc_stored, crc
+        cdef int first
+        if self.size < HEADER_SIZE_V1:
+            raise self._err(f"file of {self.size} bytes is too small for a reftable", 0)
+        if memcmp(b, b"REFT", 4) != 0:
+            raise self._err("bad magic: not a reftable", 0)
+        self.version = b[4]
+        if self.version == 1:
+            self.header_size = HEADER_SIZE_V1
+            self.hash_id = HASH_ID_SHA1
+        elif self.version == 2:
+            self.header_size = HEADER_SIZE_V2
+        else:
+            raise self._err(f"unsupported reftable version {self.version}", 4)
+        self.footer_size = self.header_size + FOOTER_EXTRA
+        if self.size < <uint64_t>(self.header_size + self.footer_size):
+            raise self._err(f"truncated table: {self.size} bytes cannot hold header and footer", 0)
+        self.block_size = get_be24(b + 5)
+        if self.version == 2:
+            self.hash_id = get_be32(b + 24)
+        if self.hash_id == HASH_ID_SHA1:
+            self.hash_size = 20
+        elif self.hash_id == HASH_ID_SHA256:
+            self.hash_size = 32
+        else:
+            raise self._err(f"unknown hash id 0x{self.hash_id:08x}", 24)
+        self.min_update_index = get_be64(b + 8)
+        self.max_update_index = get_be64(b + 16)
+        self.data_end = self.size - self.footer_size
+        f = b + self.data_end
+        if memcmp(f, b, self.header_size) != 0:
+            raise self._err("footer does not repeat the header (truncated or corrupt table)",
+                            self.data_end)
+        crc_stored = get_be32(f + self.footer_size - 4)
+        crc = crc32_of(f, self.footer_size - 4)
+        if crc != crc_stored:
+            raise self._err(f"footer checksum mismatch (stored {crc_stored:08x}, computed {crc:08x})",
+                            self.size - 4)
+        f += self.header_size
+        self.ref_index_offset = get_be64(f)
+        field = get_be64(f + 8)
+        self.obj_offset = field >> 5
+        self.object_id_len = <int>(field & 0x1F)
+        self.obj_index_offset = get_be64(f + 16)
+        self.log_offset = get_be64(f + 24)
+        self.log_index_offset = get_be64(f + 32)
+        if self.ref_index_offset >= self.data_end and self.ref_index_offset != 0:
+            raise self._err(f"ref index offset {self.ref_index_offset} points past the data",
+                            self.data_end)
+        first = b[self.header_size] if self.data_end > <uint64_t>self.header_size else 0
+        self.ref_present = first == BLOCK_REF
+        self.obj_present = self.obj_offset > 0
+        self.log_present = first == BLOCK_LOG or self.log_offset > 0
+        # Damaged obj or log fields only make that section unreadable (as in Git): the
+        # refs stay available, and the error comes when the section is read.
+        fo = self.data_end + self.header_size
+        for name, value in (("obj", self.obj_offset), ("obj index", self.obj_index_offset)):
+            if value >= self.data_end and value != 0:
+                self._obj_damage = (f"{name} offset {value} points past the data", fo + 8)
+        if self.obj_present and (self.object_id_len < 2 or self.object_id_len > self.hash_size):
+            self._obj_damage = (f"bad abbreviated object id length {self.object_id_len}", fo + 8)
+        for name, value in (("log", self.log_offset), ("log index", self.log_index_offset)):
+            if value >= self.data_end and value != 0:
+                self._log_damage = (f"{name} offset {value} points past the data", fo + 24)
+        return 0
+
+    cdef int _block_type_at(self, uint64_t off) except -1:
+        """Type byte of the block at ``off`` (0 past the data), read without loading
+        the block: moving from one section into the next must not inflate a log block
+        (slow, and a corrupt one would break reading the intact section before it)."""
+        cdef uint32_t hoff = self.header_size if off == 0 else 0
+        self._check_open()
+        if off >= self.data_end or off + hoff >= self.data_end:
+            return 0
+        return self.buf[off + hoff]
+
+    cdef Block _read_block(self, uint64_t off):
+        """Load the block at ``off``; None at the end of the data."""
+        cdef Block blk
+        cdef Py_ssize_t i
+        self._check_open()
+        if off >= self.data_end:
+            return None
+        blk = self._block_cache.get(off)
+        if blk is not None:
+            return blk
+        for i in range(len(self._log_cache)):
+            blk = <Block>self._log_cache[i]
+            if blk.offset == off:
+                return blk
+        blk = block_parse(self, off)
+        # Decoded blocks are small and immutable: keep them for later seeks, up to a
+        # bound. Log blocks own their inflated bytes: only the last few are kept (memory
+        # must stay flat when iterating a large log section).
+        if blk.typ == BLOCK_LOG:
+            if len(self._log_cache) >= LOG_BLOCK_CACHE:
+                del self._log_cache[0]
+            self._log_cache.append(blk)
+        elif len(self._block_cache) < 65536:
+            self._block_cache[off] = blk
+        return blk
+
+    cdef RecordIter _new_iter(self, int typ):
+        cdef RecordIter it = RecordIter.__new__(RecordIter)
+        it.table = self
+        it.typ = typ
+        it.done = True
+        it.reuse = Reuse.__new__(Reuse)
+        return it
+
+    cdef uint64_t _section_start(self, int typ, bint* present) except? 0:
+        """Where the section of ``typ`` starts; a damaged section's error is raised here."""
+        if typ == BLOCK_OBJ and self._obj_damage is not None:
+            raise self._err(self._obj_damage[0], self._obj_damage[1])
+        if typ == BLOCK_LOG and self._log_damage is not None:
+            raise self._err(self._log_damage[0], self._log_damage[1])
+        if typ == BLOCK_REF:
+            present[0] = self.ref_present
+            return 0
+        if typ == BLOCK_OBJ:
+            present[0] = self.obj_present
+            return self.obj_offset
+        present[0] = self.log_present
+        return self.log_offset
+
+    cdef uint64_t _index_offset(self, int typ):
+        if typ == BLOCK_REF:
+            return self.ref_index_offset
+        if typ == BLOCK_OBJ:
+            return self.obj_index_offset
+        return self.log_index_offset
+
+    def iter_section(self, int typ, bint records=False):
+        """Iterate every record of the section of ``typ`` (a BLOCK_TYPE_* value)."""
+        cdef bint present = False
+        cdef uint64_t start = self._section_start(typ, &present)
+        cdef RecordIter it = self._new_iter(typ)
+        it.records = records
+        cdef Block blk
+        if not present:
+            return it
+        blk = self._read_block(start)
+        if blk is None or blk.typ != typ:
+            raise self._err(f"section does not start with a block of type {chr(typ)!r}", start)
+        it._set_block(blk)
+        return it
+
+    def iter_block(self, uint64_t off, int typ, bint records=False):
+        """Iterate the records of the single block at ``off`` (which must be ``typ``)."""
+        cdef RecordIter it = self._new_iter(typ)
+        it.records = records
+        cdef Block blk = self._read_block(off)
+        if blk is None or blk.typ != typ:
+            raise self._err(f"expected a block of type {chr(typ)!r}", off)
+        it._set_block(blk)
+        it.one_block = True
+        return it
+
+    def seek(self, int typ, bytes key, bint records=False, bytes stop=None):
+        """Return an iterator over the section of ``typ`` positioned at the first record
+        whose key is ``>= key``; with ``stop``, it ends at the first key that does not
+        start with ``stop``."""
+        cdef RecordIter it = self._new_iter(typ)
+        it.records = records
+        if stop is not None:
+            it._set_stop(<const unsigned char*>PyBytes_AS_STRING(stop), PyBytes_GET_SIZE(stop))
+        self._seek_into(it, <const unsigned char*>PyBytes_AS_STRING(key),
+                        PyBytes_GET_SIZE(key))
+        return it
+
+    def lookup(self, int typ, bytes key, bint records=True):
+        """The record whose key is exactly ``key``, or None (a point lookup that
+        builds nothing but the result)."""
+        return self._lookup(typ, <const unsigned char*>PyBytes_AS_STRING(key),
+                            PyBytes_GET_SIZE(key), records)
+
+    cdef object _lookup(self, int typ, const unsigned char* kp, size_t klen,
+                        bint records=True):
+        cdef RecordIter it
+        if typ == BLOCK_REF and not self._bloom_off:
+            if self._bloom != NULL:
+                if not _bloom_has(self._bloom, self._bloom_mask, _hash_key(kp, klen)):
+                    return None
+            else:
+                self._lookups += 1
+                if self._lookups >= 64 + self.data_end // 2048:
+                    self._build_bloom()
+        # The reusable iterator is taken out while in use: allocating objects can run
+        # the garbage collector, and with it other threads that look up in this table.
+        it = self._lookup_it
+        self._lookup_it = None
+        if it is None:
+            it = self._new_iter(typ)
+        try:
+            it.typ = typ
+            it.records = records
+            it.has_stop = False
+            it.one_block = False
+            it.has_cur = False
+            it.done = True
+            self._seek_into(it, kp, klen)
+            if not it._advance() or key_cmp(it.key.p, it.key.len, kp, klen) != 0:
+                it.has_cur = False
+                return None
+            return it._make()
+        finally:
+            self._lookup_it = it
+
+    cdef int _seek_into(self, RecordIter it, const unsigned char* kp, size_t klen) except -1:
+        cdef bint present = False
+        cdef uint64_t start = self._section_start(it.typ, &present)
+        cdef uint64_t ioff = self._index_offset(it.typ)
+        cdef RecordIter idx
+        cdef Block blk, nb
+        cdef int level
+        cdef int typ = it.typ
+        if not present:
+            return 0
+        if ioff:
+            blk = None
+            idx = self._index_it
+            self._index_it = None  # taken out while in use (see _lookup)
+            if idx is None:
+                idx = self._new_iter(BLOCK_INDEX)
+                idx.one_block = True
+            try:
+                for level in range(MAX_INDEX_LEVELS):
+                    blk = self._read_block(ioff)
+                    if blk is None:
+                        raise self._err("index points past the data", ioff)
+                    if blk.typ == typ:
+                        break
+                    if blk.typ != BLOCK_INDEX:
+                        raise self._err(f"index points at a block of type {chr(blk.typ)!r}", ioff)
+                    idx._set_block(blk)
+                    idx._seek_in_block(kp, klen)
+                    while idx.pos >= idx.block.restart_start:
+                        # Past this index block: the top level of an index may span up to
+                        # three blocks (Git stops adding levels below that).
+                        if self._block_type_at(idx.block.offset + idx.block.full_size) != \
+                                BLOCK_INDEX:
+                            return 0      # the key is past every indexed block
+                        nb = self._read_block(idx.block.offset + idx.block.full_size)
+                        if nb is None or nb.typ != BLOCK_INDEX:
+                            return 0      # the key is past every indexed block
+                        idx._set_block(nb)
+                        idx._seek_in_block(kp, klen)
+                    ioff = idx._next_index_offset()
+                else:
+                    raise self._err("index nests too deeply (cycle?)", ioff)
+            finally:
+                self._index_it = idx
+        else:
+            blk = self._read_block(start)
+            if blk is None or blk.typ != typ:
+                raise self._err(f"section does not start with a block of type {chr(typ)!r}",
+                                start)
+            while True:
+                if self._block_type_at(blk.offset + blk.full_size) != typ:
+                    break
+                nb = self._read_block(blk.offset + blk.full_size)
+                if nb is None or nb.typ != typ:
+                    break
+                if block_first_key_cmp(self, nb, kp, klen) > 0:
+                    break
+                blk = nb
+        it._set_block(blk)
+        it._seek_in_block(kp, klen)
+        return 0
+
+
+
+cdef inline uint64_t _mix64(uint64_t h) noexcept nogil:
+    h ^= h >> 33
+    h *= <uint64_t>0xff51afd7ed558ccdULL
+    h ^= h >> 33
+    h *= <uint64_t>0xc4ceb9fe1a85ec53ULL
+    h ^= h >> 33
+    return h
+
+
+cdef inline uint64_t _hash_key(const unsigned char* p, size_t n) noexcept nogil:
+    cdef uint64_t h = 0x9E3779B97F4A7C15ULL ^ n
+    cdef uint64_t w
+    while n >= 8:
+        memcpy(&w, p, 8)
+        h = (h ^ w) * <uint64_t>0x100000001b3ULL
+        h ^= h >> 29
+        p += 8
+        n -= 8
+    w = 0
+    if n:
+        memcpy(&w, p, n)
+    return _mix64(h ^ w)
+
+
+cdef inline void _bloom_add(uint64_t* bits, uint64_t mask, uint64_t h) noexcept nogil:
+    cdef uint64_t h2 = (h >> 32) | 1
+    cdef uint64_t b
+    cdef int i
+    for i in range(4):
+        b = (h + i * h2) & mask
+        bits[b >> 6] |= (<uint64_t>1) << (b & 63)
+
+
+cdef inline bint _bloom_has(const uint64_t* bits, uint64_t mask, uint64_t h) noexcept nogil:
+    cdef uint64_t h2 = (h >> 32) | 1
+    cdef uint64_t b
+    cdef int i
+    for i in range(4):
+        b = (h + i * h2) & mask
+        if not (bits[b >> 6] >> (b & 63)) & 1:
+            return False
+    return True
+
+
+cdef class RecordIter:
+    """Iterator over the records of one section (or one block) of a table.
+
+    Yields record objects (``RefRecord``/``LogRecord``) when made with ``records=True``,
+    else tuples:
+      ref:   (name, update_index, value_type, value, target_value, target)
+      log:   (refname, update_index, value_type, old_id, new_id, name, email, time,
+              tz_offset, message)
+      obj:   (prefix, [block offsets])
+      index: (last_key, block offset)
+    With a stop prefix, iteration ends at the first key not starting with it.
+    """
+
+    cdef TableCore table
+    cdef Block block
+    cdef int typ
+    cdef uint32_t pos        # next unread byte (value of the current record once decoded)
+    cdef Buf key             # key of the current record
+    cdef Buf stop            # stop prefix
+    cdef bint has_stop
+    cdef bint done
+    cdef bint one_block
+    cdef bint records
+    cdef bint has_cur        # a key is decoded and its value not consumed yet
+    cdef int extra           # value type of the current record
+    cdef Reuse reuse         # objects shared with the previous record
+
+    def __dealloc__(self):
+        buf_free(&self.key)
+        buf_free(&self.stop)
+
+    def __iter__(self):
+        return self
+
+    cdef int _set_block(self, Block blk) except -1:
+        self.block = blk
+        self.pos = blk.rec_start
+        self.key.len = 0
+        self.done = False
+        return 0
+
+    cdef int _set_stop(self, const unsigned char* p, size_t n) except -1:
+        buf_set(&self.stop, p, n)
+        self.has_stop = n > 0
+        return 0
+
+    cdef inline int _decode_key(self, int* extra) except -1:
+        self.table.keys_read += 1
+        return block_decode_key(self.table, self.block, &self.pos, &self.key, extra)
+
+    cdef int _at_end(self) except -1:
+        """Move to the next block when this one is used up; true at the end."""
+        cdef Block nb
+        while True:
+            if self.done:
+                return 1
+            self.table._check_open()
+            if self.pos < self.block.restart_start:
+                return 0
+            if self.one_block:
+                self.done = True
+                return 1
+            if self.table._block_type_at(self.block.offset + self.block.full_size) != self.typ:
+                self.done = True
+                return 1
+            if self.table._evict:
+                self.table._evict_range(self.block.offset,
+                                        self.block.offset + self.block.full_size)
+            nb = self.table._read_block(self.block.offset + self.block.full_size)
+            if nb is None or nb.typ != self.typ:
+                self.done = True
+                return 1
+            self._set_block(nb)
+
+    cdef int _advance(self) except -1:
+        """Decode the next record's key (value left unread). 0 at the end."""
+        if self.has_cur:
+            return 1
+        if self._at_end():
+            return 0
+        self._decode_key(&self.extra)
+        if self.has_stop and (self.key.len < self.stop.len or
+                              memcmp(self.key.p, self.stop.p, self.stop.len) != 0):
+            self.done = True
+            return 0
+        self.has_cur = True
+        return 1
+
+    cdef int _skip(self) except -1:
+        """Consume the current record's value without building anything."""
+        self.pos = record_skip(self.table, self.typ, self.extra, self.block.data, self.pos,
+                               self.block.restart_start, self.block.offset)
+        self.has_cur = False
+        return 0
+
+    cdef object _make(self):
+        """Build the current record (consuming its value)."""
+        cdef object r
+        cdef RefValue rv
+        cdef LogValue lv
+        cdef uint64_t off
+        cdef list positions
+        cdef TableCore t = self.table
+        cdef Block b = self.block
+        if self.typ == BLOCK_REF:
+            self.pos = ref_decode(t, b.data, self.pos, b.restart_start, b.offset, self.extra,
+                                  &rv)
+            r = ref_object(self.key.p, self.key.len, &rv, t.hash_size, self.records, self.reuse)
+        elif self.typ == BLOCK_LOG:
+            log_key_decode(t, self.key.p, self.key.len, b.offset + self.pos, &lv.update_index)
+            self.pos = log_decode(t, b.data, self.pos, b.restart_start, b.offset, self.extra,
+                                  &lv)
+            r = log_object(self.key.p, self.key.len, &lv, t.hash_size, self.records, self.reuse)
+        elif self.typ == BLOCK_OBJ:
+            positions = []
+            self.pos = obj_decode(t, b.data, self.pos, b.restart_start, b.offset, self.extra,
+                                  positions)
+            r = (_bytes(self.key.p, self.key.len), positions)
+        else:
+            self.pos = index_decode(t, b.data, self.pos, b.restart_start, b.offset, &off)
+            r = (_bytes(self.key.p, self.key.len), PyLong_FromUnsignedLongLong(off))
+        self.has_cur = False
+        return r
+
+    cdef int _seek_in_block(self, const unsigned char* kp, size_t klen) except -1:
+        """Position before the first record of this block with key >= the given key
+        (or at the block's end)."""
+        cdef Block b = self.block
+        cdef uint32_t save
+        cdef int extra
+        self.has_cur = False
+        self.pos = block_seek_restart(self.table, b, kp, klen)
+        self.key.len = 0
+        while self.pos < b.restart_start:
+            save = self.pos
+            self._decode_key(&extra)
+            if key_cmp(self.key.p, self.key.len, kp, klen) >= 0:
+                # Step back so that the next record returned is this one. The key
+                # buffer can stay: decoding the record again keeps its first `prefix`
+                # bytes, which it shares with the previous key, and re-adds the suffix.
+                self.pos = save
+                return 0
+            self.pos = record_skip(self.table, self.typ, extra, b.data, self.pos,
+                                   b.restart_start, b.offset)
+        return 0
+
+    cdef uint64_t _next_index_offset(self) except? 0:
+        cdef int extra
+        cdef uint64_t v
+        self._decode_key(&extra)
+        self.pos = index_decode(self.table, self.block.data, self.pos, self.block.restart_start,
+                                self.block.offset, &v)
+        if v >= self.table.data_end:
+            raise self.table._err(f"index record points at bogus offset {v}",
+                                  self.block.offset + self.pos)
+        return v
+
+    def __next__(self):
+        if not self._advance():
+            raise StopIteration
+        return self._make()
+
+    def next_key(self):
+        """Return the key of the next record without consuming it, or None."""
+        if not self._advance():
+            return None
+        return _bytes(self.key.p, self.key.len)
+
+    def count(self):
+        """Consume the iterator and return how many records it had (no objects built)."""
+        cdef Py_ssize_t n = 0
+        while self._advance():
+            self._skip()
+            n += 1
+        return n
+
+    def names(self):
+        """Consume the iterator and return the keys as ``str`` (ref sections: names)."""
+        cdef list out = []
+        while self._advance():
+            out.append(_str(self.key.p, self.key.len))
+            self._skip()
+        return out
