@@ -28,6 +28,10 @@ __all__ = [
 IO_OPS = ("open", "write", "fsync", "rename", "unlink", "close",
           "open_read", "fstat", "mmap", "read", "close_read")
 _MAX_WRITE = 1 << 30
+# flags POSIX has and Windows lacks (and O_BINARY, which only Windows has)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 _MAX_TIMEOUT_MS = 1 << 40
 
 _hook: Optional[Callable[[str], int]] = None
@@ -144,7 +148,7 @@ def _open_regular(path: str) -> tuple[int, int]:
     """(fd, size) of a regular file opened for reading; a FIFO, directory or device
     named like one of our files is a ``FormatError`` at once (O_NONBLOCK: opening a
     FIFO must not wait for a writer)."""
-    fd, err = _sys_open(os.fsencode(path), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC, 0,
+    fd, err = _sys_open(os.fsencode(path), os.O_RDONLY | _NONBLOCK | _CLOEXEC, 0,
                         "open_read")
     if fd < 0:
         if err == _errno.ENOENT:
@@ -219,7 +223,7 @@ def read_file(path: str, limit: int) -> bytes:
 
 def io_open(path: str, flags: int, mode: int = 0o666) -> int:
     """open(2); ``O_CLOEXEC`` is always added. Returns the fd."""
-    fd, err = _sys_open(os.fsencode(path), flags | os.O_CLOEXEC, mode)
+    fd, err = _sys_open(os.fsencode(path), flags | _CLOEXEC, mode)
     if fd < 0:
         raise _io_error(err, os.fspath(path))
     return fd
@@ -258,8 +262,11 @@ def io_close(fd: int, path: Optional[str] = None) -> None:
 
 
 def fsync_dir(path: str) -> None:
-    """fsync a directory, so renames and unlinks in it are durable."""
-    fd, err = _sys_open(os.fsencode(path), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, 0)
+    """fsync a directory, so renames and unlinks in it are durable (where directories
+    can be opened: not on Windows, whose renames need no directory sync)."""
+    if os.name == "nt":
+        return
+    fd, err = _sys_open(os.fsencode(path), os.O_RDONLY | _DIRECTORY | _CLOEXEC, 0)
     if fd < 0:
         raise _io_error(err, os.fspath(path))
     err = _fsync(fd)
@@ -317,7 +324,7 @@ class LockFile:
         if timeout_ms > 0:
             cap = min(cap, max(timeout_ms * 1_000_000 // 4, backoff))
             deadline = time.monotonic_ns() + timeout_ms * 1_000_000
-        flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC
+        flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | _CLOEXEC
         while True:
             fd, err = _sys_open(self._block, flags, mode)
             if fd >= 0:
