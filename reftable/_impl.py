@@ -23,8 +23,17 @@ else:
     if not PURE_REQUESTED:
         try:
             from . import _core as core
-        except ImportError:  # not built (no compiler, or copied without it)
+        except ImportError as e:
             core = None
+            from importlib.util import find_spec
+
+            if find_spec(f"{__package__}._core") is not None:
+                # built, but not for this interpreter or platform (absent is no news:
+                # no compiler, or copied without it)
+                import warnings
+
+                warnings.warn(f"reftable: the compiled core does not load ({e}); using "
+                              "the pure-Python core", RuntimeWarning, stacklevel=2)
     if core is None:
         from . import _pure as core
 

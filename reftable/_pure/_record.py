@@ -56,13 +56,22 @@ def _plain(cls: Any) -> Callable[..., Any]:
     return cls  # type: ignore[no-any-return]
 
 
+def _register_package_records() -> None:
+    # reftable.records registers its classes with the core in use; when that is the
+    # compiled one (this twin then runs side by side with it), register them here too
+    from .. import records as r
+
+    register_record_types(r.RefRecord, r.LogRecord, tuple(r.RefValueType),
+                          tuple(r.LogValueType))
+
+
 def _load_ref(*values: Any) -> Any:
-    from .. import records  # noqa: F401  (registers the record classes)
+    _register_package_records()
     return make_ref(*values)
 
 
 def _load_log(*values: Any) -> Any:
-    from .. import records  # noqa: F401
+    _register_package_records()
     return make_log(*values)
 
 
