@@ -14,7 +14,7 @@ import pytest
 from conftest import ROOT, oid
 
 import reftable
-from reftable import LogRecord, RefRecord
+from reftable import LogRecord, LogValueType, RefRecord, RefValueType
 from reftable import _pure as pure
 
 try:
@@ -138,6 +138,9 @@ def test_both_cores_write_the_same_bytes_and_read_each_other(seed):
             "restart_interval": rng.choice([1, 3, 16]),
             "unpadded": seed % 3 == 0, "index_objects": seed != 4}
     refs, logs = records(rng, rng.choice([50, 400, 3000]), hash_size)
+    for core in (compiled, pure):  # (the package registers them with its own core only)
+        core.register_record_types(RefRecord, LogRecord, tuple(RefValueType),
+                                   tuple(LogValueType))
     data = write_with(compiled, refs, logs, hash_size, **opts)
     assert write_with(pure, refs, logs, hash_size, **opts) == data
     a = compiled.TableCore(data)
