@@ -149,6 +149,31 @@ cdef class MergedIter:
             raise StopIteration
         return (<RecordIter>self.iters[i])._make()
 
+    def ref_columns(self):
+        """Consume a merged ref iterator; the columns of ``RecordIter.ref_columns``."""
+        cdef RefValue rv
+        cdef RecordIter it
+        cdef Block b
+        cdef Py_ssize_t i
+        cdef RefColumns c = None
+        if self.typ != BLOCK_REF:
+            raise ValueError("ref_columns needs ref iterators")
+        while True:
+            i = self._step()
+            if i < 0:
+                break
+            it = <RecordIter>self.iters[i]
+            if c is None:
+                c = new_columns(it.table.hash_size)
+            b = it.block
+            it.pos = ref_decode(it.table, b.data, it.pos, b.restart_start, b.offset, it.extra,
+                                &rv)
+            it.has_cur = False
+            c.add(it.key.p, it.key.len, &rv)
+        if c is None:
+            return ([], b"", b"", b"", {}, {})
+        return c.result()
+
     def count(self):
         cdef Py_ssize_t i, c = 0
         while True:

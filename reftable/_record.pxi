@@ -516,6 +516,55 @@ cdef object log_object(const unsigned char* key, size_t klen, const LogValue* v,
     return _done(o)
 
 
+cdef class RefColumns:
+    """Accumulates refs column by column: names in a list, value types, update indexes
+    and object ids in contiguous buffers; peeled ids and symref targets (rare) by
+    position."""
+
+    cdef list names
+    cdef Buf types, uis, ids
+    cdef dict peeled, targets
+    cdef int hash_size
+    cdef Py_ssize_t n
+
+    def __dealloc__(self):
+        buf_free(&self.types)
+        buf_free(&self.uis)
+        buf_free(&self.ids)
+
+    cdef int add(self, const unsigned char* name, size_t nlen, const RefValue* v) except -1:
+        cdef unsigned char vt = <unsigned char>v.value_type
+        cdef uint64_t ui = v.update_index
+        self.names.append(_str(name, nlen))
+        buf_append(&self.types, &vt, 1)
+        buf_append(&self.uis, <const unsigned char*>&ui, 8)
+        if v.value != NULL:
+            buf_append(&self.ids, v.value, self.hash_size)
+        else:
+            buf_reserve(&self.ids, self.hash_size)
+            memset(self.ids.p + self.ids.len, 0, self.hash_size)
+            self.ids.len += self.hash_size
+        if v.target_value != NULL:
+            self.peeled[self.n] = _bytes(v.target_value, self.hash_size)
+        if v.target != NULL:
+            self.targets[self.n] = _str(v.target, v.target_len)
+        self.n += 1
+        return 0
+
+    cdef tuple result(self):
+        return (self.names, _bytes(self.types.p, self.types.len), _bytes(self.uis.p, self.uis.len),
+                _bytes(self.ids.p, self.ids.len), self.peeled, self.targets)
+
+
+cdef RefColumns new_columns(int hash_size):
+    cdef RefColumns c = RefColumns.__new__(RefColumns)
+    c.names = []
+    c.peeled = {}
+    c.targets = {}
+    c.hash_size = hash_size
+    return c
+
+
 # -- record objects in: the writer's side ---------------------------------------------
 
 cdef inline object _slot(object rec, Py_ssize_t off):

@@ -698,6 +698,23 @@ cdef class RecordIter:
             n += 1
         return n
 
+    def ref_columns(self):
+        """Consume a ref iterator; return ``(names, value types, update indexes (native
+        uint64), object ids (hash_size bytes each, zeros where none), {position: peeled
+        id}, {position: symref target})``."""
+        cdef RefValue rv
+        cdef Block b
+        cdef RefColumns c = new_columns(self.table.hash_size)
+        if self.typ != BLOCK_REF:
+            raise ValueError("ref_columns needs a ref iterator")
+        while self._advance():
+            b = self.block
+            self.pos = ref_decode(self.table, b.data, self.pos, b.restart_start, b.offset,
+                                  self.extra, &rv)
+            self.has_cur = False
+            c.add(self.key.p, self.key.len, &rv)
+        return c.result()
+
     def names(self):
         """Consume the iterator and return the keys as ``str`` (ref sections: names)."""
         cdef list out = []

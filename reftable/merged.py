@@ -13,7 +13,7 @@ from typing import Any, Optional
 from . import _core
 from .errors import FormatError
 from .records import LogRecord, NameLike, OidLike, RefRecord, to_name_bytes, to_oid
-from .table import Table, log_key
+from .table import RefColumns, Table, _columns, log_key
 
 __all__ = ["MergedTable"]
 
@@ -54,6 +54,11 @@ class MergedTable:
         """Merged refs in name order (under ``prefix`` when given)."""
         p = to_name_bytes(prefix)
         return self._merge(_REF, p, True, p or None)  # type: ignore[no-any-return]
+
+    def ref_columns(self, prefix: NameLike = "") -> RefColumns:
+        """Merged refs (under ``prefix`` when given) as columns (see ``Table.ref_columns``)."""
+        p = to_name_bytes(prefix)
+        return _columns(self._merge(_REF, p, False, p or None).ref_columns())
 
     def count_refs(self, prefix: NameLike = "") -> int:
         p = to_name_bytes(prefix)
