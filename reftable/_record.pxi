@@ -86,31 +86,46 @@ cdef int ref_encode(Buf* s, const RefValue* v, uint64_t min_update_index,
     return 0
 
 
-cdef uint32_t ref_decode(TableCore t, const unsigned char* p, uint32_t pos, uint32_t end,
-                         uint64_t boff, int extra, RefValue* v) except? 0:
-    cdef uint64_t delta
-    cdef int n = get_varint(p + pos, end - pos, &delta)
-    cdef int hs = t.hash_size
+cdef inline int ref_value_decode(const unsigned char* p, uint32_t* pos, uint32_t end,
+                                 int hash_size, uint64_t min_update_index, int extra,
+                                 RefValue* v) noexcept nogil:
+    """Decode the ref value at ``pos`` (advanced past it); an error code with ``pos``
+    at the damage."""
+    cdef uint64_t delta, tl
+    cdef int n = get_varint(p + pos[0], end - pos[0], &delta)
     if n < 0:
-        raise t._err("bad update index varint", boff + pos)
-    pos += n
-    if delta > UINT64_MAX - t.min_update_index:
-        raise t._err("update index overflows", boff + pos)
-    v.update_index = t.min_update_index + delta
+        return E_UI_VARINT
+    if delta > UINT64_MAX - min_update_index:
+        return E_UI_OVERFLOW
+    pos[0] += n
+    v.update_index = min_update_index + delta
     v.value_type = extra
     v.value = v.target_value = v.target = NULL
     v.target_len = 0
     if extra == 1 or extra == 2:
-        if <uint64_t>extra * hs > end - pos:
-            raise t._err("truncated object id", boff + pos)
-        v.value = p + pos
+        if <uint64_t>extra * hash_size > end - pos[0]:
+            return E_OID_TRUNC
+        v.value = p + pos[0]
         if extra == 2:
-            v.target_value = p + pos + hs
-        pos += extra * hs
+            v.target_value = p + pos[0] + hash_size
+        pos[0] += extra * hash_size
     elif extra == 3:
-        _get_str(t, p, &pos, end, boff, &v.target, &v.target_len, b"symref target")
+        n = get_varint(p + pos[0], end - pos[0], &tl)
+        if n < 0 or tl > end - pos[0] - n:
+            return E_SYMREF_LEN
+        v.target = p + pos[0] + n
+        v.target_len = <size_t>tl
+        pos[0] += n + <uint32_t>tl
     elif extra != 0:
-        raise t._err(f"unknown ref value type {extra}", boff + pos)
+        return E_REF_TYPE
+    return E_OK
+
+
+cdef inline uint32_t ref_decode(TableCore t, const unsigned char* p, uint32_t pos, uint32_t end,
+                                uint64_t boff, int extra, RefValue* v) except? 0:
+    cdef int err = ref_value_decode(p, &pos, end, t.hash_size, t.min_update_index, extra, v)
+    if err != E_OK:
+        raise_format(t, err, boff + pos)
     return pos
 
 
@@ -265,12 +280,21 @@ cdef inline int index_encode(unsigned char* out, uint64_t offset) noexcept:
     return put_varint(out, offset)
 
 
+cdef inline int index_value_decode(const unsigned char* p, uint32_t* pos, uint32_t end,
+                                   uint64_t* offset) noexcept nogil:
+    cdef int n = get_varint(p + pos[0], end - pos[0], offset)
+    if n < 0:
+        return E_INDEX_VARINT
+    pos[0] += n
+    return E_OK
+
+
 cdef uint32_t index_decode(TableCore t, const unsigned char* p, uint32_t pos, uint32_t end,
                            uint64_t boff, uint64_t* offset) except? 0:
-    cdef int n = get_varint(p + pos, end - pos, offset)
-    if n < 0:
-        raise t._err("bad index offset varint", boff + pos)
-    return pos + n
+    cdef int err = index_value_decode(p, &pos, end, offset)
+    if err != E_OK:
+        raise_format(t, err, boff + pos)
+    return pos
 
 
 cdef uint32_t record_skip(TableCore t, int typ, int extra, const unsigned char* p,
@@ -452,7 +476,7 @@ cdef int _load_record_types() except -1:
     return 0
 
 
-cdef object ref_object(const unsigned char* name, size_t nlen, const RefValue* v,
+cdef inline object ref_object(const unsigned char* name, size_t nlen, const RefValue* v,
                        int hash_size, bint records, Reuse reuse):
     """A ``RefRecord`` (``records``) or a tuple of the same fields."""
     cdef PyObject* o

@@ -22,7 +22,7 @@ import os
 import random
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Optional
 
 from . import _core
@@ -365,6 +365,10 @@ class Stack(Closing):
 
     def read_ref(self, name: NameLike) -> Optional[RefRecord]:
         return self.merged.read_ref(name)
+
+    def read_refs(self, names: Iterable[NameLike]) -> list[Optional[RefRecord]]:
+        """``read_ref`` of many names at once, without holding the GIL while searching."""
+        return self.merged.read_refs(names)
 
     def refs(self, prefix: NameLike = "") -> Iterator[RefRecord]:
         return self.merged.refs(prefix)

@@ -7,7 +7,7 @@ footer are validated on open; blocks are validated as they are read.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple, Optional, Union
 
 from . import _core
@@ -195,6 +195,12 @@ class Table(Closing):
         key = name.encode("utf-8", "surrogateescape") if isinstance(name, str) else \
             to_name_bytes(name)
         return self._core.lookup(BLOCK_REF, key)  # type: ignore[no-any-return]
+
+    def read_refs(self, names: Iterable[NameLike]) -> list[Optional[RefRecord]]:
+        """``read_ref`` of many names at once (deletions included); the search runs
+        without the GIL, so other threads keep running."""
+        keys = [to_name_bytes(n) for n in names]
+        return _core.merged_lookup_many([self._core], keys, False)
 
     # -- logs ------------------------------------------------------------------
 
