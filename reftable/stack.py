@@ -216,9 +216,9 @@ class Stack(Closing):
         self.merged = MergedTable([])
         self._closed = False
         self._last_table_bytes: Optional[bytes] = None
-        if not os.path.isdir(self.directory):
-            raise NotExistError(f"{self.directory}: no such directory")
-        if not os.path.exists(self.list_path):
+        if not os.path.exists(self.list_path):  # (one stat when the stack exists)
+            if not os.path.isdir(self.directory):
+                raise NotExistError(f"{self.directory}: no such directory")
             self._create_list()
         self.reload()
         h = self.merged.hash
