@@ -540,26 +540,40 @@ cdef object log_object(const unsigned char* key, size_t klen, const LogValue* v,
     return _done(o)
 
 
-cdef class RefColumns:
-    """Accumulates refs column by column: names in a list, value types, update indexes
-    and object ids in contiguous buffers; peeled ids and symref targets (rare) by
-    position."""
+cdef struct ColExtra:
+    Py_ssize_t i          # position of the ref
+    const unsigned char* p
+    size_t n
+    bint target           # a symref target (else a peeled id)
 
-    cdef list names
-    cdef Buf types, uis, ids
-    cdef dict peeled, targets
+
+cdef class RefColumns:
+    """Accumulates refs column by column in C buffers (``add`` needs no GIL): names
+    back to back, value types, update indexes and object ids; peeled ids and symref
+    targets (rare) by position, pointing into the tables, which must stay mapped until
+    ``result`` builds the Python objects."""
+
+    cdef Buf names, ends, types, uis, ids, extras
     cdef int hash_size
     cdef Py_ssize_t n
 
     def __dealloc__(self):
+        buf_free(&self.names)
+        buf_free(&self.ends)
         buf_free(&self.types)
         buf_free(&self.uis)
         buf_free(&self.ids)
+        buf_free(&self.extras)
 
-    cdef int add(self, const unsigned char* name, size_t nlen, const RefValue* v) except -1:
+    cdef int add(self, const unsigned char* name, size_t nlen,
+                 const RefValue* v) except -1 nogil:
         cdef unsigned char vt = <unsigned char>v.value_type
         cdef uint64_t ui = v.update_index
-        self.names.append(_str(name, nlen))
+        cdef size_t end
+        cdef ColExtra e
+        buf_append(&self.names, name, nlen)
+        end = self.names.len
+        buf_append(&self.ends, <const unsigned char*>&end, sizeof(size_t))
         buf_append(&self.types, &vt, 1)
         buf_append(&self.uis, <const unsigned char*>&ui, 8)
         if v.value != NULL:
@@ -568,23 +582,36 @@ cdef class RefColumns:
             buf_reserve(&self.ids, self.hash_size)
             memset(self.ids.p + self.ids.len, 0, self.hash_size)
             self.ids.len += self.hash_size
-        if v.target_value != NULL:
-            self.peeled[self.n] = _bytes(v.target_value, self.hash_size)
-        if v.target != NULL:
-            self.targets[self.n] = _str(v.target, v.target_len)
+        if v.target_value != NULL or v.target != NULL:
+            e.i = self.n
+            e.target = v.target != NULL
+            e.p = v.target if e.target else v.target_value
+            e.n = v.target_len if e.target else <size_t>self.hash_size
+            buf_append(&self.extras, <const unsigned char*>&e, sizeof(ColExtra))
         self.n += 1
         return 0
 
     cdef tuple result(self):
-        return (self.names, _bytes(self.types.p, self.types.len), _bytes(self.uis.p, self.uis.len),
-                _bytes(self.ids.p, self.ids.len), self.peeled, self.targets)
+        cdef list names = [None] * self.n
+        cdef dict peeled = {}, targets = {}
+        cdef const size_t* ends = <const size_t*>self.ends.p
+        cdef const ColExtra* ex = <const ColExtra*>self.extras.p
+        cdef size_t start = 0
+        cdef Py_ssize_t i
+        for i in range(self.n):
+            names[i] = _str(self.names.p + start, ends[i] - start)
+            start = ends[i]
+        for i in range(<Py_ssize_t>(self.extras.len // sizeof(ColExtra))):
+            if ex[i].target:
+                targets[ex[i].i] = _str(ex[i].p, ex[i].n)
+            else:
+                peeled[ex[i].i] = _bytes(ex[i].p, ex[i].n)
+        return (names, _bytes(self.types.p, self.types.len), _bytes(self.uis.p, self.uis.len),
+                _bytes(self.ids.p, self.ids.len), peeled, targets)
 
 
 cdef RefColumns new_columns(int hash_size):
     cdef RefColumns c = RefColumns.__new__(RefColumns)
-    c.names = []
-    c.peeled = {}
-    c.targets = {}
     c.hash_size = hash_size
     return c
 

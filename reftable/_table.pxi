@@ -499,6 +499,34 @@ cdef class TableCore:
 
 # -- seeking without Python objects (and without the GIL) ------------------------------
 
+cdef int _scan_columns(const TableView* t, BlockView* b, uint32_t* pos, Buf* key,
+                       const Buf* stop, bint has_stop, bint one_block, RefColumns c,
+                       uint64_t* eoff) except -1 nogil:
+    """Decode the rest of a ref section (from ``pos`` in ``b``) into ``c``, up to the
+    first key without the ``stop`` prefix."""
+    cdef int err, extra
+    cdef RefValue rv
+    while True:
+        if pos[0] >= b.restart_start:
+            if one_block or tv_block_type(t, b.offset + b.full_size) != BLOCK_REF:
+                return E_OK
+            err = bv_parse(t, b.offset + b.full_size, b, eoff)
+            if err != E_OK:
+                return err
+            pos[0] = b.rec_start
+            key.len = 0
+        err = bv_decode_key(b, pos, key, &extra, eoff)
+        if err != E_OK:
+            return err
+        if has_stop and (key.len < stop.len or memcmp(key.p, stop.p, stop.len) != 0):
+            return E_OK
+        err = ref_value_decode(b.data, pos, b.restart_start, t.hash_size, t.min_update_index,
+                               extra, &rv)
+        if err != E_OK:
+            eoff[0] = b.offset + pos[0]
+            return err
+        c.add(key.p, key.len, &rv)
+
 cdef int tv_seek_in_block(const BlockView* b, int typ, const unsigned char* kp, size_t klen,
                           Buf* key, uint32_t* pos, uint32_t* after, int* extra_out,
                           uint64_t* eoff, const TableView* t) except -1 nogil:
@@ -864,18 +892,40 @@ cdef class RecordIter:
     def ref_columns(self):
         """Consume a ref iterator; return ``(names, value types, update indexes (native
         uint64), object ids (hash_size bytes each, zeros where none), {position: peeled
-        id}, {position: symref target})``."""
+        id}, {position: symref target})``. The records are decoded without the GIL."""
         cdef RefValue rv
         cdef Block b
-        cdef RefColumns c = new_columns(self.table.hash_size)
+        cdef BlockView bv
+        cdef TableView view
+        cdef TableCore t = self.table
+        cdef RefColumns c = new_columns(t.hash_size)
+        cdef uint32_t pos
+        cdef uint64_t eoff = 0, before
+        cdef int err = E_OK
         if self.typ != BLOCK_REF:
             raise ValueError("ref_columns needs a ref iterator")
-        while self._advance():
+        if self.has_cur:  # a key already decoded (next_key): its record comes first
             b = self.block
-            self.pos = ref_decode(self.table, b.v.data, self.pos, b.v.restart_start, b.v.offset,
+            self.pos = ref_decode(t, b.v.data, self.pos, b.v.restart_start, b.v.offset,
                                   self.extra, &rv)
             self.has_cur = False
             c.add(self.key.p, self.key.len, &rv)
+        if not self._at_end():
+            bv = self.block.v
+            view = t.view
+            pos = self.pos
+            before = c.n
+            t._pins += 1
+            try:
+                with nogil:
+                    err = _scan_columns(&view, &bv, &pos, &self.key, &self.stop,
+                                        self.has_stop, self.one_block, c, &eoff)
+            finally:
+                t._unpin()
+            t.keys_read += c.n - before
+        self.done = True
+        if err != E_OK:
+            raise_format(t, err, eoff)
         return c.result()
 
     def names(self):

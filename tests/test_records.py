@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import oid, simple_log
+from conftest import BLOCK_REF, oid, simple_log
 
 from reftable import LogRecord, RefRecord, RefValueType, Table, write_table_bytes
 from reftable.records import FrozenInstanceError
@@ -137,3 +137,20 @@ def test_ref_columns_match_records(tmp_path):
     assert mc.names == [r.name for r in m.refs()] == ["HEAD", "refs/heads/b", "refs/tags/t"]
     assert mc.value(1) == oid(4) and mc.peeled == {2: oid(3)}
     assert MergedTable([]).ref_columns().names == []
+
+
+def test_ref_columns_across_blocks_and_prefixes():
+    refs = [RefRecord.val1(f"refs/heads/{i:05d}", 1, oid(i)) for i in range(3000)]
+    refs.insert(0, RefRecord.symref("HEAD", 1, "refs/heads/00000"))
+    t = Table.from_bytes(write_table_bytes(refs, min_update_index=1, max_update_index=1,
+                                           block_size=256))
+    cols = t.ref_columns()
+    assert cols.names == [r.name for r in refs] and cols.targets == {0: "refs/heads/00000"}
+    assert cols.values == bytes(20) + b"".join(oid(i) for i in range(3000))
+    sub = t.ref_columns("refs/heads/01")
+    assert sub.names == [f"refs/heads/{i:05d}" for i in range(1000, 2000)]
+    assert t._core.seek(BLOCK_REF, b"refs/heads/02999").ref_columns()[0] == \
+        ["refs/heads/02999"]
+    it = t._core.iter_section(BLOCK_REF)
+    assert it.next_key() == b"HEAD"  # a key already decoded is part of the columns
+    assert it.ref_columns()[0] == cols.names
