@@ -21,7 +21,7 @@ from . import bench_stack, bench_table, report
 from . import peer_dulwich as dw
 from .common import Config, Row, dataset, drop_dataset, fmt_n, make_tmpdir, stderr
 
-GROUPS = ("write", "iterate", "lookup", "prefix", "stack", "reflog", "additions",
+GROUPS = ("write", "iterate", "lookup", "prefix", "stack", "reflog", "process", "additions",
           "autocompact", "compact")
 
 
@@ -174,6 +174,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             step(f"reflog {reflog_entries} x {fmt_n(reflog_refs)}")
             rows += guarded(bench_table.bench_reflog, cfg, dataset(10_000), tmp, reflog_refs,
                             reflog_entries)
+        if cfg.wants("process"):
+            step("whole process: import, open, resolve HEAD")
+            rows += guarded(bench_stack.bench_process, cfg, tmp)
         if cfg.wants("additions"):
             step(f"{additions} single-ref additions")
             rows += guarded(bench_stack.bench_additions, cfg, tmp, additions)
@@ -201,7 +204,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     order = {g: i for i, g in enumerate(
         ("write", "iterate", "merged", "lookup_table", "lookup_stack", "lookup_cold", "prefix",
-         "reflog", "additions", "autocompact", "compact"))}
+         "reflog", "process", "additions", "autocompact", "compact"))}
     first: dict[str, int] = {}
     for i, r in enumerate(rows):
         first.setdefault(r.id, i)
@@ -238,6 +241,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     print("Targets:")
     print(report.targets_text(targets))
     print()
+    git_c = report.git_c_comparison(rows)
+    print("Against Git's C library (its figures from issue #13, 1M refs; ours as measured):")
+    print(report.targets_text(git_c))
+    print()
+    targets = [*targets, *git_c]
     for note in notes:
         print(f"* {note}")
     if a.plot:

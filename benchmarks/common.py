@@ -59,6 +59,16 @@ class Row:
     pure_times: list[float] = field(default_factory=list)
 
     @property
+    def per_record_ns(self) -> Optional[float]:
+        """Nanoseconds per record (``extra["records"]``) of a whole-run time: the figure
+        that makes regressions visible across sizes."""
+        count = self.extra.get("records")
+        if self.ours is None or not count:
+            return None
+        scale = {"s": 1e9, "ms/op": 1e6, "us/op": 1e3}.get(self.unit)
+        return self.ours * scale / count if scale else None
+
+    @property
     def ratio(self) -> Optional[float]:
         if self.ours and self.dulwich is not None:
             return self.dulwich / self.ours
@@ -86,6 +96,7 @@ class Row:
             "pure": self.pure,
             "pure_times": self.pure_times,
             "ratio_dulwich_over_pure": self.pure_ratio,
+            "ns_per_record": self.per_record_ns,
             "note": self.note,
             "extra": self.extra,
         }

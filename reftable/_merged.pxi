@@ -20,6 +20,89 @@ def merged_lookup(list cores, bytes key, bint suppress_deletions=True):
 
 
 
+def merged_lookup_many(list cores, list keys, bint suppress_deletions=True):
+    """``merged_lookup`` of many keys (``bytes``) at once; the searching runs without
+    the GIL, so threads looking up in the same tables run in parallel. The tables stay
+    mapped until it is done, even if closed meanwhile."""
+    cdef Py_ssize_t m = len(cores), n = len(keys), i, k
+    cdef TableView* views = NULL
+    cdef const unsigned char** kps = NULL
+    cdef size_t* klens = NULL
+    cdef RefValue* vals = NULL
+    cdef int* where = NULL
+    cdef int* errs = NULL
+    cdef uint64_t* eoffs = NULL
+    cdef Py_ssize_t pinned = 0
+    cdef TableCore c
+    cdef Buf key
+    cdef bint found
+    cdef int err
+    cdef list out
+    key.p = NULL
+    key.len = key.cap = 0
+    for k in range(n):
+        if type(keys[k]) is not bytes:
+            raise TypeError("keys must be bytes")
+    try:
+        views = <TableView*>malloc(sizeof(TableView) * (m + 1))
+        kps = <const unsigned char**>malloc(sizeof(void*) * (n + 1))
+        klens = <size_t*>malloc(sizeof(size_t) * (n + 1))
+        vals = <RefValue*>malloc(sizeof(RefValue) * (n + 1))
+        where = <int*>malloc(sizeof(int) * (n + 1))
+        errs = <int*>malloc(sizeof(int) * (n + 1))
+        eoffs = <uint64_t*>malloc(sizeof(uint64_t) * (n + 1))
+        if not (views and kps and klens and vals and where and errs and eoffs):
+            raise MemoryError()
+        for i in range(m):
+            c = <TableCore>cores[i]
+            c._check_open()
+            c._note_lookups(n)
+            views[i] = c.view
+            c._pins += 1
+            pinned += 1
+        for k in range(n):
+            kps[k] = <const unsigned char*>PyBytes_AS_STRING(keys[k])
+            klens[k] = <size_t>PyBytes_GET_SIZE(keys[k])
+        with nogil:
+            for k in range(n):
+                where[k] = -1
+                errs[k] = E_OK
+                i = m - 1
+                while i >= 0:
+                    err = tv_ref_lookup(&views[i], kps[k], klens[k], &key, &vals[k], &found,
+                                        &eoffs[k])
+                    if err != E_OK:
+                        errs[k] = err
+                        where[k] = <int>i
+                        break
+                    if found:
+                        where[k] = <int>i
+                        break
+                    i -= 1
+        out = [None] * n
+        for k in range(n):
+            if where[k] < 0:
+                continue
+            c = <TableCore>cores[where[k]]
+            if errs[k] != E_OK:
+                raise_format(c, errs[k], eoffs[k])
+            if suppress_deletions and vals[k].value_type == 0:
+                continue
+            out[k] = ref_object(kps[k], klens[k], &vals[k], c.hash_size, True, c._reuse)
+        return out
+    finally:
+        for i in range(pinned):
+            (<TableCore>cores[i])._unpin()
+        buf_free(&key)
+        free(views)
+        free(kps)
+        free(klens)
+        free(vals)
+        free(where)
+        free(errs)
+        free(eoffs)
+
+
 cdef class MergedIter:
     """k-way merge of the same section of several tables (given oldest first): for
     each key the newest table's record wins; with ``suppress_deletions`` tombstones
@@ -149,6 +232,31 @@ cdef class MergedIter:
             raise StopIteration
         return (<RecordIter>self.iters[i])._make()
 
+    def ref_columns(self):
+        """Consume a merged ref iterator; the columns of ``RecordIter.ref_columns``."""
+        cdef RefValue rv
+        cdef RecordIter it
+        cdef Block b
+        cdef Py_ssize_t i
+        cdef RefColumns c = None
+        if self.typ != BLOCK_REF:
+            raise ValueError("ref_columns needs ref iterators")
+        while True:
+            i = self._step()
+            if i < 0:
+                break
+            it = <RecordIter>self.iters[i]
+            if c is None:
+                c = new_columns(it.table.hash_size)
+            b = it.block
+            it.pos = ref_decode(it.table, b.v.data, it.pos, b.v.restart_start, b.v.offset, it.extra,
+                                &rv)
+            it.has_cur = False
+            c.add(it.key.p, it.key.len, &rv)
+        if c is None:
+            return ([], b"", b"", b"", {}, {})
+        return c.result()
+
     def count(self):
         cdef Py_ssize_t i, c = 0
         while True:
@@ -190,15 +298,15 @@ cdef class MergedIter:
             b = it.block
             it.has_cur = False
             if self.typ == BLOCK_REF:
-                it.pos = ref_decode(it.table, b.data, it.pos, b.restart_start, b.offset,
+                it.pos = ref_decode(it.table, b.v.data, it.pos, b.v.restart_start, b.v.offset,
                                     it.extra, &rv)
                 if drop_deletions and rv.value_type == 0:
                     continue
                 w._add_ref(it.key.p, it.key.len, &rv)
             else:
-                log_key_decode(it.table, it.key.p, it.key.len, b.offset + it.pos,
+                log_key_decode(it.table, it.key.p, it.key.len, b.v.offset + it.pos,
                                &lv.update_index)
-                it.pos = log_decode(it.table, b.data, it.pos, b.restart_start, b.offset,
+                it.pos = log_decode(it.table, b.v.data, it.pos, b.v.restart_start, b.v.offset,
                                     it.extra, &lv)
                 if drop_deletions and lv.value_type == 0:
                     continue

@@ -86,31 +86,46 @@ cdef int ref_encode(Buf* s, const RefValue* v, uint64_t min_update_index,
     return 0
 
 
-cdef uint32_t ref_decode(TableCore t, const unsigned char* p, uint32_t pos, uint32_t end,
-                         uint64_t boff, int extra, RefValue* v) except? 0:
-    cdef uint64_t delta
-    cdef int n = get_varint(p + pos, end - pos, &delta)
-    cdef int hs = t.hash_size
+cdef inline int ref_value_decode(const unsigned char* p, uint32_t* pos, uint32_t end,
+                                 int hash_size, uint64_t min_update_index, int extra,
+                                 RefValue* v) noexcept nogil:
+    """Decode the ref value at ``pos`` (advanced past it); an error code with ``pos``
+    at the damage."""
+    cdef uint64_t delta, tl
+    cdef int n = get_varint(p + pos[0], end - pos[0], &delta)
     if n < 0:
-        raise t._err("bad update index varint", boff + pos)
-    pos += n
-    if delta > UINT64_MAX - t.min_update_index:
-        raise t._err("update index overflows", boff + pos)
-    v.update_index = t.min_update_index + delta
+        return E_UI_VARINT
+    if delta > UINT64_MAX - min_update_index:
+        return E_UI_OVERFLOW
+    pos[0] += n
+    v.update_index = min_update_index + delta
     v.value_type = extra
     v.value = v.target_value = v.target = NULL
     v.target_len = 0
     if extra == 1 or extra == 2:
-        if <uint64_t>extra * hs > end - pos:
-            raise t._err("truncated object id", boff + pos)
-        v.value = p + pos
+        if <uint64_t>extra * hash_size > end - pos[0]:
+            return E_OID_TRUNC
+        v.value = p + pos[0]
         if extra == 2:
-            v.target_value = p + pos + hs
-        pos += extra * hs
+            v.target_value = p + pos[0] + hash_size
+        pos[0] += extra * hash_size
     elif extra == 3:
-        _get_str(t, p, &pos, end, boff, &v.target, &v.target_len, b"symref target")
+        n = get_varint(p + pos[0], end - pos[0], &tl)
+        if n < 0 or tl > end - pos[0] - n:
+            return E_SYMREF_LEN
+        v.target = p + pos[0] + n
+        v.target_len = <size_t>tl
+        pos[0] += n + <uint32_t>tl
     elif extra != 0:
-        raise t._err(f"unknown ref value type {extra}", boff + pos)
+        return E_REF_TYPE
+    return E_OK
+
+
+cdef inline uint32_t ref_decode(TableCore t, const unsigned char* p, uint32_t pos, uint32_t end,
+                                uint64_t boff, int extra, RefValue* v) except? 0:
+    cdef int err = ref_value_decode(p, &pos, end, t.hash_size, t.min_update_index, extra, v)
+    if err != E_OK:
+        raise_format(t, err, boff + pos)
     return pos
 
 
@@ -265,12 +280,21 @@ cdef inline int index_encode(unsigned char* out, uint64_t offset) noexcept:
     return put_varint(out, offset)
 
 
+cdef inline int index_value_decode(const unsigned char* p, uint32_t* pos, uint32_t end,
+                                   uint64_t* offset) noexcept nogil:
+    cdef int n = get_varint(p + pos[0], end - pos[0], offset)
+    if n < 0:
+        return E_INDEX_VARINT
+    pos[0] += n
+    return E_OK
+
+
 cdef uint32_t index_decode(TableCore t, const unsigned char* p, uint32_t pos, uint32_t end,
                            uint64_t boff, uint64_t* offset) except? 0:
-    cdef int n = get_varint(p + pos, end - pos, offset)
-    if n < 0:
-        raise t._err("bad index offset varint", boff + pos)
-    return pos + n
+    cdef int err = index_value_decode(p, &pos, end, offset)
+    if err != E_OK:
+        raise_format(t, err, boff + pos)
+    return pos
 
 
 cdef uint32_t record_skip(TableCore t, int typ, int extra, const unsigned char* p,
@@ -452,7 +476,7 @@ cdef int _load_record_types() except -1:
     return 0
 
 
-cdef object ref_object(const unsigned char* name, size_t nlen, const RefValue* v,
+cdef inline object ref_object(const unsigned char* name, size_t nlen, const RefValue* v,
                        int hash_size, bint records, Reuse reuse):
     """A ``RefRecord`` (``records``) or a tuple of the same fields."""
     cdef PyObject* o
@@ -514,6 +538,82 @@ cdef object log_object(const unsigned char* key, size_t klen, const LogValue* v,
     _put(o, _log_offs[8], tz)
     _put(o, _log_offs[9], message)
     return _done(o)
+
+
+cdef struct ColExtra:
+    Py_ssize_t i          # position of the ref
+    const unsigned char* p
+    size_t n
+    bint target           # a symref target (else a peeled id)
+
+
+cdef class RefColumns:
+    """Accumulates refs column by column in C buffers (``add`` needs no GIL): names
+    back to back, value types, update indexes and object ids; peeled ids and symref
+    targets (rare) by position, pointing into the tables, which must stay mapped until
+    ``result`` builds the Python objects."""
+
+    cdef Buf names, ends, types, uis, ids, extras
+    cdef int hash_size
+    cdef Py_ssize_t n
+
+    def __dealloc__(self):
+        buf_free(&self.names)
+        buf_free(&self.ends)
+        buf_free(&self.types)
+        buf_free(&self.uis)
+        buf_free(&self.ids)
+        buf_free(&self.extras)
+
+    cdef int add(self, const unsigned char* name, size_t nlen,
+                 const RefValue* v) except -1 nogil:
+        cdef unsigned char vt = <unsigned char>v.value_type
+        cdef uint64_t ui = v.update_index
+        cdef size_t end
+        cdef ColExtra e
+        buf_append(&self.names, name, nlen)
+        end = self.names.len
+        buf_append(&self.ends, <const unsigned char*>&end, sizeof(size_t))
+        buf_append(&self.types, &vt, 1)
+        buf_append(&self.uis, <const unsigned char*>&ui, 8)
+        if v.value != NULL:
+            buf_append(&self.ids, v.value, self.hash_size)
+        else:
+            buf_reserve(&self.ids, self.hash_size)
+            memset(self.ids.p + self.ids.len, 0, self.hash_size)
+            self.ids.len += self.hash_size
+        if v.target_value != NULL or v.target != NULL:
+            e.i = self.n
+            e.target = v.target != NULL
+            e.p = v.target if e.target else v.target_value
+            e.n = v.target_len if e.target else <size_t>self.hash_size
+            buf_append(&self.extras, <const unsigned char*>&e, sizeof(ColExtra))
+        self.n += 1
+        return 0
+
+    cdef tuple result(self):
+        cdef list names = [None] * self.n
+        cdef dict peeled = {}, targets = {}
+        cdef const size_t* ends = <const size_t*>self.ends.p
+        cdef const ColExtra* ex = <const ColExtra*>self.extras.p
+        cdef size_t start = 0
+        cdef Py_ssize_t i
+        for i in range(self.n):
+            names[i] = _str(self.names.p + start, ends[i] - start)
+            start = ends[i]
+        for i in range(<Py_ssize_t>(self.extras.len // sizeof(ColExtra))):
+            if ex[i].target:
+                targets[ex[i].i] = _str(ex[i].p, ex[i].n)
+            else:
+                peeled[ex[i].i] = _bytes(ex[i].p, ex[i].n)
+        return (names, _bytes(self.types.p, self.types.len), _bytes(self.uis.p, self.uis.len),
+                _bytes(self.ids.p, self.ids.len), peeled, targets)
+
+
+cdef RefColumns new_columns(int hash_size):
+    cdef RefColumns c = RefColumns.__new__(RefColumns)
+    c.hash_size = hash_size
+    return c
 
 
 # -- record objects in: the writer's side ---------------------------------------------

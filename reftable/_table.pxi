@@ -68,6 +68,10 @@ cdef class TableCore:
     cdef readonly uint64_t data_end
     cdef readonly bint released
     cdef readonly uint64_t keys_read   # record keys decoded so far: the work done reading
+    cdef TableView view        # what the C readers need (no GIL)
+    cdef int _pins             # readers working without the GIL: unmapping waits for them
+    cdef Buf _key              # scratch key of point lookups
+    cdef Reuse _reuse          # for records built by point lookups
     cdef object _obj_damage    # (message, offset) when the footer's obj fields are bad
     cdef object _log_damage    # the same for the log fields
     cdef RecordIter _lookup_it
@@ -84,6 +88,7 @@ cdef class TableCore:
 
     def __cinit__(self, data=None, path=None):
         self.path = path
+        self._reuse = Reuse.__new__(Reuse)
         self._block_cache = {}
         self._log_cache = []
         if data is not None:
@@ -97,6 +102,11 @@ cdef class TableCore:
         self._free()
 
     cdef void _free(self) noexcept:
+        buf_free(&self._key)
+        self.view.buf = NULL
+        self.view.data_end = 0
+        self.view.ref_present = False
+        self.view.bloom = NULL
         free(self._bloom)
         self._bloom = NULL
         if self._has_buf:
@@ -109,6 +119,11 @@ cdef class TableCore:
             inflateEnd(&self._z)
             self._z_ready = False
         self.buf = NULL
+
+    cdef void _unpin(self) noexcept:
+        self._pins -= 1
+        if self._pins == 0 and self.released:
+            self._free()
 
     cdef z_stream* _zstream(self) except NULL:
         """The table's inflater, reset for a new stream (used with the GIL held)."""
@@ -139,7 +154,7 @@ cdef class TableCore:
         try:
             if present:
                 blk = self._read_block(0)
-                if blk is None or blk.typ != BLOCK_REF:
+                if blk is None or blk.v.typ != BLOCK_REF:
                     return 0
                 it = self._new_iter(BLOCK_REF)
                 it._set_block(blk)
@@ -159,6 +174,8 @@ cdef class TableCore:
                 _bloom_add(bits, nbits - 1, (<uint64_t*>hashes.p)[i])
             self._bloom = bits
             self._bloom_mask = nbits - 1
+            self.view.bloom = bits
+            self.view.bloom_mask = nbits - 1
             self._bloom_off = False
         except FormatError:
             pass  # lookups go on without the filter and report the damage themselves
@@ -185,8 +202,10 @@ cdef class TableCore:
 
     def release(self):
         """Unmap the file or drop the buffer. Iterators made from this table fail
-        cleanly afterwards."""
-        self._free()
+        cleanly afterwards; batch lookups running without the GIL finish first (the
+        last one unmaps)."""
+        if self._pins == 0:
+            self._free()
         self.released = True
         self._bloom_off = True
         self._block_cache = {}
@@ -270,17 +289,22 @@ cdef class TableCore:
         for name, value in (("log", self.log_offset), ("log index", self.log_index_offset)):
             if value >= self.data_end and value != 0:
                 self._log_damage = (f"{name} offset {value} points past the data", fo + 24)
+        self.view.buf = self.buf
+        self.view.data_end = self.data_end
+        self.view.header_size = self.header_size
+        self.view.block_size = self.block_size
+        self.view.hash_size = self.hash_size
+        self.view.min_update_index = self.min_update_index
+        self.view.ref_index_offset = self.ref_index_offset
+        self.view.ref_present = self.ref_present
         return 0
 
     cdef int _block_type_at(self, uint64_t off) except -1:
         """Type byte of the block at ``off`` (0 past the data), read without loading
         the block: moving from one section into the next must not inflate a log block
         (slow, and a corrupt one would break reading the intact section before it)."""
-        cdef uint32_t hoff = self.header_size if off == 0 else 0
         self._check_open()
-        if off >= self.data_end or off + hoff >= self.data_end:
-            return 0
-        return self.buf[off + hoff]
+        return tv_block_type(&self.view, off)
 
     cdef Block _read_block(self, uint64_t off):
         """Load the block at ``off``; None at the end of the data."""
@@ -294,13 +318,13 @@ cdef class TableCore:
             return blk
         for i in range(len(self._log_cache)):
             blk = <Block>self._log_cache[i]
-            if blk.offset == off:
+            if blk.v.offset == off:
                 return blk
         blk = block_parse(self, off)
         # Decoded blocks are small and immutable: keep them for later seeks, up to a
         # bound. Log blocks own their inflated bytes: only the last few are kept (memory
         # must stay flat when iterating a large log section).
-        if blk.typ == BLOCK_LOG:
+        if blk.v.typ == BLOCK_LOG:
             if len(self._log_cache) >= LOG_BLOCK_CACHE:
                 del self._log_cache[0]
             self._log_cache.append(blk)
@@ -348,7 +372,7 @@ cdef class TableCore:
         if not present:
             return it
         blk = self._read_block(start)
-        if blk is None or blk.typ != typ:
+        if blk is None or blk.v.typ != typ:
             raise self._err(f"section does not start with a block of type {chr(typ)!r}", start)
         it._set_block(blk)
         return it
@@ -358,7 +382,7 @@ cdef class TableCore:
         cdef RecordIter it = self._new_iter(typ)
         it.records = records
         cdef Block blk = self._read_block(off)
-        if blk is None or blk.typ != typ:
+        if blk is None or blk.v.typ != typ:
             raise self._err(f"expected a block of type {chr(typ)!r}", off)
         it._set_block(blk)
         it.one_block = True
@@ -385,14 +409,9 @@ cdef class TableCore:
     cdef object _lookup(self, int typ, const unsigned char* kp, size_t klen,
                         bint records=True):
         cdef RecordIter it
-        if typ == BLOCK_REF and not self._bloom_off:
-            if self._bloom != NULL:
-                if not _bloom_has(self._bloom, self._bloom_mask, _hash_key(kp, klen)):
-                    return None
-            else:
-                self._lookups += 1
-                if self._lookups >= 64 + self.data_end // 2048:
-                    self._build_bloom()
+        if typ == BLOCK_REF:
+            self._note_lookups(1)
+            return self._ref_lookup(kp, klen, records)
         # The reusable iterator is taken out while in use: allocating objects can run
         # the garbage collector, and with it other threads that look up in this table.
         it = self._lookup_it
@@ -414,68 +433,240 @@ cdef class TableCore:
         finally:
             self._lookup_it = it
 
+    cdef int _note_lookups(self, uint64_t n) except -1:
+        """Build the Bloom filter once the table has served enough lookups to pay for it
+        (lookups then check it first, see tv_ref_lookup)."""
+        if self._bloom == NULL and not self._bloom_off:
+            self._lookups += n
+            if self._lookups >= 64 + self.data_end // 2048:
+                self._build_bloom()
+        return 0
+
+    cdef object _ref_lookup(self, const unsigned char* kp, size_t klen, bint records):
+        cdef RefValue rv
+        cdef bint found = False
+        cdef uint64_t eoff = 0
+        cdef int err
+        self._check_open()
+        # (the scratch key is only used inside the C lookup, which cannot be interrupted)
+        err = tv_ref_lookup(&self.view, kp, klen, &self._key, &rv, &found, &eoff)
+        if err != E_OK:
+            raise_format(self, err, eoff)
+        if not found:
+            return None
+        return ref_object(kp, klen, &rv, self.hash_size, records, self._reuse)
+
     cdef int _seek_into(self, RecordIter it, const unsigned char* kp, size_t klen) except -1:
         cdef bint present = False
         cdef uint64_t start = self._section_start(it.typ, &present)
-        cdef uint64_t ioff = self._index_offset(it.typ)
-        cdef RecordIter idx
+        cdef uint64_t boff = 0, eoff = 0
+        cdef bint past = False
+        cdef int err
         cdef Block blk, nb
-        cdef int level
         cdef int typ = it.typ
+        cdef Buf key
         if not present:
             return 0
-        if ioff:
-            blk = None
-            idx = self._index_it
-            self._index_it = None  # taken out while in use (see _lookup)
-            if idx is None:
-                idx = self._new_iter(BLOCK_INDEX)
-                idx.one_block = True
-            try:
-                for level in range(MAX_INDEX_LEVELS):
-                    blk = self._read_block(ioff)
-                    if blk is None:
-                        raise self._err("index points past the data", ioff)
-                    if blk.typ == typ:
-                        break
-                    if blk.typ != BLOCK_INDEX:
-                        raise self._err(f"index points at a block of type {chr(blk.typ)!r}", ioff)
-                    idx._set_block(blk)
-                    idx._seek_in_block(kp, klen)
-                    while idx.pos >= idx.block.restart_start:
-                        # Past this index block: the top level of an index may span up to
-                        # three blocks (Git stops adding levels below that).
-                        if self._block_type_at(idx.block.offset + idx.block.full_size) != \
-                                BLOCK_INDEX:
-                            return 0      # the key is past every indexed block
-                        nb = self._read_block(idx.block.offset + idx.block.full_size)
-                        if nb is None or nb.typ != BLOCK_INDEX:
-                            return 0      # the key is past every indexed block
-                        idx._set_block(nb)
-                        idx._seek_in_block(kp, klen)
-                    ioff = idx._next_index_offset()
-                else:
-                    raise self._err("index nests too deeply (cycle?)", ioff)
-            finally:
-                self._index_it = idx
-        else:
+        self._check_open()
+        key.p = NULL
+        key.len = key.cap = 0
+        try:
+            err = tv_seek_block(&self.view, start, self._index_offset(typ), typ, kp, klen,
+                                &key, &boff, &past, &eoff)
+        finally:
+            buf_free(&key)
+        if err == E_NEEDS_INFLATE:
+            # a log section without index: walk its blocks by their first keys
             blk = self._read_block(start)
-            if blk is None or blk.typ != typ:
+            if blk is None or blk.v.typ != typ:
                 raise self._err(f"section does not start with a block of type {chr(typ)!r}",
                                 start)
-            while True:
-                if self._block_type_at(blk.offset + blk.full_size) != typ:
-                    break
-                nb = self._read_block(blk.offset + blk.full_size)
-                if nb is None or nb.typ != typ:
-                    break
+            while self._block_type_at(blk.v.offset + blk.v.full_size) == typ:
+                nb = self._read_block(blk.v.offset + blk.v.full_size)
                 if block_first_key_cmp(self, nb, kp, klen) > 0:
                     break
                 blk = nb
+        elif err != E_OK:
+            raise_format(self, err, eoff)
+        elif past:
+            return 0      # the key is past every indexed block
+        else:
+            blk = self._read_block(boff)
         it._set_block(blk)
         it._seek_in_block(kp, klen)
         return 0
 
+
+# -- seeking without Python objects (and without the GIL) ------------------------------
+
+cdef int _scan_columns(const TableView* t, BlockView* b, uint32_t* pos, Buf* key,
+                       const Buf* stop, bint has_stop, bint one_block, RefColumns c,
+                       uint64_t* eoff) except -1 nogil:
+    """Decode the rest of a ref section (from ``pos`` in ``b``) into ``c``, up to the
+    first key without the ``stop`` prefix."""
+    cdef int err, extra
+    cdef RefValue rv
+    while True:
+        if pos[0] >= b.restart_start:
+            if one_block or tv_block_type(t, b.offset + b.full_size) != BLOCK_REF:
+                return E_OK
+            err = bv_parse(t, b.offset + b.full_size, b, eoff)
+            if err != E_OK:
+                return err
+            pos[0] = b.rec_start
+            key.len = 0
+        err = bv_decode_key(b, pos, key, &extra, eoff)
+        if err != E_OK:
+            return err
+        if has_stop and (key.len < stop.len or memcmp(key.p, stop.p, stop.len) != 0):
+            return E_OK
+        err = ref_value_decode(b.data, pos, b.restart_start, t.hash_size, t.min_update_index,
+                               extra, &rv)
+        if err != E_OK:
+            eoff[0] = b.offset + pos[0]
+            return err
+        c.add(key.p, key.len, &rv)
+
+cdef int tv_seek_in_block(const BlockView* b, int typ, const unsigned char* kp, size_t klen,
+                          Buf* key, uint32_t* pos, uint32_t* after, int* extra_out,
+                          uint64_t* eoff, const TableView* t) except -1 nogil:
+    """In an index or ref block: ``pos`` at the first record whose key is >= the wanted
+    key, that key in ``key``, its value type in ``extra_out`` and ``after`` past it;
+    ``pos == restart_start`` when there is none."""
+    cdef uint32_t p, save
+    cdef int err, extra
+    cdef uint64_t off
+    cdef RefValue rv
+    err = bv_seek_restart(b, kp, klen, &p, eoff)
+    if err != E_OK:
+        return err
+    key.len = 0
+    while p < b.restart_start:
+        save = p
+        err = bv_decode_key(b, &p, key, &extra, eoff)
+        if err != E_OK:
+            return err
+        if key_cmp(key.p, key.len, kp, klen) >= 0:
+            pos[0] = save
+            after[0] = p
+            extra_out[0] = extra
+            return E_OK
+        if typ == BLOCK_INDEX:
+            err = index_value_decode(b.data, &p, b.restart_start, &off)
+        else:
+            err = ref_value_decode(b.data, &p, b.restart_start, t.hash_size,
+                                   t.min_update_index, extra, &rv)
+        if err != E_OK:
+            eoff[0] = b.offset + p
+            return err
+    pos[0] = after[0] = p
+    return E_OK
+
+
+cdef int tv_seek_block(const TableView* t, uint64_t start, uint64_t ioff, int typ,
+                       const unsigned char* kp, size_t klen, Buf* key, uint64_t* block_off,
+                       bint* past_end, uint64_t* eoff) except -1 nogil:
+    """Offset of the block of the section of ``typ`` (first block at ``start``, index at
+    ``ioff`` when nonzero) that holds the first key >= the wanted one; ``past_end``
+    when every key is smaller. E_NEEDS_INFLATE for a log section without index (its
+    blocks must be inflated to be compared)."""
+    cdef BlockView b, nb
+    cdef uint32_t pos, after
+    cdef const unsigned char* fk
+    cdef size_t fklen
+    cdef int err, level, extra
+    past_end[0] = False
+    if ioff:
+        for level in range(MAX_INDEX_LEVELS):
+            if ioff >= t.data_end:
+                eoff[0] = ioff
+                return E_INDEX_TARGET
+            err = bv_parse(t, ioff, &b, eoff)
+            if b.typ == typ and (err == E_OK or err == E_NEEDS_INFLATE):
+                block_off[0] = ioff
+                return E_OK
+            if err != E_OK:
+                return err
+            if b.typ != BLOCK_INDEX:
+                eoff[0] = ioff
+                return E_INDEX_BLOCK
+            while True:
+                err = tv_seek_in_block(&b, BLOCK_INDEX, kp, klen, key, &pos, &after, &extra,
+                                       eoff, t)
+                if err != E_OK:
+                    return err
+                if pos < b.restart_start:
+                    break
+                # past this index block: the top level of an index may span up to three
+                # blocks (Git stops adding levels below that)
+                if tv_block_type(t, b.offset + b.full_size) != BLOCK_INDEX:
+                    past_end[0] = True
+                    return E_OK
+                err = bv_parse(t, b.offset + b.full_size, &b, eoff)
+                if err != E_OK:
+                    return err
+            err = index_value_decode(b.data, &after, b.restart_start, &ioff)
+            if err != E_OK:
+                eoff[0] = b.offset + after
+                return err
+            if ioff >= t.data_end:
+                eoff[0] = b.offset + after
+                return E_INDEX_TARGET
+        eoff[0] = ioff
+        return E_INDEX_DEPTH
+    if typ == BLOCK_LOG:
+        return E_NEEDS_INFLATE
+    err = bv_parse(t, start, &b, eoff)
+    if err != E_OK:
+        return err
+    if b.typ != typ:
+        eoff[0] = start
+        return E_SECTION_START
+    while tv_block_type(t, b.offset + b.full_size) == typ:
+        err = bv_parse(t, b.offset + b.full_size, &nb, eoff)
+        if err == E_OK:
+            err = bv_restart_key(&nb, nb.rec_start, &fk, &fklen, eoff)
+        if err != E_OK:
+            return err
+        if key_cmp(fk, fklen, kp, klen) > 0:
+            break
+        b = nb
+    block_off[0] = b.offset
+    return E_OK
+
+
+cdef int tv_ref_lookup(const TableView* t, const unsigned char* kp, size_t klen, Buf* key,
+                       RefValue* out, bint* found, uint64_t* eoff) except -1 nogil:
+    """Point lookup of a ref name in one table: ``found`` and its value (pointers into
+    the table), or an error code."""
+    cdef BlockView b
+    cdef uint64_t boff = 0
+    cdef bint past = False
+    cdef uint32_t pos, after
+    cdef int err, extra
+    found[0] = False
+    if not t.ref_present:
+        return E_OK
+    if t.bloom != NULL and not _bloom_has(t.bloom, t.bloom_mask, _hash_key(kp, klen)):
+        return E_OK
+    err = tv_seek_block(t, 0, t.ref_index_offset, BLOCK_REF, kp, klen, key, &boff, &past, eoff)
+    if err != E_OK or past:
+        return err
+    err = bv_parse(t, boff, &b, eoff)
+    if err == E_OK and b.typ != BLOCK_REF:
+        eoff[0] = boff
+        err = E_INDEX_BLOCK
+    if err == E_OK:
+        err = tv_seek_in_block(&b, BLOCK_REF, kp, klen, key, &pos, &after, &extra, eoff, t)
+    if err != E_OK or pos >= b.restart_start or key_cmp(key.p, key.len, kp, klen) != 0:
+        return err
+    err = ref_value_decode(b.data, &after, b.restart_start, t.hash_size, t.min_update_index,
+                           extra, out)
+    if err != E_OK:
+        eoff[0] = b.offset + after
+        return err
+    found[0] = True
+    return E_OK
 
 
 cdef inline uint64_t _mix64(uint64_t h) noexcept nogil:
@@ -558,7 +749,7 @@ cdef class RecordIter:
 
     cdef int _set_block(self, Block blk) except -1:
         self.block = blk
-        self.pos = blk.rec_start
+        self.pos = blk.v.rec_start
         self.key.len = 0
         self.done = False
         return 0
@@ -579,19 +770,19 @@ cdef class RecordIter:
             if self.done:
                 return 1
             self.table._check_open()
-            if self.pos < self.block.restart_start:
+            if self.pos < self.block.v.restart_start:
                 return 0
             if self.one_block:
                 self.done = True
                 return 1
-            if self.table._block_type_at(self.block.offset + self.block.full_size) != self.typ:
+            if self.table._block_type_at(self.block.v.offset + self.block.v.full_size) != self.typ:
                 self.done = True
                 return 1
             if self.table._evict:
-                self.table._evict_range(self.block.offset,
-                                        self.block.offset + self.block.full_size)
-            nb = self.table._read_block(self.block.offset + self.block.full_size)
-            if nb is None or nb.typ != self.typ:
+                self.table._evict_range(self.block.v.offset,
+                                        self.block.v.offset + self.block.v.full_size)
+            nb = self.table._read_block(self.block.v.offset + self.block.v.full_size)
+            if nb is None or nb.v.typ != self.typ:
                 self.done = True
                 return 1
             self._set_block(nb)
@@ -612,8 +803,8 @@ cdef class RecordIter:
 
     cdef int _skip(self) except -1:
         """Consume the current record's value without building anything."""
-        self.pos = record_skip(self.table, self.typ, self.extra, self.block.data, self.pos,
-                               self.block.restart_start, self.block.offset)
+        self.pos = record_skip(self.table, self.typ, self.extra, self.block.v.data, self.pos,
+                               self.block.v.restart_start, self.block.v.offset)
         self.has_cur = False
         return 0
 
@@ -627,21 +818,21 @@ cdef class RecordIter:
         cdef TableCore t = self.table
         cdef Block b = self.block
         if self.typ == BLOCK_REF:
-            self.pos = ref_decode(t, b.data, self.pos, b.restart_start, b.offset, self.extra,
+            self.pos = ref_decode(t, b.v.data, self.pos, b.v.restart_start, b.v.offset, self.extra,
                                   &rv)
             r = ref_object(self.key.p, self.key.len, &rv, t.hash_size, self.records, self.reuse)
         elif self.typ == BLOCK_LOG:
-            log_key_decode(t, self.key.p, self.key.len, b.offset + self.pos, &lv.update_index)
-            self.pos = log_decode(t, b.data, self.pos, b.restart_start, b.offset, self.extra,
+            log_key_decode(t, self.key.p, self.key.len, b.v.offset + self.pos, &lv.update_index)
+            self.pos = log_decode(t, b.v.data, self.pos, b.v.restart_start, b.v.offset, self.extra,
                                   &lv)
             r = log_object(self.key.p, self.key.len, &lv, t.hash_size, self.records, self.reuse)
         elif self.typ == BLOCK_OBJ:
             positions = []
-            self.pos = obj_decode(t, b.data, self.pos, b.restart_start, b.offset, self.extra,
+            self.pos = obj_decode(t, b.v.data, self.pos, b.v.restart_start, b.v.offset, self.extra,
                                   positions)
             r = (_bytes(self.key.p, self.key.len), positions)
         else:
-            self.pos = index_decode(t, b.data, self.pos, b.restart_start, b.offset, &off)
+            self.pos = index_decode(t, b.v.data, self.pos, b.v.restart_start, b.v.offset, &off)
             r = (_bytes(self.key.p, self.key.len), PyLong_FromUnsignedLongLong(off))
         self.has_cur = False
         return r
@@ -655,7 +846,7 @@ cdef class RecordIter:
         self.has_cur = False
         self.pos = block_seek_restart(self.table, b, kp, klen)
         self.key.len = 0
-        while self.pos < b.restart_start:
+        while self.pos < b.v.restart_start:
             save = self.pos
             self._decode_key(&extra)
             if key_cmp(self.key.p, self.key.len, kp, klen) >= 0:
@@ -664,19 +855,19 @@ cdef class RecordIter:
                 # bytes, which it shares with the previous key, and re-adds the suffix.
                 self.pos = save
                 return 0
-            self.pos = record_skip(self.table, self.typ, extra, b.data, self.pos,
-                                   b.restart_start, b.offset)
+            self.pos = record_skip(self.table, self.typ, extra, b.v.data, self.pos,
+                                   b.v.restart_start, b.v.offset)
         return 0
 
     cdef uint64_t _next_index_offset(self) except? 0:
         cdef int extra
         cdef uint64_t v
         self._decode_key(&extra)
-        self.pos = index_decode(self.table, self.block.data, self.pos, self.block.restart_start,
-                                self.block.offset, &v)
+        self.pos = index_decode(self.table, self.block.v.data, self.pos, self.block.v.restart_start,
+                                self.block.v.offset, &v)
         if v >= self.table.data_end:
             raise self.table._err(f"index record points at bogus offset {v}",
-                                  self.block.offset + self.pos)
+                                  self.block.v.offset + self.pos)
         return v
 
     def __next__(self):
@@ -697,6 +888,45 @@ cdef class RecordIter:
             self._skip()
             n += 1
         return n
+
+    def ref_columns(self):
+        """Consume a ref iterator; return ``(names, value types, update indexes (native
+        uint64), object ids (hash_size bytes each, zeros where none), {position: peeled
+        id}, {position: symref target})``. The records are decoded without the GIL."""
+        cdef RefValue rv
+        cdef Block b
+        cdef BlockView bv
+        cdef TableView view
+        cdef TableCore t = self.table
+        cdef RefColumns c = new_columns(t.hash_size)
+        cdef uint32_t pos
+        cdef uint64_t eoff = 0, before
+        cdef int err = E_OK
+        if self.typ != BLOCK_REF:
+            raise ValueError("ref_columns needs a ref iterator")
+        if self.has_cur:  # a key already decoded (next_key): its record comes first
+            b = self.block
+            self.pos = ref_decode(t, b.v.data, self.pos, b.v.restart_start, b.v.offset,
+                                  self.extra, &rv)
+            self.has_cur = False
+            c.add(self.key.p, self.key.len, &rv)
+        if not self._at_end():
+            bv = self.block.v
+            view = t.view
+            pos = self.pos
+            before = c.n
+            t._pins += 1
+            try:
+                with nogil:
+                    err = _scan_columns(&view, &bv, &pos, &self.key, &self.stop,
+                                        self.has_stop, self.one_block, c, &eoff)
+            finally:
+                t._unpin()
+            t.keys_read += c.n - before
+        self.done = True
+        if err != E_OK:
+            raise_format(t, err, eoff)
+        return c.result()
 
     def names(self):
         """Consume the iterator and return the keys as ``str`` (ref sections: names)."""

@@ -5,7 +5,8 @@ package: ``@dataclass`` (``frozen=``), ``field(default=, default_factory=, repr=
 Importing :mod:`dataclasses` (which imports :mod:`inspect`) and generating its methods
 costs several milliseconds, more than the rest of the package; short-lived processes
 (one ref read by a hook or a prompt) pay that on every start. The methods here are
-shared functions reading the field list, not generated code.
+shared functions reading the field list; only ``__init__`` is generated (one small
+``exec`` per class), so that constructing stays as fast as a dataclass's.
 """
 
 from __future__ import annotations
@@ -46,33 +47,6 @@ def field(*, default: Any = _MISSING, default_factory: Optional[Callable[[], Any
     return _Field(default, default_factory, repr)
 
 
-def _init(self: Any, *args: Any, **kwargs: Any) -> None:
-    cls = type(self)
-    names: tuple[str, ...] = cls.__value_fields__
-    if len(args) > len(names):
-        raise TypeError(f"{cls.__name__}() takes at most {len(names)} positional arguments")
-    unknown = set(kwargs).difference(names)
-    if unknown:
-        raise TypeError(f"{cls.__name__}() got an unexpected keyword argument {unknown.pop()!r}")
-    defaults: dict[str, _Field] = cls.__value_defaults__
-    for i, name in enumerate(names):
-        if i < len(args):
-            if name in kwargs:
-                raise TypeError(f"{cls.__name__}() got multiple values for argument {name!r}")
-            value = args[i]
-        elif name in kwargs:
-            value = kwargs[name]
-        else:
-            d = defaults.get(name)
-            if d is None:
-                raise TypeError(f"{cls.__name__}() missing required argument {name!r}")
-            value = d.default_factory() if d.default_factory is not None else d.default
-        object.__setattr__(self, name, value)
-    post = getattr(self, "__post_init__", None)
-    if post is not None:
-        post()
-
-
 def _values(self: Any) -> tuple[Any, ...]:
     return tuple([getattr(self, n) for n in type(self).__value_fields__])
 
@@ -102,6 +76,33 @@ def _frozen_delattr(self: Any, name: str) -> None:
     raise FrozenInstanceError(f"cannot delete field {name!r}")
 
 
+def _make_init(cls: type, names: tuple[str, ...], defaults: dict[str, _Field],
+               frozen: bool) -> Callable[..., None]:
+    """``__init__(self, <fields>)`` setting each field (frozen classes through
+    object.__setattr__), then calling ``__post_init__`` when the class has one."""
+    ns: dict[str, Any] = {"_set": object.__setattr__, "_MISSING": _MISSING}
+    params, body = [], []
+    for n in names:
+        d = defaults.get(n)
+        if d is None:
+            params.append(n)
+        elif d.default_factory is not None:
+            ns[f"_f_{n}"] = d.default_factory
+            params.append(f"{n}=_MISSING")
+            body.append(f" if {n} is _MISSING: {n} = _f_{n}()")
+        else:
+            ns[f"_d_{n}"] = d.default
+            params.append(f"{n}=_d_{n}")
+        body.append(f" _set(self, {n!r}, {n})" if frozen else f" self.{n} = {n}")
+    if hasattr(cls, "__post_init__"):
+        body.append(" self.__post_init__()")
+    src = f"def __init__(self, {', '.join(params)}):\n" + "\n".join(body or [" pass"])
+    exec(src, ns)
+    init: Callable[..., None] = ns["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    return init
+
+
 def _process(cls: type[T], frozen: bool) -> type[T]:
     names = tuple(n for n, a in cls.__dict__.get("__annotations__", {}).items()
                   if not str(a).startswith(("ClassVar", "typing.ClassVar")))
@@ -127,7 +128,7 @@ def _process(cls: type[T], frozen: bool) -> type[T]:
     attrs: dict[str, Any] = {
         "__value_fields__": names, "__value_defaults__": defaults,
         "__value_hidden__": frozenset(hidden), "__match_args__": names,
-        "__init__": _init, "__repr__": _repr, "__eq__": _eq,
+        "__init__": _make_init(cls, names, defaults, frozen), "__repr__": _repr, "__eq__": _eq,
         "__hash__": _hash if frozen else None,
     }
     if frozen:

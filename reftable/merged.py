@@ -13,7 +13,7 @@ from typing import Any, Optional
 from ._impl import core as _core
 from .errors import FormatError
 from .records import LogRecord, NameLike, OidLike, RefRecord, to_name_bytes, to_oid
-from .table import Table, log_key
+from .table import RefColumns, Table, _columns, log_key
 
 __all__ = ["MergedTable"]
 
@@ -55,6 +55,11 @@ class MergedTable:
         p = to_name_bytes(prefix)
         return self._merge(_REF, p, True, p or None)  # type: ignore[no-any-return]
 
+    def ref_columns(self, prefix: NameLike = "") -> RefColumns:
+        """Merged refs (under ``prefix`` when given) as columns (see ``Table.ref_columns``)."""
+        p = to_name_bytes(prefix)
+        return _columns(self._merge(_REF, p, False, p or None).ref_columns())
+
     def count_refs(self, prefix: NameLike = "") -> int:
         p = to_name_bytes(prefix)
         return self._merge(_REF, p, False, p or None).count()  # type: ignore[no-any-return]
@@ -64,6 +69,12 @@ class MergedTable:
         deletions are not suppressed)."""
         return _core.merged_lookup(self._cores, to_name_bytes(name),  # type: ignore
                                    self.suppress_deletions)
+
+    def read_refs(self, names: Iterable[NameLike]) -> list[Optional[RefRecord]]:
+        """``read_ref`` of many names at once; the search runs without the GIL, so
+        threads reading the same tables run in parallel."""
+        keys = [to_name_bytes(n) for n in names]
+        return _core.merged_lookup_many(self._cores, keys, self.suppress_deletions)
 
     def log_tuples(self, refname: Optional[NameLike] = None) -> Iterator[tuple[Any, ...]]:
         key = b"" if refname is None else to_name_bytes(refname) + b"\0"

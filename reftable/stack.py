@@ -22,7 +22,7 @@ import os
 import random
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Optional
 
 from ._closing import Closing
@@ -216,9 +216,9 @@ class Stack(Closing):
         self.merged = MergedTable([])
         self._closed = False
         self._last_table_bytes: Optional[bytes] = None
-        if not os.path.isdir(self.directory):
-            raise NotExistError(f"{self.directory}: no such directory")
-        if not os.path.exists(self.list_path):
+        if not os.path.exists(self.list_path):  # (one stat when the stack exists)
+            if not os.path.isdir(self.directory):
+                raise NotExistError(f"{self.directory}: no such directory")
             self._create_list()
         self.reload()
         h = self.merged.hash
@@ -365,6 +365,10 @@ class Stack(Closing):
 
     def read_ref(self, name: NameLike) -> Optional[RefRecord]:
         return self.merged.read_ref(name)
+
+    def read_refs(self, names: Iterable[NameLike]) -> list[Optional[RefRecord]]:
+        """``read_ref`` of many names at once, without holding the GIL while searching."""
+        return self.merged.read_refs(names)
 
     def refs(self, prefix: NameLike = "") -> Iterator[RefRecord]:
         return self.merged.refs(prefix)

@@ -7,8 +7,8 @@ footer are validated on open; blocks are validated as they are read.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from typing import Any, Optional, Union
+from collections.abc import Iterable, Iterator
+from typing import Any, NamedTuple, Optional, Union
 
 from ._closing import Closing
 from ._impl import core as _core
@@ -24,7 +24,7 @@ from .records import (
     to_oid,
 )
 
-__all__ = ["Table", "ref_from_tuple", "log_from_tuple", "log_key"]
+__all__ = ["Table", "RefColumns", "ref_from_tuple", "log_from_tuple", "log_key"]
 
 BLOCK_REF = _core.BLOCK_TYPE_REF
 BLOCK_LOG = _core.BLOCK_TYPE_LOG
@@ -40,6 +40,31 @@ def ref_from_tuple(t: tuple[Any, ...]) -> RefRecord:
 
 def log_from_tuple(t: tuple[Any, ...]) -> LogRecord:
     return LogRecord(t[0], t[1], _LVT[t[2]], t[3], t[4], t[5], t[6], t[7], t[8], t[9])
+
+
+class RefColumns(NamedTuple):
+    """Every ref of a table or a merged view at once, column by column, for tools that
+    want everything (no record object per ref). Position ``i`` of each column is the
+    ``i``-th ref in name order."""
+
+    names: list[str]
+    value_types: bytes        # one RefValueType per ref
+    update_indexes: memoryview  # unsigned 64-bit, one per ref
+    values: bytes             # hash_size bytes per ref; zeros for symrefs and deletions
+    peeled: dict[int, bytes]  # position -> peeled id (annotated tags)
+    targets: dict[int, str]   # position -> target (symrefs)
+
+    def value(self, i: int) -> Optional[bytes]:
+        """The object id of ref ``i``, or None."""
+        if self.value_types[i] not in (1, 2):
+            return None
+        n = len(self.values) // len(self.names)
+        return self.values[i * n:(i + 1) * n]
+
+
+def _columns(raw: tuple[Any, ...]) -> RefColumns:
+    names, types, uis, ids, peeled, targets = raw
+    return RefColumns(names, types, memoryview(uis).cast("Q"), ids, peeled, targets)
 
 
 def log_key(refname: bytes, update_index: int) -> bytes:
@@ -156,6 +181,11 @@ class Table(Closing):
         """All ref names (tombstones included) without building records: the bulk path."""
         return self._ref_iter(to_name_bytes(prefix)).names()  # type: ignore[no-any-return]
 
+    def ref_columns(self, prefix: NameLike = "") -> RefColumns:
+        """All refs (tombstones included), optionally under ``prefix``, as columns: the
+        fastest way to read everything."""
+        return _columns(self._ref_iter(to_name_bytes(prefix)).ref_columns())
+
     def count_refs(self, prefix: NameLike = "") -> int:
         """Number of ref records (tombstones included), without building any."""
         return self._ref_iter(to_name_bytes(prefix)).count()  # type: ignore[no-any-return]
@@ -165,6 +195,12 @@ class Table(Closing):
         key = name.encode("utf-8", "surrogateescape") if isinstance(name, str) else \
             to_name_bytes(name)
         return self._core.lookup(BLOCK_REF, key)  # type: ignore[no-any-return]
+
+    def read_refs(self, names: Iterable[NameLike]) -> list[Optional[RefRecord]]:
+        """``read_ref`` of many names at once (deletions included); the search runs
+        without the GIL, so other threads keep running."""
+        keys = [to_name_bytes(n) for n in names]
+        return _core.merged_lookup_many([self._core], keys, False)
 
     # -- logs ------------------------------------------------------------------
 

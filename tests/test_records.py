@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import PURE, oid, simple_log
+from conftest import BLOCK_REF, PURE, oid, simple_log
 
 from reftable import LogRecord, RefRecord, RefValueType, Table, write_table_bytes
 from reftable.records import FrozenInstanceError
@@ -115,3 +115,44 @@ def test_import_is_light():
             "heavy = {'dataclasses', 'inspect', 'reftable.cli'} & set(sys.modules)\n"
             "assert not heavy, heavy\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_ref_columns_match_records(tmp_path):
+    from reftable import MergedTable
+
+    refs = [RefRecord.symref("HEAD", 1, "refs/heads/a"), RefRecord.val1("refs/heads/a", 1, oid(1)),
+            RefRecord.val2("refs/tags/t", 2, oid(2), oid(3)), RefRecord.deletion("refs/x", 2)]
+    t = Table.from_bytes(write_table_bytes(refs, min_update_index=1, max_update_index=2))
+    cols = t.ref_columns()
+    assert cols.names == [r.name for r in refs]
+    assert list(cols.value_types) == [r.value_type for r in refs]
+    assert cols.update_indexes.tolist() == [r.update_index for r in refs]
+    assert [cols.value(i) for i in range(len(refs))] == [r.value for r in refs]
+    assert cols.values[20:40] == oid(1) and cols.values[:20] == bytes(20)
+    assert cols.peeled == {2: oid(3)} and cols.targets == {0: "refs/heads/a"}
+    assert t.ref_columns("refs/tags/").names == ["refs/tags/t"]
+    newer = Table.from_bytes(write_table_bytes(
+        [RefRecord.deletion("refs/heads/a", 3), RefRecord.val1("refs/heads/b", 3, oid(4))],
+        min_update_index=3, max_update_index=3))
+    m = MergedTable([t, newer])
+    mc = m.ref_columns()
+    assert mc.names == [r.name for r in m.refs()] == ["HEAD", "refs/heads/b", "refs/tags/t"]
+    assert mc.value(1) == oid(4) and mc.peeled == {2: oid(3)}
+    assert MergedTable([]).ref_columns().names == []
+
+
+def test_ref_columns_across_blocks_and_prefixes():
+    refs = [RefRecord.val1(f"refs/heads/{i:05d}", 1, oid(i)) for i in range(3000)]
+    refs.insert(0, RefRecord.symref("HEAD", 1, "refs/heads/00000"))
+    t = Table.from_bytes(write_table_bytes(refs, min_update_index=1, max_update_index=1,
+                                           block_size=256))
+    cols = t.ref_columns()
+    assert cols.names == [r.name for r in refs] and cols.targets == {0: "refs/heads/00000"}
+    assert cols.values == bytes(20) + b"".join(oid(i) for i in range(3000))
+    sub = t.ref_columns("refs/heads/01")
+    assert sub.names == [f"refs/heads/{i:05d}" for i in range(1000, 2000)]
+    assert t._core.seek(BLOCK_REF, b"refs/heads/02999").ref_columns()[0] == \
+        ["refs/heads/02999"]
+    it = t._core.iter_section(BLOCK_REF)
+    assert it.next_key() == b"HEAD"  # a key already decoded is part of the columns
+    assert it.ref_columns()[0] == cols.names

@@ -15,7 +15,7 @@ module per layer of the core, as msgpack's ``fallback.py`` mirrors its extension
 
 from ._block import Block
 from ._buf import decode_varint, encode_varint, footer_size, header_size, varint_length
-from ._merged import MergedIter, merged_lookup
+from ._merged import MergedIter, merged_lookup, merged_lookup_many
 from ._record import (
     BLOCK_INDEX,
     BLOCK_LOG,
@@ -53,6 +53,6 @@ __all__ = [
     "IO_OPS", "LockFile", "MergedIter", "PURE", "RecordIter", "TableCore", "WriterCore",
     "_set_io_hook", "decode_varint", "encode_varint", "footer_size", "fsync_dir",
     "header_size", "io_close", "io_fsync", "io_open", "io_rename", "io_unlink", "io_write",
-    "merged_lookup", "normalize_message", "open_table", "read_file",
+    "merged_lookup", "merged_lookup_many", "normalize_message", "open_table", "read_file",
     "register_record_types", "varint_length", "write_log_records", "write_ref_records",
 ]

@@ -13,11 +13,11 @@ from heapq import heapify, heappop, heapreplace
 from typing import Any, Optional
 
 from ._buf import BE64, U64_MAX, encode_varint, get_varint
-from ._record import BLOCK_REF
+from ._record import BLOCK_REF, RawColumns, ref_columns
 from ._table import RecordIter, TableCore
 from ._writer import WriterCore
 
-__all__ = ["MergedIter", "merged_lookup"]
+__all__ = ["MergedIter", "merged_lookup", "merged_lookup_many"]
 
 
 def merged_lookup(cores: list[TableCore], key: bytes, suppress_deletions: bool = True) -> Any:
@@ -30,6 +30,15 @@ def merged_lookup(cores: list[TableCore], key: bytes, suppress_deletions: bool =
                 return None
             return r
     return None
+
+
+def merged_lookup_many(cores: list[TableCore], keys: list[bytes],
+                       suppress_deletions: bool = True) -> list[Any]:
+    """``merged_lookup`` of many keys (``bytes``) at once."""
+    for key in keys:
+        if type(key) is not bytes:
+            raise TypeError("keys must be bytes")
+    return [merged_lookup(cores, key, suppress_deletions) for key in keys]
 
 
 class MergedIter:
@@ -81,6 +90,23 @@ class MergedIter:
 
     def __next__(self) -> Any:
         return next(self._winners)._make()
+
+    def ref_columns(self) -> RawColumns:
+        """Consume a merged ref iterator; its records as columns (see
+        ``RecordIter.ref_columns``)."""
+        if self.typ != BLOCK_REF:
+            raise ValueError("ref_columns needs ref iterators")
+        hash_size = self.iters[0].table.hash_size if self.iters else 20
+        return ref_columns(self._tuples(), hash_size)
+
+    def _tuples(self) -> Iterator[tuple[Any, ...]]:
+        for it in self._winners:
+            i = it.i
+            it.i = i + 1
+            blk = it.blk
+            assert blk is not None
+            yield it._dec(it.table, blk.data, it.keys[i], it.extras[i], it.vstarts[i],
+                          blk.offset, False)
 
     def count(self) -> int:
         c = 0

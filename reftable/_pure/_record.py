@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import struct
 import types
-from collections.abc import Callable
+from array import array
+from collections.abc import Callable, Iterable
 from typing import Any, Optional, Protocol
 
 from ..errors import FormatError
@@ -24,7 +25,7 @@ from ._buf import BE64, U64_MAX, get_varint
 
 __all__ = [
     "BLOCK_INDEX", "BLOCK_LOG", "BLOCK_OBJ", "BLOCK_REF", "DECODERS", "Errs",
-    "normalize_message", "register_record_types", "skip_value",
+    "normalize_message", "ref_columns", "register_record_types", "skip_value",
 ]
 
 BLOCK_REF = 0x72    # 'r'
@@ -266,6 +267,32 @@ def ref_values(t: Errs, d: bytes, keys: list[bytes], extras: list[int],
         else:
             add(ref_value(t, d, key, extra, vstarts[len(out)], boff, records))
     return out
+
+
+RawColumns = tuple[list[str], bytes, bytes, bytes, dict[int, bytes], dict[int, str]]
+
+
+def ref_columns(refs: Iterable[tuple[Any, ...]], hash_size: int) -> RawColumns:
+    """Ref tuples as columns: ``(names, value types, update indexes (native uint64),
+    object ids (``hash_size`` bytes each, zeros where none), {position: peeled id},
+    {position: symref target})``."""
+    names: list[str] = []
+    types = bytearray()
+    uis = array("Q")
+    ids: list[bytes] = []
+    peeled: dict[int, bytes] = {}
+    targets: dict[int, str] = {}
+    zeros = bytes(hash_size)
+    for i, (name, ui, vt, value, target_value, target) in enumerate(refs):
+        names.append(name)
+        types.append(vt)
+        uis.append(ui)
+        ids.append(value if value is not None else zeros)
+        if target_value is not None:
+            peeled[i] = target_value
+        if target is not None:
+            targets[i] = target
+    return names, bytes(types), uis.tobytes(), b"".join(ids), peeled, targets
 
 
 def _tuple6(*values: Any) -> tuple[Any, ...]:

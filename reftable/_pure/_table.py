@@ -16,7 +16,16 @@ from typing import Any, Optional
 from ..errors import FormatError
 from ._block import Block, Entries, check_restarts, decode_entries
 from ._buf import BE32, BE64, get_varint
-from ._record import BLOCK_INDEX, BLOCK_LOG, BLOCK_OBJ, BLOCK_REF, DECODERS, ref_values
+from ._record import (
+    BLOCK_INDEX,
+    BLOCK_LOG,
+    BLOCK_OBJ,
+    BLOCK_REF,
+    DECODERS,
+    RawColumns,
+    ref_columns,
+    ref_values,
+)
 from ._sys import map_file
 
 __all__ = ["RecordIter", "TableCore", "open_table"]
@@ -472,6 +481,20 @@ class RecordIter:
                 self.i += 1
                 c += 1
         return c
+
+    def ref_columns(self) -> RawColumns:
+        """Consume a ref iterator; return its records as columns (see
+        ``_record.ref_columns``)."""
+        if self.typ != BLOCK_REF:
+            raise ValueError("ref_columns needs a ref iterator")
+        records = self.records
+        self.records = False
+        self._built = None
+        try:
+            return ref_columns(self, self.table.hash_size)
+        finally:
+            self.records = records
+            self.done = True
 
     def names(self) -> list[str]:
         """Consume the iterator and return the keys as ``str``."""
