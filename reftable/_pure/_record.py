@@ -257,8 +257,8 @@ def ref_values(t: Errs, d: bytes, keys: list[bytes], extras: list[int],
         else:
             delta, pos = get_varint(d, pos, len(d))
             ui = lo + delta
-            if ui > U64_MAX:
-                raise t.err("update index overflows", boff + pos)
+        if ui > U64_MAX:
+            raise t.err("update index overflows", boff + pos)
         name = key.decode("utf-8", "surrogateescape")
         if extra == 1:
             add(make(name, ui, vts[1], d[pos:pos + hs], None, None))
