@@ -145,6 +145,19 @@ cdef int log_key_encode(Buf* k, const unsigned char* name, size_t n,
     return 0
 
 
+def log_key(bytes refname, uint64_t update_index):
+    """The key of a log record: name, NUL, inverted update index."""
+    cdef Buf k
+    k.p = NULL
+    k.len = k.cap = 0
+    try:
+        log_key_encode(&k, <const unsigned char*>PyBytes_AS_STRING(refname),
+                       PyBytes_GET_SIZE(refname), update_index)
+        return _bytes(k.p, k.len)
+    finally:
+        buf_free(&k)
+
+
 cdef int log_key_decode(TableCore t, const unsigned char* key, size_t klen, uint64_t boff,
                         uint64_t* update_index) except -1:
     """Check a log key and return its update index (the name is ``klen - 9`` bytes)."""

@@ -75,7 +75,6 @@ cdef class TableCore:
     cdef object _obj_damage    # (message, offset) when the footer's obj fields are bad
     cdef object _log_damage    # the same for the log fields
     cdef RecordIter _lookup_it
-    cdef RecordIter _index_it
     cdef dict _block_cache
     cdef list _log_cache       # recently inflated log blocks, newest last
     cdef z_stream _z
@@ -211,7 +210,6 @@ cdef class TableCore:
         self._block_cache = {}
         self._log_cache = []
         self._lookup_it = None
-        self._index_it = None
 
     cdef _err(self, msg, offset):
         return FormatError(msg, self.path, offset)
@@ -858,17 +856,6 @@ cdef class RecordIter:
             self.pos = record_skip(self.table, self.typ, extra, b.v.data, self.pos,
                                    b.v.restart_start, b.v.offset)
         return 0
-
-    cdef uint64_t _next_index_offset(self) except? 0:
-        cdef int extra
-        cdef uint64_t v
-        self._decode_key(&extra)
-        self.pos = index_decode(self.table, self.block.v.data, self.pos, self.block.v.restart_start,
-                                self.block.v.offset, &v)
-        if v >= self.table.data_end:
-            raise self.table._err(f"index record points at bogus offset {v}",
-                                  self.block.v.offset + self.pos)
-        return v
 
     def __next__(self):
         if not self._advance():

@@ -69,7 +69,7 @@ def _columns(raw: tuple[Any, ...]) -> RefColumns:
 
 def log_key(refname: bytes, update_index: int) -> bytes:
     """The on-disk key of a log record: name, NUL, inverted update index."""
-    return refname + b"\0" + ((1 << 64) - 1 - update_index).to_bytes(8, "big")
+    return _core.log_key(refname, update_index)
 
 
 class Table(Closing):
