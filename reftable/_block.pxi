@@ -158,6 +158,10 @@ cdef enum:
     E_INDEX_DEPTH
     E_SECTION_START
     E_NEEDS_INFLATE      # not damage: a log block, which only the object layer reads
+    E_OBJ_COUNT
+    E_OBJ_VARINT
+    E_OBJ_OVERFLOW
+    E_OBJ_ORDER
 
 _ERRORS = (
     "", "truncated block header", "unknown block type", "bogus block length",
@@ -169,6 +173,8 @@ _ERRORS = (
     "unknown ref value type", "bad index offset varint", "index record points at a bogus offset",
     "index points at a block of the wrong type", "index nests too deeply (cycle?)",
     "section does not start with a block of its type", "log block",
+    "bad obj position count", "bad obj position varint", "obj position overflows",
+    "obj record lists block offsets out of order (each once, ascending)",
 )
 
 

@@ -145,6 +145,19 @@ cdef int log_key_encode(Buf* k, const unsigned char* name, size_t n,
     return 0
 
 
+def log_key(bytes refname, uint64_t update_index):
+    """The key of a log record: name, NUL, inverted update index."""
+    cdef Buf k
+    k.p = NULL
+    k.len = k.cap = 0
+    try:
+        log_key_encode(&k, <const unsigned char*>PyBytes_AS_STRING(refname),
+                       PyBytes_GET_SIZE(refname), update_index)
+        return _bytes(k.p, k.len)
+    finally:
+        buf_free(&k)
+
+
 cdef int log_key_decode(TableCore t, const unsigned char* key, size_t klen, uint64_t boff,
                         uint64_t* update_index) except -1:
     """Check a log key and return its update index (the name is ``klen - 9`` bytes)."""
@@ -248,28 +261,48 @@ cdef int obj_encode(Buf* s, const uint64_t* positions, size_t count, int* extra)
     return 0
 
 
-cdef uint32_t obj_decode(TableCore t, const unsigned char* p, uint32_t pos, uint32_t end,
-                         uint64_t boff, int extra, list positions) except? 0:
-    """Check an obj value; with a list, append its positions to it."""
+cdef int obj_value_decode(const unsigned char* p, uint32_t* pos, uint32_t end, int extra,
+                          Buf* positions) except -1 nogil:
+    """Decode an obj value at ``pos`` (advanced past it); with a buffer, append the
+    block positions to it (uint64_t each). An error code with ``pos`` at the damage."""
     cdef uint64_t cnt = extra, v, last = 0, i
     cdef int n
     if extra == 0:
-        n = get_varint(p + pos, end - pos, &cnt)
+        n = get_varint(p + pos[0], end - pos[0], &cnt)
         if n < 0:
-            raise t._err("bad obj position count", boff + pos)
-        pos += n
-    if cnt > end - pos:
-        raise t._err(f"obj record claims {cnt} positions", boff + pos)
+            return E_OBJ_COUNT
+        pos[0] += n
+    if cnt > end - pos[0]:
+        return E_OBJ_COUNT
     for i in range(cnt):
-        n = get_varint(p + pos, end - pos, &v)
+        n = get_varint(p + pos[0], end - pos[0], &v)
         if n < 0:
-            raise t._err("bad obj position varint", boff + pos)
-        pos += n
+            return E_OBJ_VARINT
         if i and v > UINT64_MAX - last:
-            raise t._err("obj position overflows", boff + pos)
+            return E_OBJ_OVERFLOW
+        pos[0] += n
         last = v if i == 0 else last + v
-        if positions is not None:
-            positions.append(PyLong_FromUnsignedLongLong(last))
+        if positions != NULL:
+            buf_append(positions, <const unsigned char*>&last, 8)
+    return E_OK
+
+
+cdef uint32_t obj_decode(TableCore t, const unsigned char* p, uint32_t pos, uint32_t end,
+                         uint64_t boff, int extra, list positions) except? 0:
+    """Check an obj value; with a list, append its positions to it."""
+    cdef Buf buf
+    cdef size_t i
+    cdef int err
+    buf.p = NULL
+    buf.len = buf.cap = 0
+    try:
+        err = obj_value_decode(p, &pos, end, extra, &buf if positions is not None else NULL)
+        if err != E_OK:
+            raise_format(t, err, boff + pos)
+        for i in range(buf.len // 8):
+            positions.append(PyLong_FromUnsignedLongLong((<uint64_t*>buf.p)[i]))
+    finally:
+        buf_free(&buf)
     return pos
 
 
@@ -590,6 +623,33 @@ cdef class RefColumns:
             buf_append(&self.extras, <const unsigned char*>&e, sizeof(ColExtra))
         self.n += 1
         return 0
+
+    cdef list records(self):
+        """The refs as ``RefRecord`` objects (few: the matches of a reverse lookup)."""
+        cdef list out = []
+        cdef const size_t* ends = <const size_t*>self.ends.p
+        cdef const ColExtra* ex = <const ColExtra*>self.extras.p
+        cdef size_t nex = self.extras.len // sizeof(ColExtra), x = 0, start = 0
+        cdef Py_ssize_t i
+        cdef RefValue v
+        cdef Reuse reuse = Reuse.__new__(Reuse)
+        for i in range(self.n):
+            v.value_type = self.types.p[i]
+            v.update_index = (<const uint64_t*>self.uis.p)[i]
+            v.value = self.ids.p + i * self.hash_size if v.value_type in (1, 2) else NULL
+            v.target_value = v.target = NULL
+            v.target_len = 0
+            while x < nex and ex[x].i == i:
+                if ex[x].target:
+                    v.target = ex[x].p
+                    v.target_len = ex[x].n
+                else:
+                    v.target_value = ex[x].p
+                x += 1
+            out.append(ref_object(self.names.p + start, ends[i] - start, &v, self.hash_size,
+                                  True, reuse))
+            start = ends[i]
+        return out
 
     cdef tuple result(self):
         cdef list names = [None] * self.n

@@ -75,7 +75,6 @@ cdef class TableCore:
     cdef object _obj_damage    # (message, offset) when the footer's obj fields are bad
     cdef object _log_damage    # the same for the log fields
     cdef RecordIter _lookup_it
-    cdef RecordIter _index_it
     cdef dict _block_cache
     cdef list _log_cache       # recently inflated log blocks, newest last
     cdef z_stream _z
@@ -211,7 +210,6 @@ cdef class TableCore:
         self._block_cache = {}
         self._log_cache = []
         self._lookup_it = None
-        self._index_it = None
 
     cdef _err(self, msg, offset):
         return FormatError(msg, self.path, offset)
@@ -442,6 +440,55 @@ cdef class TableCore:
                 self._build_bloom()
         return 0
 
+    def refs_for_many(self, list oids):
+        """For each object id (raw bytes of the table's hash size), the refs (records,
+        tombstones excluded) whose value or peeled value it is. The search runs without
+        the GIL."""
+        cdef Py_ssize_t n = len(oids), k
+        cdef list cols = [new_columns(self.hash_size) for _ in range(n)]
+        cdef const unsigned char** ids = NULL
+        cdef Buf key, positions
+        cdef TableView view
+        cdef uint64_t eoff = 0
+        cdef int err = E_OK
+        cdef int id_len = 0
+        cdef bint present = False
+        cdef RefColumns c
+        cdef uint64_t obj_off = self.obj_offset, obj_ioff = self.obj_index_offset
+        for o in oids:
+            if type(o) is not bytes or PyBytes_GET_SIZE(o) != self.hash_size:
+                raise ValueError("object ids must be bytes of the table's hash size")
+        self._check_open()
+        if self.obj_present:
+            self._section_start(BLOCK_OBJ, &present)  # raises when the obj section is damaged
+            id_len = self.object_id_len
+        key.p = positions.p = NULL
+        key.len = key.cap = positions.len = positions.cap = 0
+        ids = <const unsigned char**>malloc(sizeof(void*) * (n + 1))
+        if ids == NULL:
+            raise MemoryError()
+        for k in range(n):
+            ids[k] = <const unsigned char*>PyBytes_AS_STRING(oids[k])
+        view = self.view
+        self._pins += 1
+        try:
+            with nogil:
+                for k in range(n):
+                    with gil:
+                        c = <RefColumns>cols[k]
+                    err = tv_refs_for(&view, ids[k], obj_off, obj_ioff, id_len, &key,
+                                      &positions, c, &eoff)
+                    if err != E_OK:
+                        break
+            if err != E_OK:
+                raise_format(self, err, eoff)
+            return [(<RefColumns>c).records() for c in cols]
+        finally:
+            self._unpin()
+            free(ids)
+            buf_free(&key)
+            buf_free(&positions)
+
     cdef object _ref_lookup(self, const unsigned char* kp, size_t klen, bint records):
         cdef RefValue rv
         cdef bint found = False
@@ -530,7 +577,7 @@ cdef int _scan_columns(const TableView* t, BlockView* b, uint32_t* pos, Buf* key
 cdef int tv_seek_in_block(const BlockView* b, int typ, const unsigned char* kp, size_t klen,
                           Buf* key, uint32_t* pos, uint32_t* after, int* extra_out,
                           uint64_t* eoff, const TableView* t) except -1 nogil:
-    """In an index or ref block: ``pos`` at the first record whose key is >= the wanted
+    """In an index, ref or obj block: ``pos`` at the first record whose key is >= the wanted
     key, that key in ``key``, its value type in ``extra_out`` and ``after`` past it;
     ``pos == restart_start`` when there is none."""
     cdef uint32_t p, save
@@ -553,6 +600,8 @@ cdef int tv_seek_in_block(const BlockView* b, int typ, const unsigned char* kp, 
             return E_OK
         if typ == BLOCK_INDEX:
             err = index_value_decode(b.data, &p, b.restart_start, &off)
+        elif typ == BLOCK_OBJ:
+            err = obj_value_decode(b.data, &p, b.restart_start, extra, NULL)
         else:
             err = ref_value_decode(b.data, &p, b.restart_start, t.hash_size,
                                    t.min_update_index, extra, &rv)
@@ -633,6 +682,102 @@ cdef int tv_seek_block(const TableView* t, uint64_t start, uint64_t ioff, int ty
         b = nb
     block_off[0] = b.offset
     return E_OK
+
+
+cdef int _scan_for_oid(const TableView* t, BlockView* b, bint whole_section,
+                       const unsigned char* oid, Buf* key, RefColumns out,
+                       uint64_t* eoff) except -1 nogil:
+    """Add to ``out`` the refs of block ``b`` (and the blocks after it, with
+    ``whole_section``) whose value or peeled value is ``oid``."""
+    cdef uint32_t pos = b.rec_start
+    cdef int err, extra
+    cdef int hs = t.hash_size
+    cdef RefValue rv
+    key.len = 0
+    while True:
+        if pos >= b.restart_start:
+            if not whole_section or tv_block_type(t, b.offset + b.full_size) != BLOCK_REF:
+                return E_OK
+            err = bv_parse(t, b.offset + b.full_size, b, eoff)
+            if err != E_OK:
+                return err
+            pos = b.rec_start
+            key.len = 0
+        err = bv_decode_key(b, &pos, key, &extra, eoff)
+        if err != E_OK:
+            return err
+        err = ref_value_decode(b.data, &pos, b.restart_start, hs, t.min_update_index, extra,
+                               &rv)
+        if err != E_OK:
+            eoff[0] = b.offset + pos
+            return err
+        if (rv.value != NULL and memcmp(rv.value, oid, hs) == 0) or \
+                (rv.target_value != NULL and memcmp(rv.target_value, oid, hs) == 0):
+            out.add(key.p, key.len, &rv)
+
+
+cdef int tv_refs_for(const TableView* t, const unsigned char* oid, uint64_t obj_offset,
+                     uint64_t obj_index_offset, int id_len, Buf* key, Buf* positions,
+                     RefColumns out, uint64_t* eoff) except -1 nogil:
+    """The refs of one table whose value or peeled value is ``oid``: through the obj
+    index when the table has one (``id_len`` > 0), else by scanning."""
+    cdef BlockView b
+    cdef uint64_t boff = 0, prev = 0
+    cdef bint past = False
+    cdef uint32_t pos, after
+    cdef int err, extra
+    cdef size_t i
+    cdef const uint64_t* offs
+    if not t.ref_present:
+        return E_OK
+    if id_len:
+        err = tv_seek_block(t, obj_offset, obj_index_offset, BLOCK_OBJ, oid, id_len, key,
+                            &boff, &past, eoff)
+        if err != E_OK or past:
+            return err
+        err = bv_parse(t, boff, &b, eoff)
+        if err == E_OK and b.typ != BLOCK_OBJ:
+            eoff[0] = boff
+            err = E_INDEX_BLOCK
+        if err == E_OK:
+            err = tv_seek_in_block(&b, BLOCK_OBJ, oid, id_len, key, &pos, &after, &extra,
+                                   eoff, t)
+        if err != E_OK:
+            return err
+        if pos >= b.restart_start or key_cmp(key.p, key.len, oid, id_len) != 0:
+            return E_OK  # the obj index lists every id of the table: none matches
+        positions.len = 0
+        err = obj_value_decode(b.data, &after, b.restart_start, extra, positions)
+        if err != E_OK:
+            eoff[0] = b.offset + after
+            return err
+        offs = <const uint64_t*>positions.p
+        for i in range(positions.len // 8):
+            # Git writes each block offset once, ascending. A repeated offset would
+            # rescan the same block once per repeat (a small obj block could make
+            # that take hours and return millions of refs).
+            if i and offs[i] <= prev:
+                eoff[0] = b.offset + pos
+                return E_OBJ_ORDER
+            prev = offs[i]
+            if offs[i] >= t.data_end:
+                eoff[0] = b.offset + pos
+                return E_INDEX_TARGET
+            err = bv_parse(t, offs[i], &b, eoff)
+            if err == E_OK and b.typ != BLOCK_REF:
+                eoff[0] = offs[i]
+                err = E_INDEX_BLOCK
+            if err == E_OK:
+                err = _scan_for_oid(t, &b, False, oid, key, out, eoff)
+            if err != E_OK:
+                return err
+        if positions.len:
+            return E_OK
+        # a record without positions: too many to list, so scan
+    err = bv_parse(t, 0, &b, eoff)
+    if err != E_OK:
+        return err
+    return _scan_for_oid(t, &b, True, oid, key, out, eoff)
 
 
 cdef int tv_ref_lookup(const TableView* t, const unsigned char* kp, size_t klen, Buf* key,
@@ -858,17 +1003,6 @@ cdef class RecordIter:
             self.pos = record_skip(self.table, self.typ, extra, b.v.data, self.pos,
                                    b.v.restart_start, b.v.offset)
         return 0
-
-    cdef uint64_t _next_index_offset(self) except? 0:
-        cdef int extra
-        cdef uint64_t v
-        self._decode_key(&extra)
-        self.pos = index_decode(self.table, self.block.v.data, self.pos, self.block.v.restart_start,
-                                self.block.v.offset, &v)
-        if v >= self.table.data_end:
-            raise self.table._err(f"index record points at bogus offset {v}",
-                                  self.block.v.offset + self.pos)
-        return v
 
     def __next__(self):
         if not self._advance():

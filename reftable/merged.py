@@ -94,14 +94,20 @@ class MergedTable:
 
     def refs_for(self, oid: OidLike) -> list[RefRecord]:
         """Live refs (in the merged view) whose value or peeled value is ``oid``."""
-        raw = to_oid(oid)
-        names = set()
+        return self.refs_for_many([oid])[0]
+
+    def refs_for_many(self, oids: Iterable[OidLike]) -> list[list[RefRecord]]:
+        """``refs_for`` of many object ids at once: each table is searched without the
+        GIL, then the candidates are looked up in the merged view (newer tables may
+        have moved or deleted them)."""
+        raw = [to_oid(o) for o in oids]
+        names: list[set[str]] = [set() for _ in raw]
         for table in self.tables:
-            for rec in table.refs_for(raw):
-                names.add(rec.name)
+            for found, rs in zip(names, table.refs_for_many(raw), strict=True):
+                found.update(r.name for r in rs)
         out = []
-        for name in sorted(names):
-            cur = self.read_ref(name)
-            if cur is not None and (cur.value == raw or cur.target_value == raw):
-                out.append(cur)
+        for oid, found in zip(raw, names, strict=True):
+            ordered = sorted(found)
+            out.append([cur for cur in self.read_refs(ordered)
+                        if cur is not None and (cur.value == oid or cur.target_value == oid)])
         return out

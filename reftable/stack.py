@@ -379,6 +379,10 @@ class Stack(Closing):
     def refs_pointing_at(self, oid: OidLike) -> list[RefRecord]:
         return self.merged.refs_for(oid)
 
+    def refs_for_many(self, oids: Iterable[OidLike]) -> list[list[RefRecord]]:
+        """``refs_for`` of many object ids at once, without holding the GIL while searching."""
+        return self.merged.refs_for_many(oids)
+
     def table_path(self, name: str) -> str:
         return os.path.join(self.directory, name)
 

@@ -12,7 +12,6 @@ from typing import Any, NamedTuple, Optional, Union
 
 from ._closing import Closing
 from ._impl import core as _core
-from .errors import FormatError
 from .records import (
     LogRecord,
     LogValueType,
@@ -69,7 +68,7 @@ def _columns(raw: tuple[Any, ...]) -> RefColumns:
 
 def log_key(refname: bytes, update_index: int) -> bytes:
     """The on-disk key of a log record: name, NUL, inverted update index."""
-    return refname + b"\0" + ((1 << 64) - 1 - update_index).to_bytes(8, "big")
+    return _core.log_key(refname, update_index)
 
 
 class Table(Closing):
@@ -232,32 +231,9 @@ class Table(Closing):
     def refs_for(self, oid: OidLike) -> list[RefRecord]:
         """Refs whose value or peeled value is ``oid``; uses the obj index when the
         table has one, else scans."""
-        raw = to_oid(oid, self.hash_size)
-        c = self._core
-        if c.obj_present:
-            key = raw[: c.object_id_len]
-            positions: Optional[list[int]] = None
-            for prefix, pos in c.seek(BLOCK_OBJ, key):
-                if prefix == key:
-                    positions = pos
-                break
-            if positions is None:
-                return []  # the index lists every id in the table: none matches
-            if positions:
-                out = []
-                prev = -1
-                for off in positions:
-                    # Git writes each block offset once, ascending (deltas > 0). A
-                    # repeated offset would rescan the same block once per repeat: a
-                    # small obj block could make this take hours and return millions.
-                    if off <= prev:
-                        raise FormatError(
-                            f"obj record for {key.hex()} lists block offset {off} "
-                            f"after {prev}", self.name, c.obj_offset)
-                    prev = off
-                    out += [r for r in c.iter_block(off, BLOCK_REF, True)
-                            if r.value == raw or r.target_value == raw]
-                return out
-            # a record without positions: too many to list, so scan
-        return [r for r in c.iter_section(BLOCK_REF, True)
-                if r.value == raw or r.target_value == raw]
+        return self.refs_for_many([oid])[0]
+
+    def refs_for_many(self, oids: Iterable[OidLike]) -> list[list[RefRecord]]:
+        """``refs_for`` of many object ids at once; the search runs without the GIL."""
+        raw = [to_oid(o, self.hash_size) for o in oids]
+        return self._core.refs_for_many(raw)

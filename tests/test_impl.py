@@ -154,6 +154,9 @@ def test_both_cores_write_the_same_bytes_and_read_each_other(seed):
     assert merged[0].ref_columns() == merged[1].ref_columns()
     keys = [r.name.encode() for r in refs[::5]] + [b"refs/heads/absent"]
     assert compiled.merged_lookup_many([a], keys) == pure.merged_lookup_many([b], keys)
+    ids = [r.value for r in refs[::9] if r.value is not None] + [bytes(hash_size)]
+    assert a.refs_for_many(ids) == b.refs_for_many(ids)
+    assert compiled.log_key(b"refs/heads/x", 7) == pure.log_key(b"refs/heads/x", 7)
     for r in refs[::7]:
         key = r.name.encode()
         assert a.lookup(pure.BLOCK_TYPE_REF, key) == b.lookup(pure.BLOCK_TYPE_REF, key)

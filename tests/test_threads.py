@@ -11,6 +11,7 @@ import gc
 import os
 import threading
 
+import pytest
 from conftest import oid
 
 from reftable import MergedTable, RefRecord, RefValueType, Table, write_table_bytes
@@ -131,3 +132,34 @@ def test_batch_lookups_in_threads_while_tables_close(tmp_path):
         other.close()
         th.join()
         assert results in ([60000], ["closed"])
+
+
+@pytest.mark.parametrize("index_objects", [True, False])
+def test_refs_for_many_matches_a_scan(tmp_path, index_objects):
+    """refs_for_many (searching without the GIL, through the obj index or by scanning)
+    finds exactly the refs a full scan finds, values and peeled values alike."""
+    refs = []
+    for i in range(2000):
+        name = f"refs/heads/b{i:05d}"
+        if i % 7 == 0:
+            refs.append(RefRecord.val2(name, 1, oid(i % 50), oid(1000 + i % 30)))
+        elif i % 11 == 0:
+            refs.append(RefRecord.deletion(name, 1))
+        else:
+            refs.append(RefRecord.val1(name, 1, oid(i % 50)))
+    t = Table.from_bytes(write_table_bytes(refs, min_update_index=1, max_update_index=1,
+                                           block_size=512, index_objects=index_objects))
+    assert (t.object_id_len > 0) == index_objects
+    wanted = [oid(k) for k in range(50)] + [oid(1000 + k) for k in range(30)] + [oid(99999)]
+    got = t.refs_for_many(wanted)
+    for w, found in zip(wanted, got, strict=True):
+        assert found == [r for r in refs if w in (r.value, r.target_value)]
+    newer = Table.from_bytes(write_table_bytes(
+        [RefRecord.deletion("refs/heads/b00001", 2), RefRecord.val1("refs/heads/b00002", 2,
+                                                                    oid(3))],
+        min_update_index=2, max_update_index=2))
+    m = MergedTable([t, newer])
+    live = list(m.refs())
+    for w, found in zip(wanted, m.refs_for_many(wanted), strict=True):
+        assert found == [r for r in live if w in (r.value, r.target_value)]
+    assert m.refs_for(oid(3)) == [r for r in live if oid(3) in (r.value, r.target_value)]

@@ -21,6 +21,7 @@ from ._record import (
     BLOCK_LOG,
     BLOCK_OBJ,
     BLOCK_REF,
+    log_key,
     normalize_message,
     register_record_types,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "IO_OPS", "LockFile", "MergedIter", "PURE", "RecordIter", "TableCore", "WriterCore",
     "_set_io_hook", "decode_varint", "encode_varint", "footer_size", "fsync_dir",
     "header_size", "io_close", "io_fsync", "io_open", "io_rename", "io_unlink", "io_write",
+    "log_key",
     "merged_lookup", "merged_lookup_many", "normalize_message", "open_table", "read_file",
     "register_record_types", "varint_length", "write_log_records", "write_ref_records",
 ]

@@ -25,7 +25,7 @@ from ._buf import BE64, U64_MAX, get_varint
 
 __all__ = [
     "BLOCK_INDEX", "BLOCK_LOG", "BLOCK_OBJ", "BLOCK_REF", "DECODERS", "Errs",
-    "normalize_message", "ref_columns", "register_record_types", "skip_value",
+    "log_key", "normalize_message", "ref_columns", "register_record_types", "skip_value",
 ]
 
 BLOCK_REF = 0x72    # 'r'
@@ -131,6 +131,11 @@ def register_record_types(refcls: Any, logcls: Any, ref_vts: Any, log_vts: Any) 
     make_ref = fast_ref or _plain(refcls)
     make_log = fast_log or _plain(logcls)
     return fast_ref is not None and fast_log is not None
+
+
+def log_key(refname: bytes, update_index: int) -> bytes:
+    """The key of a log record: name, NUL, inverted update index."""
+    return refname + b"\0" + BE64.pack(U64_MAX - update_index)
 
 
 def normalize_message(message: bytes) -> Optional[bytes]:

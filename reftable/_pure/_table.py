@@ -306,6 +306,50 @@ class TableCore:
             return None
         return DECODERS[typ](self, blk.data, key, ents[1][i], ents[2][i], blk.offset, records)
 
+    def refs_for_many(self, oids: list[bytes]) -> list[list[Any]]:
+        """For each object id (raw bytes of the table's hash size), the ref records
+        (tombstones excluded) whose value or peeled value it is."""
+        hs = self.hash_size
+        for o in oids:
+            if type(o) is not bytes or len(o) != hs:
+                raise ValueError("object ids must be bytes of the table's hash size")
+        self._check_open()
+        if self.obj_present:
+            self._section(BLOCK_OBJ)  # raises when the obj section is damaged
+        return [self._refs_for(o) for o in oids]
+
+    def _refs_for(self, oid: bytes) -> list[Any]:
+        """Through the obj index when the table has one, else by scanning."""
+        if not self.ref_present:
+            return []
+        if self.obj_present:
+            key = oid[:self.object_id_len]
+            found = self._find(BLOCK_OBJ, key)
+            if found is None:
+                return []
+            blk, i = found
+            keys, extras, vstarts, _ = self._entries(blk)
+            if i >= len(keys) or keys[i] != key:
+                return []  # the index lists every id in the table: none matches
+            _, positions = DECODERS[BLOCK_OBJ](self, blk.data, key, extras[i], vstarts[i],
+                                               blk.offset, False)
+            if positions:
+                out = []
+                prev = -1
+                for off in positions:
+                    # Git writes each block offset once, ascending: a repeated offset
+                    # would rescan the same block once per repeat
+                    if off <= prev:
+                        raise self.err(f"obj record for {key.hex()} lists block offset "
+                                       f"{off} after {prev}", self.obj_offset)
+                    prev = off
+                    out += [r for r in self.iter_block(off, BLOCK_REF, True)
+                            if r.value == oid or r.target_value == oid]
+                return out
+            # a record without positions: too many to list, so scan
+        return [r for r in self.iter_section(BLOCK_REF, True)
+                if r.value == oid or r.target_value == oid]
+
     def _find(self, typ: int, key: bytes) -> Optional[tuple[Block, int]]:
         """The block holding the first record ``>= key`` and its position there (the
         end of that block when the key is past its records); None when the section is

@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 from ..errors import ApiError, EntryTooBigError
 from ._buf import BE16, BE32, BE64, U64_MAX, encode_varint
-from ._record import BLOCK_INDEX, BLOCK_LOG, BLOCK_OBJ, BLOCK_REF, normalize_message
+from ._record import BLOCK_INDEX, BLOCK_LOG, BLOCK_OBJ, BLOCK_REF, log_key, normalize_message
 
 __all__ = ["WriterCore", "write_log_records", "write_ref_records"]
 
@@ -545,10 +545,6 @@ def _ref_rest(hs: int, vt: int, value: Any, target_value: Any, target: Any) -> b
     return _EMPTY
 
 
-def _log_key(refname: bytes, update_index: int) -> bytes:
-    return refname + b"\0" + BE64.pack(U64_MAX - update_index)
-
-
 def _log_value(hs: int, old_id: Any, new_id: Any, name: bytes, email: bytes, time: int,
                tz: int, message: bytes) -> bytes:
     for part in (old_id, new_id):
@@ -689,6 +685,6 @@ def write_log_records(w: WriterCore, records: Iterable[Any], normalize: bool = F
                 message = norm
             val = _log_value(hs, rec.old_id, rec.new_id, _utf8(rec.name), _utf8(rec.email),
                              rec.time, tz, message)
-        w._add_log_raw(_log_key(refname, ui), ui, vt, val)
+        w._add_log_raw(log_key(refname, ui), ui, vt, val)
         count += 1
     return count
