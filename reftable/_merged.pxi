@@ -248,6 +248,7 @@ cdef class MergedIter:
             it = <RecordIter>self.iters[i]
             if c is None:
                 c = new_columns(it.table.hash_size)
+                c.reserve(sum([(<RecordIter>x).table.data_end for x in self.iters]))
             b = it.block
             it.pos = ref_decode(it.table, b.v.data, it.pos, b.v.restart_start, b.v.offset, it.extra,
                                 &rv)

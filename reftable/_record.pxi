@@ -598,6 +598,18 @@ cdef class RefColumns:
         buf_free(&self.ids)
         buf_free(&self.extras)
 
+    cdef int reserve(self, uint64_t data_bytes) except -1:
+        """Reserve room for the records of ``data_bytes`` of ref blocks at once (a record
+        takes 4 bytes at least): untouched reserved memory costs nothing, while growing
+        by doubling would copy and fault in every page several times."""
+        cdef size_t n = <size_t>(data_bytes // 4 + 16)
+        buf_reserve(&self.ends, n * sizeof(size_t))
+        buf_reserve(&self.types, n)
+        buf_reserve(&self.uis, n * 8)
+        buf_reserve(&self.ids, n * <size_t>self.hash_size)
+        buf_reserve(&self.names, n * 8)
+        return 0
+
     cdef int add(self, const unsigned char* name, size_t nlen,
                  const RefValue* v) except -1 nogil:
         cdef unsigned char vt = <unsigned char>v.value_type

@@ -1045,6 +1045,7 @@ cdef class RecordIter:
             self.has_cur = False
             c.add(self.key.p, self.key.len, &rv)
         if not self._at_end():
+            c.reserve(t.data_end - self.block.v.offset)
             bv = self.block.v
             view = t.view
             pos = self.pos
