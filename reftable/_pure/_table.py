@@ -340,8 +340,8 @@ class TableCore:
                     # Git writes each block offset once, ascending: a repeated offset
                     # would rescan the same block once per repeat
                     if off <= prev:
-                        raise self.err(f"obj record for {key.hex()} lists block offset "
-                                       f"{off} after {prev}", self.obj_offset)
+                        raise self.err(f"obj record for {key.hex()} lists block offsets "
+                                       "out of order (each once, ascending)", self.obj_offset)
                     prev = off
                     out += [r for r in self.iter_block(off, BLOCK_REF, True)
                             if r.value == oid or r.target_value == oid]
