@@ -1,11 +1,16 @@
 """``python -m benchmarks [--quick] [--json FILE] [--sizes 10000,100000,1000000]
-[--plot FILE.png]``: run the workloads, print a table and the targets."""
+[--plot FILE.png]``: run the workloads, print a table and the targets.
+
+The same workloads then run on the pure-Python core (a subprocess with
+``REFTABLE_PURE_PYTHON=1``, sizes up to ``--pure-max``), shown in the "pure" column."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 import traceback
@@ -16,7 +21,7 @@ from . import bench_stack, bench_table, report
 from . import peer_dulwich as dw
 from .common import Config, Row, dataset, drop_dataset, fmt_n, make_tmpdir, stderr
 
-GROUPS = ("write", "iterate", "lookup", "prefix", "stack", "reflog", "additions",
+GROUPS = ("write", "iterate", "lookup", "prefix", "stack", "reflog", "process", "additions",
           "autocompact", "compact")
 
 
@@ -33,7 +38,32 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--keep-gc", action="store_true",
                    help="leave the cyclic GC enabled in timed sections")
     p.add_argument("--tmpdir", help="where to put scratch stacks (default: system temp)")
+    p.add_argument("--no-pure", action="store_true", help="skip the pure-Python core")
+    p.add_argument("--pure-max", type=int, default=100_000,
+                   help="largest N run on the pure-Python core (default 100000)")
     return p.parse_args(argv)
+
+
+def pure_rows(a: argparse.Namespace, sizes: list[int], tmp: str) -> list[Row]:
+    """The same workloads on the pure-Python core, in a subprocess (the core is chosen
+    at import). Returns its rows (``ours`` is the pure figure)."""
+    out = os.path.join(tmp, "pure.json")
+    argv = [sys.executable, "-m", "benchmarks", "--no-dulwich", "--no-pure", "--json", out,
+            "--sizes", ",".join(str(n) for n in sizes)]
+    for flag, value in (("--repeats", a.repeats), ("--only", a.only), ("--tmpdir", a.tmpdir)):
+        if value:
+            argv += [flag, str(value)]
+    if a.quick:
+        argv.append("--quick")
+    if a.keep_gc:
+        argv.append("--keep-gc")
+    env = {**os.environ, "REFTABLE_PURE_PYTHON": "1"}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    subprocess.run(argv, env=env, cwd=root, check=True, stdout=subprocess.DEVNULL)
+    with open(out) as f:
+        doc = json.load(f)
+    return [Row(r["group"], r["id"], r["label"], r["n"], r["unit"], r["ours"],
+                r["ours_times"]) for r in doc["results"]]
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -144,12 +174,29 @@ def main(argv: Optional[list[str]] = None) -> int:
             step(f"reflog {reflog_entries} x {fmt_n(reflog_refs)}")
             rows += guarded(bench_table.bench_reflog, cfg, dataset(10_000), tmp, reflog_refs,
                             reflog_entries)
+        if cfg.wants("process"):
+            step("whole process: import, open, resolve HEAD")
+            rows += guarded(bench_stack.bench_process, cfg, tmp)
         if cfg.wants("additions"):
             step(f"{additions} single-ref additions")
             rows += guarded(bench_stack.bench_additions, cfg, tmp, additions)
         if cfg.wants("autocompact"):
             step(f"{autocompact} additions with auto-compaction")
             rows += guarded(bench_stack.bench_autocompact, cfg, tmp, autocompact)
+        pure_sizes = [n for n in sizes if n <= a.pure_max]
+        if not a.no_pure and pure_sizes:
+            step(f"pure-Python core: {', '.join(fmt_n(n) for n in pure_sizes)}")
+            try:
+                measured = {(r.id, r.n): r for r in pure_rows(a, pure_sizes, tmp)}
+            except (OSError, subprocess.CalledProcessError) as e:
+                errors.append(f"pure-Python core: {e}")
+                measured = {}
+            for r in rows:
+                p = measured.get((r.id, r.n))
+                if p is not None:
+                    r.pure, r.pure_times = p.ours, p.ours_times
+            notes.append(f"pure: the same workloads on the pure-Python core "
+                         f"(REFTABLE_PURE_PYTHON=1), N <= {fmt_n(a.pure_max)}.")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     elapsed = time.perf_counter() - t_start
@@ -157,7 +204,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     order = {g: i for i, g in enumerate(
         ("write", "iterate", "merged", "lookup_table", "lookup_stack", "lookup_cold", "prefix",
-         "reflog", "additions", "autocompact", "compact"))}
+         "reflog", "process", "additions", "autocompact", "compact"))}
     first: dict[str, int] = {}
     for i, r in enumerate(rows):
         first.setdefault(r.id, i)
@@ -194,6 +241,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     print("Targets:")
     print(report.targets_text(targets))
     print()
+    git_c = report.git_c_comparison(rows)
+    print("Against Git's C library (its figures from issue #13, 1M refs; ours as measured):")
+    print(report.targets_text(git_c))
+    print()
+    targets = [*targets, *git_c]
     for note in notes:
         print(f"* {note}")
     if a.plot:
@@ -205,6 +257,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                   "keep_gc": a.keep_gc, "reflog": [reflog_refs, reflog_entries],
                   "additions": additions, "autocompact_additions": autocompact,
                   "compact_sizes": compact_sizes, "argv": sys.argv[1:],
+                  "pure_max": None if a.no_pure else a.pure_max,
                   "elapsed_s": elapsed, "loadavg_start": list(load_start),
                   "loadavg_end": list(load_end)}
         report.write_json(a.json, rows, targets, config,

@@ -10,6 +10,7 @@ import random
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from typing import Any, Optional
 
@@ -84,7 +85,7 @@ def bench_stack_reads(cfg: Config, ds: Dataset, workdir: str) -> list[Row]:
         assert sum(1 for _ in st.refs()) == ds.n
         times = repeat(lambda: drain(st.refs()), cfg.reps(ds.n, 3), 1, cfg.keep_gc)
         row = Row("merged", "iterate_stack", "iterate all refs of a 10-table stack (Stack.refs)",
-                  ds.n, "s", median(times), times)
+                  ds.n, "s", median(times), times, extra={"records": ds.n})
         if d10 is not None:
             dt = []
             for _ in range(3 if ds.n < 1_000_000 else 1):
@@ -98,7 +99,12 @@ def bench_stack_reads(cfg: Config, ds: Dataset, workdir: str) -> list[Row]:
                        cfg.keep_gc)
         rows.append(Row("merged", "iterate_stack_bulk",
                         "iterate all refs of a 10-table stack, bulk (MergedTable.ref_tuples)",
-                        ds.n, "s", median(times), times))
+                        ds.n, "s", median(times), times, extra={"records": ds.n}))
+        times = repeat(lambda: st.merged.ref_columns(), cfg.reps(ds.n, 3), 1, cfg.keep_gc)
+        rows.append(Row("merged", "iterate_stack_columns",
+                        "all refs of a 10-table stack as columns (MergedTable.ref_columns)",
+                        ds.n, "s", median(times), times, extra={"records": ds.n}))
+        rows += batch_lookups(cfg, ds, st)
 
     for rid, label, ours, theirs in (
         ("lookup_cold_1", "open 1-table stack + 1 lookup (cold)", s1, d1),
@@ -110,6 +116,41 @@ def bench_stack_reads(cfg: Config, ds: Dataset, workdir: str) -> list[Row]:
     for d in (s10, s1, d10, d1):
         if d:
             shutil.rmtree(d, ignore_errors=True)
+    return rows
+
+
+def batch_lookups(cfg: Config, ds: Dataset, st: Stack) -> list[Row]:
+    """Stack.read_refs: many lookups in one call, searched without the GIL; and two
+    threads doing the same work on the one shared stack (throughput against one)."""
+    keys = ds.sample_hits(10_000) + ds.sample_misses(10_000)
+    got = st.read_refs(keys)
+    assert got == [st.read_ref(k) for k in keys]
+    per = per_op(repeat(lambda: st.read_refs(keys), cfg.reps(ds.n, 5), 1, cfg.keep_gc),
+                 len(keys), "us/op")
+    rows = [Row("lookup_stack", "lookup_stack_batch",
+                "batch lookups, 10-table stack (Stack.read_refs, half misses)", ds.n, "us/op",
+                median(per), per)]
+
+    def one() -> None:
+        st.read_refs(keys)
+
+    def two() -> None:
+        threads = [threading.Thread(target=one) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    ratios = []
+    for _ in range(cfg.reps(ds.n, 5)):  # paired: the machine's load drifts
+        t1, _ = timed(one, cfg.keep_gc)
+        t2, _ = timed(two, cfg.keep_gc)
+        ratios.append(2 * t1 / t2)
+    cores = len(os.sched_getaffinity(0))
+    rows.append(Row("lookup_stack", "threads_lookup",
+                    "2 threads of batch lookups on one stack: throughput vs 1 thread", ds.n,
+                    "x", median(ratios), ratios,
+                    note=f"{cores} cores; load average {os.getloadavg()[0]:.1f}"))
     return rows
 
 
@@ -142,6 +183,50 @@ def cold_lookup(cfg: Config, ds: Dataset, rid: str, label: str, stack_dir: str,
                 dt.append(t * 1e3)
         row.dulwich, row.dulwich_times = median(dt), dt
     return [row]
+
+
+# -- 5b. a whole short-lived process ---------------------------------------------------
+
+
+def bench_process(cfg: Config, workdir: str) -> list[Row]:
+    """``python -c "import reftable; open a stack; resolve HEAD"`` as a whole process
+    (start-up and imports included), against ``python -c pass``, in pairs. Bytecode is
+    compiled first, as an installed package's is."""
+    import compileall
+
+    compileall.compile_dir(os.path.join(REPO_ROOT, "reftable"), quiet=1)
+    d = fresh_dir(workdir, "process-stack")
+    with Stack.open(d) as st:
+        with st.transaction() as tx:
+            tx.update("refs/heads/main", bytes(range(20)))
+            tx.symref("HEAD", "refs/heads/main")
+    code = (f"import reftable; s = reftable.Stack.open({d!r}); "
+            "assert s.read_ref('HEAD').target == 'refs/heads/main'; s.close()")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = REPO_ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+
+    def run(args: list[str]) -> float:
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, *args], env=env, check=True)
+        return time.perf_counter() - t0
+
+    run(["-c", code])
+    ours, base, ratios = [], [], []
+    for _ in range(20 if cfg.repeats >= 5 else 10):
+        a = run(["-c", code])
+        b = run(["-c", "pass"])
+        ours.append(a * 1e3)
+        base.append(b * 1e3)
+        ratios.append(a / b)
+    shutil.rmtree(d, ignore_errors=True)
+    return [
+        Row("process", "process_head_ms",
+            "whole process: import reftable, open 1-table stack, resolve HEAD", 1, "ms/op",
+            median(ours), ours, note=f"python -c pass: {median(base):.1f} ms"),
+        Row("process", "process_head", "the same / python -c pass (paired runs)", 1, "x",
+            median(ratios), ratios),
+    ]
 
 
 # -- 6. single-ref additions vs. the raw I/O floor ------------------------------------

@@ -64,7 +64,7 @@ def bench_write(cfg: Config, ds: Dataset) -> list[Row]:
                                      max_update_index=1))
         rows.append(Row("write", "write_obj_on" if idx else "write_obj_off",
                         f"write table, obj index {'on' if idx else 'off'}", ds.n, "s",
-                        median(times), times, extra={"bytes": size}))
+                        median(times), times, extra={"bytes": size, "records": ds.n}))
     off = rows[1]
     if cfg.dulwich and dw.AVAILABLE:
         if ds.n > 400_000:
@@ -100,12 +100,14 @@ def bench_iterate(cfg: Config, ds: Dataset, path: str, dpath: str | None) -> lis
     tr = repeat(records, reps, 1, cfg.keep_gc)
     tb = repeat(bulk, reps, 1, cfg.keep_gc)
     rec = Row("iterate", "iterate_records", "open + iterate all refs as records (Table.refs)",
-              ds.n, "s", median(tr), tr)
+              ds.n, "s", median(tr), tr, extra={"records": ds.n})
     blk = Row("iterate", "iterate_bulk", "open + iterate all refs, bulk (Table.ref_tuples)",
-              ds.n, "s", median(tb), tb, note="tuples drained by deque(maxlen=0)")
+              ds.n, "s", median(tb), tb, note="tuples drained by deque(maxlen=0)",
+              extra={"records": ds.n})
     extra_rows = []
     # Faster bulk APIs, when the library has them.
     for meth, rid, label in (
+        ("ref_columns", "iterate_columns", "open + all refs as columns (Table.ref_columns)"),
         ("ref_names", "iterate_names", "open + all ref names (Table.ref_names)"),
         ("count_refs", "iterate_count", "open + count refs (Table.count_refs)"),
     ):
@@ -118,9 +120,11 @@ def bench_iterate(cfg: Config, ds: Dataset, path: str, dpath: str | None) -> lis
 
         with Table.open(path) as t:
             got = getattr(t, meth)()
+            got = getattr(got, "names", got)  # columns: count the names
             assert (len(got) if isinstance(got, list) else got) == ds.n
         tt = repeat(bulk2, reps, 1, cfg.keep_gc)
-        extra_rows.append(Row("iterate", rid, label, ds.n, "s", median(tt), tt))
+        extra_rows.append(Row("iterate", rid, label, ds.n, "s", median(tt), tt,
+                              extra={"records": ds.n}))
     if dpath is not None:
         got = len(dw.read_all(dpath))
         times = repeat(lambda: dw.read_all(dpath), reps, 1, cfg.keep_gc)
@@ -252,11 +256,11 @@ def bench_reflog(cfg: Config, ds: Dataset, workdir: str, refs: int, entries: int
     rows = [
         Row("reflog", "reflog_write", f"reflog write ({entries} entries x {refs} refs)", n, "s",
             median(tw), tw, note="dulwich: no reflog support",
-            extra={"bytes": len(data), "refs": refs, "entries_per_ref": entries}),
+            extra={"bytes": len(data), "refs": refs, "entries_per_ref": entries, "records": n}),
         Row("reflog", "reflog_read_records", "reflog read, all entries as records (Table.logs)",
-            n, "s", median(tr), tr),
+            n, "s", median(tr), tr, extra={"records": n}),
         Row("reflog", "reflog_read_bulk", "reflog read, bulk (Table.log_tuples)", n, "s",
-            median(tb), tb),
+            median(tb), tb, extra={"records": n}),
     ]
     keys = random.Random(refs).sample(ds.names[:refs], min(refs, 500))
     with Table.open(path) as t:

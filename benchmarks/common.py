@@ -55,11 +55,30 @@ class Row:
     dulwich_times: list[float] = field(default_factory=list)
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    pure: Optional[float] = None  # the same workload on the pure-Python core
+    pure_times: list[float] = field(default_factory=list)
+
+    @property
+    def per_record_ns(self) -> Optional[float]:
+        """Nanoseconds per record (``extra["records"]``) of a whole-run time: the figure
+        that makes regressions visible across sizes."""
+        count = self.extra.get("records")
+        if self.ours is None or not count:
+            return None
+        scale = {"s": 1e9, "ms/op": 1e6, "us/op": 1e3}.get(self.unit)
+        return self.ours * scale / count if scale else None
 
     @property
     def ratio(self) -> Optional[float]:
         if self.ours and self.dulwich is not None:
             return self.dulwich / self.ours
+        return None
+
+    @property
+    def pure_ratio(self) -> Optional[float]:
+        """dulwich / pure: how the pure-Python core compares with dulwich's."""
+        if self.pure and self.dulwich is not None:
+            return self.dulwich / self.pure
         return None
 
     def to_json(self) -> dict[str, Any]:
@@ -74,6 +93,10 @@ class Row:
             "dulwich": self.dulwich,
             "dulwich_times": self.dulwich_times,
             "ratio_dulwich_over_ours": self.ratio,
+            "pure": self.pure,
+            "pure_times": self.pure_times,
+            "ratio_dulwich_over_pure": self.pure_ratio,
+            "ns_per_record": self.per_record_ns,
             "note": self.note,
             "extra": self.extra,
         }

@@ -33,6 +33,8 @@ def fmt_value(v: Optional[float], unit: str) -> str:
         return f"{v:.3f} {unit}" if v < 10 else f"{v:.1f} {unit}"
     if unit == "MiB":
         return f"{v:.1f} MiB"
+    if unit == "x":
+        return f"{v:.2f}x"
     return f"{v:g} {unit}"
 
 
@@ -44,16 +46,32 @@ def fmt_ratio(r: Optional[float]) -> str:
     return f"{r:.2f}x" if r < 10 else f"{r:.1f}x"
 
 
+def fmt_per(v: Optional[float]) -> str:
+    return "" if v is None else f"{v:,.0f} ns"
+
+
 def table_text(rows: Sequence[Row]) -> str:
-    head = ("workload", "N", "ours", "dulwich", "dulwich/ours", "note")
-    body = [(r.label, fmt_n(r.n), fmt_value(r.ours, r.unit), fmt_value(r.dulwich, r.unit),
-             fmt_ratio(r.ratio), r.note) for r in rows]
-    widths = [max(len(str(x[i])) for x in [head, *body]) for i in range(5)]
+    """The results table; "pure" is the pure-Python core (when it was measured)."""
+    pure = any(r.pure is not None for r in rows)
+    head: tuple[str, ...] = ("workload", "N", "ours", "per record", "dulwich", "dulwich/ours")
+    if pure:
+        head += ("pure", "dulwich/pure")
+    head += ("note",)
+    body = []
+    for r in rows:
+        cells: tuple[str, ...] = (r.label, fmt_n(r.n), fmt_value(r.ours, r.unit),
+                                  fmt_per(r.per_record_ns), fmt_value(r.dulwich, r.unit),
+                                  fmt_ratio(r.ratio))
+        if pure:
+            cells += (fmt_value(r.pure, r.unit), fmt_ratio(r.pure_ratio))
+        body.append((*cells, r.note))
+    ncols = len(head) - 1
+    widths = [max(len(str(x[i])) for x in [head, *body]) for i in range(ncols)]
     lines = []
 
     def line(cells: Sequence[str]) -> str:
         return "  ".join(
-            (c.ljust(widths[i]) if i == 0 else c.rjust(widths[i])) if i < 5 else c
+            (c.ljust(widths[i]) if i == 0 else c.rjust(widths[i])) if i < ncols else c
             for i, c in enumerate(cells)).rstrip()
 
     lines.append(line(head))
@@ -163,6 +181,56 @@ def evaluate_targets(rows: Sequence[Row]) -> list[Target]:
     return out
 
 
+# Git's own C library (reftable/ of git.git) on the same data shape: 1M refs, Git's
+# default options, medians of 10 runs, measured side by side on this kind of machine
+# (issue #13). Per-record figures compare at any size; the others need the full run.
+# (workload id, what, Git's figure, unit of the comparison, target ratio to Git)
+GIT_C = (
+    ("iterate_records", "open + iterate refs as records", 75.0, "ns/ref", 1.3),
+    ("iterate_bulk", "the same as tuples", 75.0, "ns/ref", 1.0),
+    ("iterate_columns", "the same as columns", 75.0, "ns/ref", 1.0),
+    ("reflog_read_records", "read the whole reflog as records", 350.0, "ns/entry", 1.1),
+    ("reflog_one_ref", "one ref's reflog (100 entries)", 50.0, "us", 1.1),
+    ("lookup_cold_1", "cold: open a 1-table stack, one lookup", 60.0, "us", 1.1),
+    ("iterate_stack", "iterate a 10-table stack as records", 180.0, "ns/ref", 1.2),
+    ("write_obj_off", "write one table, obj index off", 420.0, "ns/ref", 1.0),
+    ("add_tx_nodir", "single-ref addition, Git's syscalls", 2260.0, "us", 1.03),
+)
+
+
+def git_c_comparison(rows: Sequence[Row]) -> list[Target]:
+    """Our figures against Git's C library's (see GIT_C)."""
+    out = []
+    for rid, what, git, unit, target in GIT_C:
+        r = _find(rows, rid)
+        if r is None or r.ours is None:
+            out.append(Target(f"{what} <= {target}x Git", "n/a", "not measured"))
+            continue
+        if unit in ("ns/ref", "ns/entry"):
+            ours = r.per_record_ns
+        else:
+            ours = r.ours * {"ms/op": 1e3, "us/op": 1.0, "ms/add": 1e3}.get(r.unit, 1e6)
+        if ours is None:
+            out.append(Target(f"{what} <= {target}x Git", "n/a", "not measured"))
+            continue
+        ratio = ours / git
+        out.append(Target(f"{what} <= {target}x Git", "PASS" if ratio <= target else "MISS",
+                          f"{ratio:.2f}x Git ({ours:,.0f} vs {git:,.0f} {unit})",
+                          f"at N={fmt_n(r.n)}"))
+    for rid, what, target, up in (
+        ("threads_lookup", "2 threads of batch lookups on one stack", 1.8, True),
+        ("process_head", "whole process: import, open, resolve HEAD", 1.3, False),
+    ):
+        r = _find(rows, rid)
+        if r is None or r.ours is None:
+            out.append(Target(f"{what}", "n/a", "not measured"))
+            continue
+        ok = r.ours >= target if up else r.ours <= target
+        out.append(Target(f"{what} {'>=' if up else '<='} {target}x", "PASS" if ok else "MISS",
+                          f"{r.ours:.2f}x", r.note))
+    return out
+
+
 def targets_text(targets: Sequence[Target]) -> str:
     w = max(len(t.name) for t in targets)
     lines = []
@@ -198,6 +266,7 @@ def machine_facts() -> dict[str, Any]:
         "python_implementation": platform.python_implementation(),
         "platform": platform.platform(),
         "reftable_version": reftable.__version__,
+        "reftable_core": reftable.IMPLEMENTATION,
         "dulwich_version": peer_dulwich.VERSION,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -279,6 +348,10 @@ def plot(path: str, rows: Sequence[Row], title: str = "") -> Optional[str]:
     for ax, (_, rs) in zip(axes.flat, panels, strict=False):
         xs = [r.n for r in rs]
         ax.loglog(xs, [r.ours for r in rs], "o-", label="pyreftable", color="tab:blue")
+        prs = [r for r in rs if r.pure]
+        if prs:
+            ax.loglog([r.n for r in prs], [r.pure for r in prs], "^:",
+                      label="pyreftable, pure Python", color="tab:green")
         drs = [r for r in rs if r.dulwich]
         if drs:
             ax.loglog([r.n for r in drs], [r.dulwich for r in drs], "s--",

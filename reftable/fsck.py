@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 from typing import Optional
 
-from . import _core
+from ._impl import core as _core
+from ._value import dataclass
 from .errors import FormatError, ReftableError
 from .refname import is_valid_refname
 from .stack import _TEMP_RE, TABLE_NAME_RE, parse_tables_list

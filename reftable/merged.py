@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any, Optional
 
-from . import _core
+from ._impl import core as _core
 from .errors import FormatError
 from .records import LogRecord, NameLike, OidLike, RefRecord, to_name_bytes, to_oid
-from .table import Table, log_key
+from .table import RefColumns, Table, _columns, log_key
 
 __all__ = ["MergedTable"]
 
@@ -64,6 +64,11 @@ class MergedTable:
         p = to_name_bytes(prefix)
         return self._merge(_REF, p, True, p or None)  # type: ignore[no-any-return]
 
+    def ref_columns(self, prefix: NameLike = "") -> RefColumns:
+        """Merged refs (under ``prefix`` when given) as columns (see ``Table.ref_columns``)."""
+        p = to_name_bytes(prefix)
+        return _columns(self._merge(_REF, p, False, p or None).ref_columns())
+
     def count_refs(self, prefix: NameLike = "") -> int:
         p = to_name_bytes(prefix)
         return self._merge(_REF, p, False, p or None).count()  # type: ignore[no-any-return]
@@ -73,6 +78,12 @@ class MergedTable:
         deletions are not suppressed)."""
         return _core.merged_lookup(self._cores, to_name_bytes(name),  # type: ignore
                                    self.suppress_deletions)
+
+    def read_refs(self, names: Iterable[NameLike]) -> list[Optional[RefRecord]]:
+        """``read_ref`` of many names at once; the search runs without the GIL, so
+        threads reading the same tables run in parallel."""
+        keys = [to_name_bytes(n) for n in names]
+        return _core.merged_lookup_many(self._cores, keys, self.suppress_deletions)
 
     def log_tuples(self, refname: Optional[NameLike] = None) -> Iterator[tuple[Any, ...]]:
         key = b"" if refname is None else to_name_bytes(refname) + b"\0"
@@ -92,14 +103,20 @@ class MergedTable:
 
     def refs_for(self, oid: OidLike) -> list[RefRecord]:
         """Live refs (in the merged view) whose value or peeled value is ``oid``."""
-        raw = to_oid(oid)
-        names = set()
+        return self.refs_for_many([oid])[0]
+
+    def refs_for_many(self, oids: Iterable[OidLike]) -> list[list[RefRecord]]:
+        """``refs_for`` of many object ids at once: each table is searched without the
+        GIL, then the candidates are looked up in the merged view (newer tables may
+        have moved or deleted them)."""
+        raw = [to_oid(o) for o in oids]
+        names: list[set[str]] = [set() for _ in raw]
         for table in self.tables:
-            for rec in table.refs_for(raw):
-                names.add(rec.name)
+            for found, rs in zip(names, table.refs_for_many(raw), strict=True):
+                found.update(r.name for r in rs)
         out = []
-        for name in sorted(names):
-            cur = self.read_ref(name)
-            if cur is not None and (cur.value == raw or cur.target_value == raw):
-                out.append(cur)
+        for oid, found in zip(raw, names, strict=True):
+            ordered = sorted(found)
+            out.append([cur for cur in self.read_refs(ordered)
+                        if cur is not None and (cur.value == oid or cur.target_value == oid)])
         return out

@@ -7,9 +7,8 @@ hex object ids.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import IntEnum
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 __all__ = [
     "RefValueType",
@@ -22,6 +21,7 @@ __all__ = [
     "to_name",
     "to_name_bytes",
     "to_oid",
+    "FrozenInstanceError",
 ]
 
 HASH_SIZES = {"sha1": 20, "sha256": 32}
@@ -80,17 +80,74 @@ def to_oid(oid: OidLike, size: Optional[int] = None) -> bytes:
     return raw
 
 
-@dataclass(frozen=True, slots=True)
-class RefRecord:
+class FrozenInstanceError(AttributeError):
+    """Raised when a field of a record is assigned or deleted (records are immutable)."""
+
+
+class _Frozen:
+    """Immutable value type over ``__slots__``: equality, hash and pickling by fields.
+
+    Plain slots (no dataclass): the core fills them directly when it reads records,
+    and importing the package stays cheap."""
+
+    __slots__ = ()
+
+    def _fields(self) -> tuple[Any, ...]:
+        names: tuple[str, ...] = self.__slots__
+        return tuple([getattr(self, f) for f in names])
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is self.__class__:
+            return self._fields() == other._fields()
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (self.__class__, self._fields())
+
+    def __repr__(self) -> str:
+        names: tuple[str, ...] = self.__slots__
+        fields = ", ".join(f"{f}={getattr(self, f)!r}" for f in names)
+        return f"{self.__class__.__name__}({fields})"
+
+
+class RefRecord(_Frozen):
     """One ref: a deletion (tombstone), an object id, an object id with its peeled
     id (annotated tags), or a symbolic ref."""
 
+    __slots__ = ("name", "update_index", "value_type", "value", "target_value", "target")
+    __match_args__ = ("name", "update_index", "value_type", "value", "target_value", "target")
     name: str
     update_index: int
     value_type: RefValueType
-    value: Optional[bytes] = None
-    target_value: Optional[bytes] = None
-    target: Optional[str] = None
+    value: Optional[bytes]
+    target_value: Optional[bytes]
+    target: Optional[str]
+
+    def __init__(
+        self,
+        name: str,
+        update_index: int,
+        value_type: RefValueType,
+        value: Optional[bytes] = None,
+        target_value: Optional[bytes] = None,
+        target: Optional[str] = None,
+    ) -> None:
+        init = object.__setattr__
+        init(self, "name", name)
+        init(self, "update_index", update_index)
+        init(self, "value_type", value_type)
+        init(self, "value", value)
+        init(self, "target_value", target_value)
+        init(self, "target", target)
 
     @classmethod
     def val1(cls, name: NameLike, update_index: int, value: OidLike) -> RefRecord:
@@ -133,21 +190,49 @@ class RefRecord:
         return f"<RefRecord {self.name} @{self.update_index} {kind}{extra}>"
 
 
-@dataclass(frozen=True, slots=True)
-class LogRecord:
+class LogRecord(_Frozen):
     """One reflog entry. ``value_type`` DELETION marks a tombstone for the entry with
     the same ``(refname, update_index)`` in older tables."""
 
+    __slots__ = ("refname", "update_index", "value_type", "old_id", "new_id", "name", "email",
+                 "time", "tz_offset", "message")
+    __match_args__ = ("refname", "update_index", "value_type", "old_id", "new_id", "name",
+                      "email", "time", "tz_offset", "message")
     refname: str
     update_index: int
-    value_type: LogValueType = LogValueType.UPDATE
-    old_id: Optional[bytes] = None
-    new_id: Optional[bytes] = None
-    name: str = ""
-    email: str = ""
-    time: int = 0
-    tz_offset: int = 0
-    message: str = ""
+    value_type: LogValueType
+    old_id: Optional[bytes]
+    new_id: Optional[bytes]
+    name: str
+    email: str
+    time: int
+    tz_offset: int
+    message: str
+
+    def __init__(
+        self,
+        refname: str,
+        update_index: int,
+        value_type: LogValueType = LogValueType.UPDATE,
+        old_id: Optional[bytes] = None,
+        new_id: Optional[bytes] = None,
+        name: str = "",
+        email: str = "",
+        time: int = 0,
+        tz_offset: int = 0,
+        message: str = "",
+    ) -> None:
+        init = object.__setattr__
+        init(self, "refname", refname)
+        init(self, "update_index", update_index)
+        init(self, "value_type", value_type)
+        init(self, "old_id", old_id)
+        init(self, "new_id", new_id)
+        init(self, "name", name)
+        init(self, "email", email)
+        init(self, "time", time)
+        init(self, "tz_offset", tz_offset)
+        init(self, "message", message)
 
     @classmethod
     def update(
@@ -196,9 +281,12 @@ class LogRecord:
 
 
 def _register() -> None:
-    # Let the core build these records directly (see _reader.pxi).
-    from . import _core
-
+    # Let the core build these records directly (see _record.pxi); the records work
+    # without it too.
+    try:
+        from ._impl import core as _core
+    except ImportError:
+        return
     _core.register_record_types(RefRecord, LogRecord, tuple(RefValueType), tuple(LogValueType))
 
 

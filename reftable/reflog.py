@@ -24,9 +24,10 @@ import re
 import socket
 import time as _time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Optional
 
+from ._value import replace
 from .errors import ApiError, NotExistError
 from .gitconfig import GitConfig
 from .records import (

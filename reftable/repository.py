@@ -35,6 +35,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Optional, cast
 
+from . import _value
 from ._closing import Closing
 from .errors import ApiError, ConfigError, ReftableIOError, RepositoryError
 from .gitconfig import GitConfig, SharedRepository
@@ -378,7 +379,7 @@ class Repository(Closing):
         if st is None:
             if not os.path.isdir(path):
                 return cast(Stack, _NoStack(self.hash))  # (not cached: may appear)
-            st = Stack.open(path, replace(self.options), create=False)
+            st = Stack.open(path, _value.replace(self.options), create=False)
             self._stacks[key] = st
         else:
             st.reload()

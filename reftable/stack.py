@@ -27,15 +27,14 @@ from __future__ import annotations
 import os
 import random
 import re
-import stat
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Optional
 
-from . import _core
 from ._closing import Closing
+from ._impl import core as _core
+from ._value import dataclass, field
 from .errors import (
     ApiError,
     FormatError,
@@ -43,10 +42,9 @@ from .errors import (
     NotExistError,
     OutdatedError,
     ReftableError,
-    ReftableIOError,
 )
 from .merged import MergedTable
-from .records import LogRecord, NameLike, OidLike, RefRecord
+from .records import HASH_SIZES, LogRecord, NameLike, OidLike, RefRecord
 from .table import Table
 from .writer import TableWriter, WriteOptions
 
@@ -105,30 +103,12 @@ def parse_tables_list(data: bytes, path: str = "tables.list") -> list[str]:
 
 
 def _read_list_file(path: str) -> Optional[bytes]:
-    """The content of ``tables.list`` (None when missing). Opened without blocking and
-    refused unless a regular file: a FIFO planted there must not hang the reader."""
+    """The content of ``tables.list`` (None when missing); the core refuses anything
+    but a regular file, so a FIFO planted there cannot hang the reader."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
+        return _core.read_file(path, _MAX_LIST_SIZE)
+    except NotExistError:
         return None
-    except OSError as e:
-        raise ReftableIOError(e.errno or 0, e.strerror or str(e), path) from e
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise FormatError("tables.list is not a regular file", path)
-        chunks = []
-        total = 0
-        while total <= _MAX_LIST_SIZE:
-            b = os.read(fd, 1 << 16)
-            if not b:
-                break
-            chunks.append(b)
-            total += len(b)
-        return b"".join(chunks)
-    except OSError as e:
-        raise ReftableIOError(e.errno or 0, e.strerror or str(e), path) from e
-    finally:
-        os.close(fd)
 
 
 def read_tables_list(directory: str) -> list[str]:
@@ -359,10 +339,11 @@ class Stack(Closing):
         self._turns = _Turns()
         self._seq = 0
         self._snap = StackSnapshot((), (), None)
-        if not os.path.isdir(self.directory):
-            raise NotExistError(f"{self.directory}: no such directory")
-        if create and not os.path.exists(self.list_path):
-            self._create_list()
+        if not os.path.exists(self.list_path):  # (one stat when the stack exists)
+            if not os.path.isdir(self.directory):
+                raise NotExistError(f"{self.directory}: no such directory")
+            if create:
+                self._create_list()
         self.reload()
         h = self._snap.merged.hash
         if self.options.hash is None:
@@ -614,6 +595,10 @@ class Stack(Closing):
     def read_ref(self, name: NameLike) -> Optional[RefRecord]:
         return self._snap.merged.read_ref(name)
 
+    def read_refs(self, names: Iterable[NameLike]) -> list[Optional[RefRecord]]:
+        """``read_ref`` of many names at once, without holding the GIL while searching."""
+        return self.merged.read_refs(names)
+
     def refs(self, prefix: NameLike = "") -> Iterator[RefRecord]:
         return self._snap.merged.refs(prefix)
 
@@ -622,6 +607,10 @@ class Stack(Closing):
 
     def refs_pointing_at(self, oid: OidLike) -> list[RefRecord]:
         return self._snap.merged.refs_for(oid)
+
+    def refs_for_many(self, oids: Iterable[OidLike]) -> list[list[RefRecord]]:
+        """``refs_for`` of many object ids at once, without holding the GIL while searching."""
+        return self.merged.refs_for_many(oids)
 
     def table_path(self, name: str) -> str:
         return os.path.join(self.directory, name)
@@ -728,8 +717,9 @@ class Stack(Closing):
     # -- compaction ----------------------------------------------------------
 
     def _sizes(self, snap: StackSnapshot) -> list[int]:
-        # Git's table size already excludes the footer (68 bytes, 72 for SHA-256).
-        overhead = (24 - 1 + 68) if self.hash == "sha1" else (28 - 1 + 72)
+        # Git's table size already excludes the footer
+        hash_size = HASH_SIZES[self.hash]
+        overhead = _core.header_size(hash_size) - 1 + _core.footer_size(hash_size)
         return [t.size - overhead for t in snap.tables]
 
     def table_sizes_for_compaction(self) -> list[int]:

@@ -6,14 +6,12 @@ footer are validated on open; blocks are validated as they are read.
 
 from __future__ import annotations
 
-import mmap
 import os
-from collections.abc import Iterator
-from typing import Any, Optional, Union
+from collections.abc import Iterable, Iterator
+from typing import Any, NamedTuple, Optional, Union
 
-from . import _core
 from ._closing import Closing
-from .errors import FormatError, NotExistError, ReftableIOError
+from ._impl import core as _core
 from .records import (
     LogRecord,
     LogValueType,
@@ -25,7 +23,7 @@ from .records import (
     to_oid,
 )
 
-__all__ = ["Table", "ref_from_tuple", "log_from_tuple", "log_key"]
+__all__ = ["Table", "RefColumns", "ref_from_tuple", "log_from_tuple", "log_key"]
 
 BLOCK_REF = _core.BLOCK_TYPE_REF
 BLOCK_LOG = _core.BLOCK_TYPE_LOG
@@ -43,9 +41,34 @@ def log_from_tuple(t: tuple[Any, ...]) -> LogRecord:
     return LogRecord(t[0], t[1], _LVT[t[2]], t[3], t[4], t[5], t[6], t[7], t[8], t[9])
 
 
+class RefColumns(NamedTuple):
+    """Every ref of a table or a merged view at once, column by column, for tools that
+    want everything (no record object per ref). Position ``i`` of each column is the
+    ``i``-th ref in name order."""
+
+    names: list[str]
+    value_types: bytes        # one RefValueType per ref
+    update_indexes: memoryview  # unsigned 64-bit, one per ref
+    values: bytes             # hash_size bytes per ref; zeros for symrefs and deletions
+    peeled: dict[int, bytes]  # position -> peeled id (annotated tags)
+    targets: dict[int, str]   # position -> target (symrefs)
+
+    def value(self, i: int) -> Optional[bytes]:
+        """The object id of ref ``i``, or None."""
+        if self.value_types[i] not in (1, 2):
+            return None
+        n = len(self.values) // len(self.names)
+        return self.values[i * n:(i + 1) * n]
+
+
+def _columns(raw: tuple[Any, ...]) -> RefColumns:
+    names, types, uis, ids, peeled, targets = raw
+    return RefColumns(names, types, memoryview(uis).cast("Q"), ids, peeled, targets)
+
+
 def log_key(refname: bytes, update_index: int) -> bytes:
     """The on-disk key of a log record: name, NUL, inverted update index."""
-    return refname + b"\0" + ((1 << 64) - 1 - update_index).to_bytes(8, "big")
+    return _core.log_key(refname, update_index)
 
 
 class Table(Closing):
@@ -60,33 +83,16 @@ class Table(Closing):
     ...         print(ref.name, ref.value.hex())
     """
 
-    def __init__(self, data: Any, name: Optional[str] = None, _mmap: Optional[mmap.mmap] = None):
+    def __init__(self, data: Any, name: Optional[str] = None):
         self.name = name
-        self._mmap = _mmap
-        self._core = _core.TableCore(data, name)
+        self._core = data if isinstance(data, _core.TableCore) else _core.TableCore(data, name)
 
     @classmethod
     def open(cls, path: Union[str, os.PathLike[str]]) -> Table:
-        """Open and validate the table at ``path``."""
+        """Open (memory-map) and validate the table at ``path``. ``NotExistError`` when
+        there is none; ``FormatError`` when it is not a regular file or not a table."""
         p = os.fspath(path)
-        try:
-            fd = os.open(p, os.O_RDONLY)
-        except FileNotFoundError as e:
-            raise NotExistError(f"{p}: no such table") from e
-        except OSError as e:
-            raise ReftableIOError(e.errno or 0, e.strerror or str(e), p) from e
-        try:
-            size = os.fstat(fd).st_size
-            if size == 0:
-                raise FormatError("empty file is not a reftable", p, 0)
-            m = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
-        finally:
-            os.close(fd)
-        try:
-            return cls(m, p, m)
-        except BaseException:
-            m.close()
-            raise
+        return cls(_core.open_table(p), p)
 
     @classmethod
     def from_bytes(cls, data: bytes, name: Optional[str] = None) -> Table:
@@ -94,14 +100,11 @@ class Table(Closing):
 
     def _set_eviction(self, on: bool) -> None:
         """Drop already-read pages during one sequential pass (mapped files only)."""
-        if self._mmap is not None:
+        if self._core.mapped:
             self._core.set_sequential_eviction(on)
 
     def close(self) -> None:
         self._core.release()
-        if self._mmap is not None:
-            self._mmap.close()
-            self._mmap = None
 
     def __repr__(self) -> str:
         return (
@@ -181,6 +184,11 @@ class Table(Closing):
         """All ref names (tombstones included) without building records: the bulk path."""
         return self._ref_iter(to_name_bytes(prefix)).names()  # type: ignore[no-any-return]
 
+    def ref_columns(self, prefix: NameLike = "") -> RefColumns:
+        """All refs (tombstones included), optionally under ``prefix``, as columns: the
+        fastest way to read everything."""
+        return _columns(self._ref_iter(to_name_bytes(prefix)).ref_columns())
+
     def count_refs(self, prefix: NameLike = "") -> int:
         """Number of ref records (tombstones included), without building any."""
         return self._ref_iter(to_name_bytes(prefix)).count()  # type: ignore[no-any-return]
@@ -190,6 +198,12 @@ class Table(Closing):
         key = name.encode("utf-8", "surrogateescape") if isinstance(name, str) else \
             to_name_bytes(name)
         return self._core.lookup(BLOCK_REF, key)  # type: ignore[no-any-return]
+
+    def read_refs(self, names: Iterable[NameLike]) -> list[Optional[RefRecord]]:
+        """``read_ref`` of many names at once (deletions included); the search runs
+        without the GIL, so other threads keep running."""
+        keys = [to_name_bytes(n) for n in names]
+        return _core.merged_lookup_many([self._core], keys, False)
 
     # -- logs ------------------------------------------------------------------
 
@@ -221,32 +235,9 @@ class Table(Closing):
     def refs_for(self, oid: OidLike) -> list[RefRecord]:
         """Refs whose value or peeled value is ``oid``; uses the obj index when the
         table has one, else scans."""
-        raw = to_oid(oid, self.hash_size)
-        c = self._core
-        if c.obj_present:
-            key = raw[: c.object_id_len]
-            positions: Optional[list[int]] = None
-            for prefix, pos in c.seek(BLOCK_OBJ, key):
-                if prefix == key:
-                    positions = pos
-                break
-            if positions is None:
-                return []  # the index lists every id in the table: none matches
-            if positions:
-                out = []
-                prev = -1
-                for off in positions:
-                    # Git writes each block offset once, ascending (deltas > 0). A
-                    # repeated offset would rescan the same block once per repeat: a
-                    # small obj block could make this take hours and return millions.
-                    if off <= prev:
-                        raise FormatError(
-                            f"obj record for {key.hex()} lists block offset {off} "
-                            f"after {prev}", self.name, c.obj_offset)
-                    prev = off
-                    out += [r for r in c.iter_block(off, BLOCK_REF, True)
-                            if r.value == raw or r.target_value == raw]
-                return out
-            # a record without positions: too many to list, so scan
-        return [r for r in c.iter_section(BLOCK_REF, True)
-                if r.value == raw or r.target_value == raw]
+        return self.refs_for_many([oid])[0]
+
+    def refs_for_many(self, oids: Iterable[OidLike]) -> list[list[RefRecord]]:
+        """``refs_for`` of many object ids at once; the search runs without the GIL."""
+        raw = [to_oid(o, self.hash_size) for o in oids]
+        return self._core.refs_for_many(raw)

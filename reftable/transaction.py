@@ -13,10 +13,10 @@ transaction share one update index and land in one table, or nothing is written.
 from __future__ import annotations
 
 import time as _time
-from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Optional, Union
 
+from ._value import dataclass
 from .errors import ApiError, ExpectationError, RefConflictError
 from .records import (
     LogRecord,

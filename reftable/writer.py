@@ -9,35 +9,50 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from types import TracebackType
 from typing import IO, Any, Optional, Union
 
-from . import _core
+from ._impl import core as _core
 from .errors import ApiError
-from .records import HASH_SIZES, LogRecord, RefRecord
+from .records import HASH_SIZES, LogRecord, RefRecord, _Frozen
 
 __all__ = ["WriteOptions", "TableWriter", "write_table_bytes", "normalize_log_message"]
 
 
-@dataclass(frozen=True)
-class WriteOptions:
-    """How a table is laid out. The defaults are Git's."""
+class WriteOptions(_Frozen):
+    """How a table is laid out. The defaults are Git's. Immutable."""
 
-    hash: str = "sha1"
-    block_size: int = 4096
-    restart_interval: int = 16
-    index_objects: bool = True
-    unpadded: bool = False
-    exact_log_message: bool = False
+    __slots__ = ("hash", "block_size", "restart_interval", "index_objects", "unpadded",
+                 "exact_log_message")
+    hash: str
+    block_size: int
+    restart_interval: int
+    index_objects: bool
+    unpadded: bool
+    exact_log_message: bool
 
-    def __post_init__(self) -> None:
-        if self.hash not in HASH_SIZES:
-            raise ApiError(f"unknown hash {self.hash!r} (use 'sha1' or 'sha256')")
-        if not 64 <= self.block_size < (1 << 24):
-            raise ApiError(f"block size {self.block_size} outside [64, 2**24)")
-        if not 1 <= self.restart_interval <= 65535:
-            raise ApiError(f"restart interval {self.restart_interval} outside [1, 65535]")
+    def __init__(
+        self,
+        hash: str = "sha1",
+        block_size: int = 4096,
+        restart_interval: int = 16,
+        index_objects: bool = True,
+        unpadded: bool = False,
+        exact_log_message: bool = False,
+    ) -> None:
+        if hash not in HASH_SIZES:
+            raise ApiError(f"unknown hash {hash!r} (use 'sha1' or 'sha256')")
+        if not 64 <= block_size < (1 << 24):
+            raise ApiError(f"block size {block_size} outside [64, 2**24)")
+        if not 1 <= restart_interval <= 65535:
+            raise ApiError(f"restart interval {restart_interval} outside [1, 65535]")
+        init = object.__setattr__
+        init(self, "hash", hash)
+        init(self, "block_size", block_size)
+        init(self, "restart_interval", restart_interval)
+        init(self, "index_objects", index_objects)
+        init(self, "unpadded", unpadded)
+        init(self, "exact_log_message", exact_log_message)
 
     @property
     def hash_size(self) -> int:
@@ -46,10 +61,10 @@ class WriteOptions:
 
 def normalize_log_message(message: str) -> str:
     """Git's normalisation: one line, ending in exactly one newline."""
-    stripped = message.rstrip("\n")
-    if "\n" in stripped:
+    out = _core.normalize_message(message.encode("utf-8", "surrogateescape"))
+    if out is None:
         raise ApiError("log message spans several lines (use exact_log_message)")
-    return stripped + "\n"
+    return out.decode("utf-8", "surrogateescape")
 
 
 Sink = Union[IO[bytes], Callable[[bytes], Any]]

@@ -1,4 +1,9 @@
-"""Shared helpers of the test suite: Git fixture locations and small record builders."""
+"""Shared helpers of the test suite: Git fixture locations and small record builders.
+
+The suite runs against whichever core ``reftable._impl`` picked: the compiled one, or
+the pure-Python twin with ``REFTABLE_PURE_PYTHON=1`` (CI runs it both ways). Tests of
+compiled-only internals are marked with ``compiled_only``.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,22 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+import iofaults
 import pytest
 
 import reftable
-from reftable import LogRecord, RefRecord, Table, WriteOptions, _core
+from reftable import LogRecord, RefRecord, Table, WriteOptions
+from reftable._impl import IMPLEMENTATION
+from reftable._impl import core as _core
+
+#: The core under test: "cython" or "python" (the pure twin).
+PURE = IMPLEMENTATION == "python"
+compiled_only = pytest.mark.skipif(PURE, reason="probes the compiled core's internals")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"reftable core: {IMPLEMENTATION} ({_core.__name__})"
+
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "data" / "git"
@@ -23,6 +40,8 @@ SCENARIOS = sorted(
 HEADER_SIZE = {"sha1": 24, "sha256": 28}
 FOOTER_SIZE = {"sha1": 68, "sha256": 72}
 HASH_SIZE = {"sha1": 20, "sha256": 32}
+
+iofaults.install()  # fault and crash injection for every test that wants it
 
 BLOCK_REF = _core.BLOCK_TYPE_REF
 BLOCK_LOG = _core.BLOCK_TYPE_LOG

@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Optional
 
-from reftable import LogRecord, RefRecord, _core
+from reftable import LogRecord, RefRecord
+from reftable._impl import core as _core
 from reftable.jsonio import log_to_json, ref_to_json
 from reftable.stack import TABLE_NAME_RE, Stack, StackOptions
 

@@ -24,7 +24,9 @@ from conftest import (
 )
 
 from reftable import LogRecord, RefRecord, Table, TableWriter, WriteOptions
-from reftable._core import TableCore
+from reftable._impl import core as _core
+
+TableCore = _core.TableCore
 
 
 def common_prefix(a: bytes, b: bytes) -> int:

@@ -21,7 +21,7 @@ from conftest import (
     write,
 )
 
-from reftable import FormatError, LogRecord, MergedTable, RefRecord, Table
+from reftable import FormatError, LogRecord, MergedTable, RefRecord, Stack, Table
 
 
 def records(hash: str = "sha1") -> tuple[list[RefRecord], list[LogRecord]]:
@@ -223,13 +223,41 @@ def patch_footer_u64(data: bytes, field_offset: int, value: int) -> bytes:
     return refresh_footer_crc(d)
 
 
-@pytest.mark.parametrize("field", [0, 8, 16, 24, 32])
-def test_footer_offsets_past_the_data(field):
+def test_ref_index_offset_past_the_data():
+    with pytest.raises(FormatError):
+        Table.from_bytes(patch_footer_u64(SMALL, 0, SMALL_FOOTER["footer_start"] + 10))
+
+
+@pytest.mark.parametrize("field", [8, 16, 24, 32])
+def test_damaged_obj_or_log_fields_leave_refs_readable(field):
+    """As in Git, a bad obj or log offset (or log index offset) in the footer only
+    makes that section unreadable: every ref is still served, and the error comes
+    when the damaged section is read."""
     value = SMALL_FOOTER["footer_start"] + 10
     if field == 8:
         value = value << 5 | 2  # obj offset and object id length share a field
+    t = Table.from_bytes(patch_footer_u64(SMALL, field, value))
+    assert list(t.refs()) == REFS
+    assert t.read_ref(REFS[1].name) == REFS[1]
+    if field == 16:
+        return  # this table has no obj section: its index offset is never used
     with pytest.raises(FormatError):
-        Table.from_bytes(patch_footer_u64(SMALL, field, value))
+        if field == 8:
+            t.refs_for(REFS[1].value)
+        else:
+            list(t.logs())
+
+
+def test_damaged_log_fields_in_a_stack_leave_refs_readable(tmp_path):
+    d = tmp_path / "s"
+    d.mkdir()
+    name = "0x000000000001-0x000000000002-00000000.ref"
+    (d / name).write_bytes(patch_footer_u64(SMALL, 24, SMALL_FOOTER["footer_start"] + 10))
+    (d / "tables.list").write_text(name + "\n")
+    with Stack.open(str(d)) as st:
+        assert [r.name for r in st.refs()] == [r.name for r in REFS if not r.is_deletion]
+        with pytest.raises(FormatError):
+            list(st.logs())
 
 
 @pytest.mark.parametrize("log_offset", [1, 5, 30, 100, 411, 413, 500])
@@ -264,8 +292,10 @@ def test_bogus_object_id_length():
     f = footer_fields(data)
     assert f["obj_offset"] > 0
     for bad_len in (0, 1, 21, 31):
+        t = Table.from_bytes(patch_footer_u64(data, 8, f["obj_offset"] << 5 | bad_len))
+        assert t.count_refs() == 400  # only the obj section is unusable
         with pytest.raises(FormatError):
-            Table.from_bytes(patch_footer_u64(data, 8, f["obj_offset"] << 5 | bad_len))
+            t.refs_for(oid(3))
 
 
 # -- blocks ------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 1. Deterministic: a child process runs an addition, an auto-compaction or a full
    compaction and kills itself right before its N-th call of an I/O operation
-   (``_core.set_crash``), for every operation and every N. The stack must then read
+   (``iofaults.set_crash``), for every operation and every N. The stack must then read
    exactly the state before or after the operation, and after removing the dead
    process's locks and leftovers (``clean(stale_locks_older_than=0)``) it must accept
    new work.
@@ -18,10 +18,10 @@ import random
 import signal
 import time
 
+import iofaults
 import pytest
 from test_faults import LOG, OPS, SCENARIOS, oid, prepare, view
 
-from reftable import _core
 from reftable.errors import LockError, OutdatedError
 from reftable.stack import Stack, StackOptions
 
@@ -84,7 +84,7 @@ def test_crash_at_every_io_call(tmp_path, name):
             shutil.copytree(template, work)
 
             def child(work=work, op=op, n=n):
-                _core.set_crash(op, n)
+                iofaults.set_crash(op, n)
                 run(work)
 
             status = run_child(child)

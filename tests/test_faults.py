@@ -19,10 +19,10 @@ import errno
 import os
 import shutil
 
+import iofaults
 import pytest
 
 import reftable
-from reftable import _core
 from reftable.stack import Stack, StackOptions
 from reftable.transaction import LogEntry
 
@@ -87,16 +87,16 @@ SCENARIOS = {
 
 @pytest.fixture(autouse=True)
 def _no_faults_left():
-    _core.clear_faults()
+    iofaults.clear_faults()
     yield
-    _core.clear_faults()
+    iofaults.clear_faults()
 
 
 def count_calls(template: str, work: str, run) -> dict[str, int]:
     shutil.copytree(template, work)
-    _core.reset_io_counts()
+    iofaults.reset_io_counts()
     run(work)
-    counts = dict(_core.io_counts())
+    counts = dict(iofaults.io_counts())
     shutil.rmtree(work)
     return counts
 
@@ -135,14 +135,14 @@ def test_every_io_call_can_fail(tmp_path, name):
         for n in range(1, counts.get(op, 0) + 1):
             work = str(tmp_path / f"w-{op}-{n}")
             shutil.copytree(template, work)
-            _core.set_fault(op, n, errno.ENOSPC if op == "write" else errno.EIO)
+            iofaults.set_fault(op, n, errno.ENOSPC if op == "write" else errno.EIO)
             raised = None
             try:
                 run(work)
             except (reftable.ReftableError, OSError) as e:
                 raised = e
             finally:
-                _core.clear_faults()
+                iofaults.clear_faults()
             walked += 1
             state = view(work)
             if raised is not None:
@@ -166,7 +166,7 @@ def test_disk_full_during_additions_is_clean(tmp_path):
     with Stack.open(d, StackOptions(auto_compact=True)) as st:
         for i in range(60):
             if i % 7 == 3:
-                _core.set_fault("write", 1 + i % 3, errno.ENOSPC)
+                iofaults.set_fault("write", 1 + i % 3, errno.ENOSPC)
             try:
                 with st.transaction(log=LOG) as tx:
                     tx.update(f"refs/heads/r{i}", oid(i))
@@ -174,14 +174,86 @@ def test_disk_full_during_additions_is_clean(tmp_path):
             except reftable.ReftableIOError as e:
                 assert e.errno == errno.ENOSPC
             finally:
-                _core.clear_faults()
-        _core.set_fault("write", 2, errno.ENOSPC)
+                iofaults.clear_faults()
+        iofaults.set_fault("write", 2, errno.ENOSPC)
         with pytest.raises(reftable.ReftableIOError) as info:
             st.compact_all()
-        _core.clear_faults()
+        iofaults.clear_faults()
         assert info.value.errno == errno.ENOSPC
     with Stack.open(d) as st:
         got = {r.name: r.value for r in st.refs()}
         assert got == committed
         assert st.clean() == []
     assert not [e for e in os.listdir(d) if e.endswith(".lock") or e.startswith(".tmp")]
+
+
+# -- reads go through the same layer ----------------------------------------------------
+
+READ_OPS = ("open_read", "fstat", "read", "mmap", "close_read")
+
+
+def test_reads_are_counted(tmp_path):
+    template = str(tmp_path / "s")
+    make_template(template, 2, auto=False)
+    iofaults.reset_io_counts()
+    with Stack.open(template) as st:
+        ntables = len(st.names)
+    counts = iofaults.io_counts()
+    # tables.list is read with one read; tables are mapped
+    assert counts["open_read"] == ntables + 1
+    assert counts["fstat"] == ntables + 1
+    assert counts["mmap"] == ntables
+    assert counts["close_read"] == ntables + 1
+    assert counts["read"] == 1
+    assert counts["write"] == counts["open"] == 0
+
+
+@pytest.mark.parametrize("op", ["open_read", "fstat", "read", "mmap"])
+def test_every_read_call_can_fail(tmp_path, op):
+    """A failing read is a ReftableIOError; a handle whose reload fails keeps serving
+    the tables it had, and the next reload succeeds."""
+    d = str(tmp_path / "s")
+    make_template(d, 2, auto=False)
+    iofaults.set_fault(op, 1, errno.EIO)
+    with pytest.raises(reftable.ReftableIOError) as ei:
+        Stack.open(d)
+    assert ei.value.errno == errno.EIO
+    iofaults.clear_faults()
+    with Stack.open(d, StackOptions(auto_compact=False)) as st, \
+            Stack.open(d, StackOptions(auto_compact=False)) as other:
+        before = [r.name for r in st.refs()]
+        with other.transaction() as tx:
+            tx.update("refs/heads/other", oid(7))
+        # the list is read first, then only the new table is mapped
+        iofaults.set_fault(op, 1, errno.EIO)
+        with pytest.raises(reftable.ReftableIOError):
+            st.reload()
+        iofaults.clear_faults()
+        assert [r.name for r in st.refs()] == before
+        st.reload()
+        assert "refs/heads/other" in [r.name for r in st.refs()]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory", "device"])
+def test_non_regular_file_named_like_a_table(tmp_path, kind):
+    """A FIFO, directory or device in place of a table is a FormatError at once: never
+    a hang (opening a FIFO waits for a writer) nor a raw OSError."""
+    d = tmp_path / "s"
+    d.mkdir()
+    name = "0x000000000001-0x000000000001-00000000.ref"
+    p = d / name
+    if kind == "fifo":
+        os.mkfifo(p)
+    elif kind == "directory":
+        p.mkdir()
+    else:
+        os.symlink("/dev/null", p)
+    with pytest.raises(reftable.FormatError, match="not a regular file"):
+        reftable.Table.open(str(p))
+    (d / "tables.list").write_text(name + "\n")
+    with pytest.raises(reftable.FormatError):
+        Stack.open(str(d))
+    os.remove(d / "tables.list")
+    os.mkfifo(d / "tables.list")
+    with pytest.raises(reftable.FormatError):
+        Stack.open(str(d))

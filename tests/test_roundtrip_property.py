@@ -20,8 +20,10 @@ from reftable import (
     WriteOptions,
     write_table_bytes,
 )
-from reftable._core import encode_varint
+from reftable._impl import core as _core
 from reftable.table import log_key
+
+encode_varint = _core.encode_varint
 
 HASH_SIZE = {"sha1": 20, "sha256": 32}
 HEADER = {"sha1": 24, "sha256": 28}

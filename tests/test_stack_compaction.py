@@ -8,6 +8,7 @@ import errno
 import os
 from pathlib import Path
 
+import iofaults
 import pytest
 from stack_helpers import (
     ZERO,
@@ -40,7 +41,6 @@ from reftable import (
     ReftableError,
     ReftableIOError,
     Table,
-    _core,
     write_table_bytes,
 )
 from reftable.stack import LogExpiry, Stack
@@ -52,7 +52,7 @@ BRANCHES = [f"refs/heads/branch-{i:04d}" for i in range(100)]
 @pytest.fixture(autouse=True)
 def _no_faults_left():
     yield
-    _core.clear_faults()
+    iofaults.clear_faults()
 
 
 def ref_names(st: Stack) -> list[str]:
@@ -354,20 +354,20 @@ def _find_fault(op: str, run, make, want_suffix: str):
     """The n (1-based) for which failing the n-th ``op`` hits the file ending in
     ``want_suffix``; calls are counted with io_counts() on a dry run."""
     d, st = make()
-    _core.reset_io_counts()
+    iofaults.reset_io_counts()
     run(st)
-    total = _core.io_counts()[op]
+    total = iofaults.io_counts()[op]
     assert total > 0
     for n in range(1, total + 1):
         d, st = make()
-        _core.set_fault(op, n)
+        iofaults.set_fault(op, n)
         try:
             run(st)
         except ReftableIOError as e:
             if str(e.filename or "").endswith(want_suffix):
                 return n
         finally:
-            _core.clear_faults()
+            iofaults.clear_faults()
     raise AssertionError(f"no {op} on *{want_suffix} among {total} calls")
 
 
@@ -386,10 +386,10 @@ def test_fix_do_not_die_when_fsyncing_lock_file(tmp_path):
     n = _find_fault("fsync", _add_x, make, "tables.list.lock")
     d, st = make()
     before = snapshot(d)
-    _core.set_fault("fsync", n, errno.EIO)
+    iofaults.set_fault("fsync", n, errno.EIO)
     with pytest.raises(ReftableIOError) as ei:
         _add_x(st)
-    _core.clear_faults()
+    iofaults.clear_faults()
     assert ei.value.errno == errno.EIO
     assert snapshot(d) == before  # no lock, no new list, no stray table, no temp
     assert st.is_up_to_date() and st.read_ref("refs/heads/x") is None
@@ -429,13 +429,13 @@ def _check_after_fault(d: Path, st: Stack, want_refs: list[str], unlink_fault: b
 @pytest.mark.parametrize("op", OPS)
 def test_addition_survives_a_fault_at_every_call(tmp_path, op):
     d, st = _fresh(tmp_path, "dry", 1)
-    _core.reset_io_counts()
+    iofaults.reset_io_counts()
     with st.transaction() as tx:
         tx.update("refs/heads/x", oid(9))
-    total = _core.io_counts()[op]
+    total = iofaults.io_counts()[op]
     for n in range(1, total + 2):
         d, st = _fresh(tmp_path, f"{op}{n}", 1)
-        _core.set_fault(op, n)
+        iofaults.set_fault(op, n)
         try:
             with st.transaction() as tx:
                 tx.update("refs/heads/x", oid(9))
@@ -444,7 +444,7 @@ def test_addition_survives_a_fault_at_every_call(tmp_path, op):
             assert isinstance(e, ReftableIOError), e
             ok = False
         finally:
-            _core.clear_faults()
+            iofaults.clear_faults()
         committed = "refs/heads/x" in ref_names(open_stack(d))
         assert committed or not ok, (op, n)
         _check_after_fault(d, st, BRANCHES[:1] + (["refs/heads/x"] if committed else []),
@@ -454,18 +454,18 @@ def test_addition_survives_a_fault_at_every_call(tmp_path, op):
 @pytest.mark.parametrize("op", OPS)
 def test_compaction_survives_a_fault_at_every_call(tmp_path, op):
     d, st = _fresh(tmp_path, "dry")
-    _core.reset_io_counts()
+    iofaults.reset_io_counts()
     st.compact_all()
-    total = _core.io_counts()[op]
+    total = iofaults.io_counts()[op]
     for n in range(1, total + 2):
         d, st = _fresh(tmp_path, f"{op}{n}")
-        _core.set_fault(op, n)
+        iofaults.set_fault(op, n)
         try:
             st.compact_all()
         except ReftableError as e:
             assert isinstance(e, ReftableIOError), e
         finally:
-            _core.clear_faults()
+            iofaults.clear_faults()
         _check_after_fault(d, st, BRANCHES[:3], op == "unlink")
         assert len(list_names(d)) in (1, 3)
 
@@ -474,10 +474,10 @@ def test_compaction_survives_a_fault_at_every_call(tmp_path, op):
 def test_temp_table_errors_name_the_file(tmp_path, op):
     d, st = _fresh(tmp_path, "s", 1)
     # the first such call of an addition is on the temp table
-    _core.set_fault(op, 1, errno.ENOSPC)
+    iofaults.set_fault(op, 1, errno.ENOSPC)
     with pytest.raises(ReftableIOError) as ei:
         _add_x(st)
-    _core.clear_faults()
+    iofaults.clear_faults()
     assert ei.value.errno == errno.ENOSPC
     assert ei.value.filename is not None
     assert os.path.basename(ei.value.filename).startswith(".tmp-")
@@ -495,18 +495,18 @@ def _post_commit_fault(tmp_path, tag, run):
 
     counter = iter(range(1000))
     d, st = make()
-    _core.reset_io_counts()
+    iofaults.reset_io_counts()
     run(st)
-    total = _core.io_counts()["fsync"]
+    total = iofaults.io_counts()["fsync"]
     d, st = make()
-    _core.set_fault("fsync", total)  # the last fsync is the directory's
+    iofaults.set_fault("fsync", total)  # the last fsync is the directory's
     try:
         run(st)
         raised = None
     except ReftableIOError as e:
         raised = e
     finally:
-        _core.clear_faults()
+        iofaults.clear_faults()
     return d, st, raised
 
 

@@ -8,7 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reftable import FormatError
-from reftable._core import decode_varint, encode_varint, varint_length
+from reftable._impl import core as _core
+
+decode_varint, encode_varint, varint_length = (
+    _core.decode_varint, _core.encode_varint, _core.varint_length)
 
 U64_MAX = (1 << 64) - 1
 

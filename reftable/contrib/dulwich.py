@@ -31,7 +31,6 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 from dulwich.errors import RefFormatError
@@ -43,6 +42,7 @@ from dulwich.reflog import Entry
 from dulwich.refs import HEADREF, SYMREF, Ref, RefsContainer, SymrefLoop
 
 from .._closing import Closing
+from .._value import replace
 from ..errors import ExpectationError, LockError, OutdatedError, RefNameError
 from ..records import HASH_SIZES, RefRecord, RefValueType, to_name, to_name_bytes
 from ..stack import Stack, StackOptions, StackSnapshot

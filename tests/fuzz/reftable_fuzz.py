@@ -26,8 +26,8 @@ from reftable import (
     RefRecord,
     Table,
     WriteOptions,
-    _core,
 )
+from reftable._impl import core as _core
 
 HERE = Path(__file__).resolve().parent
 TESTS = HERE.parent
@@ -1023,7 +1023,7 @@ def _compact(t: Table, valid: Table, typ: int, rng: random.Random, st: Stats) ->
 
 
 def exercise_file(data: bytes, e: Entry, rng: random.Random, tmpdir: str,
-                  valid: Optional[Table] = None) -> Stats:
+                  valid: Optional[Table] = None, seconds: float = 10.0) -> Stats:
     """``exercise`` through ``Table.open`` (mmap) on a file holding ``data``."""
     path = os.path.join(tmpdir, "case.ref")
     with open(path, "wb") as f:
@@ -1034,4 +1034,4 @@ def exercise_file(data: bytes, e: Entry, rng: random.Random, tmpdir: str,
         except FormatError:
             return Stats(format_errors=1)
         raise Crash("an empty file opened as a table")
-    return exercise(data, e, rng, path=path, valid=valid)
+    return exercise(data, e, rng, path=path, valid=valid, seconds=seconds)

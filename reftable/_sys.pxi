@@ -1,18 +1,22 @@
-# Lock files (Git's lock-file protocol) and the injectable I/O layer under them.
+# Layer 1: the platform. Every file operation of the core, reads included, goes through
+# the _sys_* wrappers below, and lock files (Git's lock-file protocol) are built on them.
 #
-# Every file syscall the core makes goes through the _sys_* wrappers below. They behave
-# like the syscalls they wrap (-1 and errno on failure) but first consult a fault table,
-# so tests can make the N-th call of an operation fail with a chosen errno, and they count
-# calls. The counters and the fault table are only touched with the GIL held; the GIL is
+# The wrappers behave like the syscalls they wrap (-1 and errno on failure). Tests can
+# install a hook (``_set_io_hook``): it is called with the operation's name before each
+# call and returns an errno to inject (0: none); it may also count calls or end the
+# process (crash tests). Without a hook the wrappers are plain C calls. The GIL is
 # released around the syscall itself.
 
 cimport cython
-from libc.errno cimport errno, EINTR, EEXIST, ENOENT, EINVAL, ENOSPC
+from libc.errno cimport errno, EINTR, EEXIST, ENOENT, EINVAL, ENOSPC, EAGAIN
 from libc.stdio cimport rename as c_rename
-from posix.unistd cimport (write as c_write, fsync as c_fsync, close as c_close,
-                           unlink as c_unlink, getpid)
+from posix.unistd cimport (write as c_write, read as c_read, fsync as c_fsync,
+                           close as c_close, unlink as c_unlink, getpid)
 from posix.fcntl cimport (open as c_open, O_CREAT, O_EXCL, O_WRONLY, O_RDONLY, O_CLOEXEC,
-                          O_DIRECTORY)
+                          O_DIRECTORY, O_NONBLOCK)
+from posix.stat cimport struct_stat, fstat as c_fstat, S_ISREG
+from posix.mman cimport (mmap as c_mmap, munmap as c_munmap, madvise, PROT_READ,
+                         MAP_PRIVATE, MAP_FAILED, MADV_DONTNEED)
 from posix.time cimport clock_gettime, nanosleep, timespec, CLOCK_MONOTONIC
 from posix.types cimport mode_t
 from cpython.exc cimport PyErr_CheckSignals
@@ -24,22 +28,22 @@ cdef extern from *:
     """
     void rt_set_errno(int e) noexcept nogil
 
-import errno as _errno_mod
 import os as _os
 
-from .errors import LockError, ReftableIOError
-
-from posix.signal cimport kill as c_kill
-from libc.signal cimport SIGKILL
+from .errors import LockError
 
 cdef enum:
-    RT_IO_OPEN = 0
+    RT_IO_OPEN = 0       # creating or writing files
     RT_IO_WRITE = 1
     RT_IO_FSYNC = 2
     RT_IO_RENAME = 3
     RT_IO_UNLINK = 4
     RT_IO_CLOSE = 5
-    RT_IO_NOPS = 6
+    RT_IO_OPEN_READ = 6  # reading tables and tables.list
+    RT_IO_FSTAT = 7
+    RT_IO_MMAP = 8
+    RT_IO_READ = 9
+    RT_IO_CLOSE_READ = 10
 
 cdef enum:
     RT_MAX_WRITE = 1 << 30  # Linux writes at most ~2 GiB per call anyway
@@ -47,38 +51,39 @@ cdef enum:
 # Keeps timeout_ms * 1e6 far from int64 overflow (2^40 ms is ~35 years).
 cdef int64_t RT_MAX_TIMEOUT_MS = (<int64_t>1) << 40
 
-_IO_OPS = ("open", "write", "fsync", "rename", "unlink", "close")
+IO_OPS = ("open", "write", "fsync", "rename", "unlink", "close",
+          "open_read", "fstat", "mmap", "read", "close_read")
 
-cdef long long _io_calls[RT_IO_NOPS]    # calls per op since reset_io_counts()
-cdef long long _fault_left[RT_IO_NOPS]  # calls until the armed fault fires; 0 = none
-cdef int _fault_err[RT_IO_NOPS]
+cdef object _io_hook = None
 cdef uint64_t _rng_state = 0            # backoff jitter; seeded lazily
 
 
-cdef long long _crash_left[RT_IO_NOPS]  # calls until the process kills itself; 0 = none
+def _set_io_hook(hook):
+    """Install (or with None remove) the I/O hook of tests: ``hook(op)`` runs before
+    every file operation ``op`` (a name of ``IO_OPS``) and returns the errno to fail
+    it with, or 0."""
+    global _io_hook
+    _io_hook = hook
 
 
-cdef inline int _fault_hit(int op) noexcept:
-    """Count one call of ``op``; return the errno to inject, or 0."""
-    _io_calls[op] += 1
-    if _crash_left[op] > 0:
-        _crash_left[op] -= 1
-        if _crash_left[op] == 0:
-            # crash-consistency tests: die like a power cut would stop us, mid-protocol
-            c_kill(getpid(), SIGKILL)
-    if _fault_left[op] > 0:
-        _fault_left[op] -= 1
-        if _fault_left[op] == 0:
-            return _fault_err[op]
-    return 0
+cdef int _hook_err(int op) noexcept:
+    """The errno the hook injects into this call of ``op`` (0 without a hook)."""
+    cdef object r
+    if _io_hook is None:
+        return 0
+    try:
+        r = _io_hook(IO_OPS[op])
+        return <int>r if r else 0
+    except BaseException:
+        return EINVAL  # a broken hook fails the call instead of passing silently
 
 
 # The wrappers save errno inside the nogil block and set it again afterwards, so nothing
 # that runs while the GIL is re-taken can clobber it.
 
-cdef int _sys_open(const char* path, int flags, mode_t mode) noexcept:
+cdef int _sys_open(const char* path, int flags, mode_t mode, int op=RT_IO_OPEN) noexcept:
     cdef int fd
-    cdef int err = _fault_hit(RT_IO_OPEN)
+    cdef int err = _hook_err(op)
     if err:
         rt_set_errno(err)
         return -1
@@ -91,7 +96,7 @@ cdef int _sys_open(const char* path, int flags, mode_t mode) noexcept:
 
 cdef ssize_t _sys_write(int fd, const void* buf, size_t n) noexcept:
     cdef ssize_t r
-    cdef int err = _fault_hit(RT_IO_WRITE)
+    cdef int err = _hook_err(RT_IO_WRITE)
     if err:
         rt_set_errno(err)
         return -1
@@ -102,9 +107,41 @@ cdef ssize_t _sys_write(int fd, const void* buf, size_t n) noexcept:
     return r
 
 
+cdef ssize_t _sys_read(int fd, void* buf, size_t n) noexcept:
+    cdef ssize_t r
+    cdef int err = _hook_err(RT_IO_READ)
+    if err:
+        rt_set_errno(err)
+        return -1
+    with nogil:
+        r = c_read(fd, buf, n)
+        err = errno
+    rt_set_errno(err)
+    return r
+
+
+cdef int _sys_fstat(int fd, struct_stat* st) noexcept:
+    cdef int err = _hook_err(RT_IO_FSTAT)
+    if err:
+        rt_set_errno(err)
+        return -1
+    return c_fstat(fd, st)
+
+
+cdef void* _sys_mmap(int fd, size_t n) noexcept:
+    cdef void* p
+    cdef int err = _hook_err(RT_IO_MMAP)
+    if err:
+        rt_set_errno(err)
+        return MAP_FAILED
+    with nogil:
+        p = c_mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0)
+    return p
+
+
 cdef int _sys_fsync(int fd) noexcept:
     cdef int r
-    cdef int err = _fault_hit(RT_IO_FSYNC)
+    cdef int err = _hook_err(RT_IO_FSYNC)
     if err:
         rt_set_errno(err)
         return -1
@@ -117,7 +154,7 @@ cdef int _sys_fsync(int fd) noexcept:
 
 cdef int _sys_rename(const char* src, const char* dst) noexcept:
     cdef int r
-    cdef int err = _fault_hit(RT_IO_RENAME)
+    cdef int err = _hook_err(RT_IO_RENAME)
     if err:
         rt_set_errno(err)
         return -1
@@ -130,7 +167,7 @@ cdef int _sys_rename(const char* src, const char* dst) noexcept:
 
 cdef int _sys_unlink(const char* path) noexcept:
     cdef int r
-    cdef int err = _fault_hit(RT_IO_UNLINK)
+    cdef int err = _hook_err(RT_IO_UNLINK)
     if err:
         rt_set_errno(err)
         return -1
@@ -141,14 +178,13 @@ cdef int _sys_unlink(const char* path) noexcept:
     return r
 
 
-cdef int _sys_close(int fd) noexcept:
+cdef int _sys_close(int fd, int op=RT_IO_CLOSE) noexcept:
     # An injected fault still closes the fd: callers treat every close as final (Linux
     # releases the fd even when close fails), so skipping it would leak the fd.
     cdef int r, saved
-    cdef int err = _fault_hit(RT_IO_CLOSE)
-    with nogil:
-        r = c_close(fd)
-        saved = errno
+    cdef int err = _hook_err(op)
+    r = c_close(fd)
+    saved = errno
     if err:
         rt_set_errno(err)
         return -1
@@ -202,11 +238,12 @@ cdef int _raise_io(int err, object filename, object filename2=None) except -1:
     raise exc
 
 
-cdef int _open_retry(const char* path, int flags, mode_t mode) except? -2:
+cdef int _open_retry(const char* path, int flags, mode_t mode,
+                     int op=RT_IO_OPEN) except? -2:
     """open(2) that retries EINTR (checking for signals); -1 and errno on failure."""
     cdef int fd, err
     while True:
-        fd = _sys_open(path, flags, mode)
+        fd = _sys_open(path, flags, mode, op)
         if fd >= 0:
             return fd
         err = errno
@@ -216,58 +253,84 @@ cdef int _open_retry(const char* path, int flags, mode_t mode) except? -2:
 
 
 # ---------------------------------------------------------------------------
-# Fault table and counters (for tests)
+# Reading files: tables are mapped, tables.list is read in one call
 
-cdef int _op_index(str op) except -1:
-    try:
-        return _IO_OPS.index(op)
-    except ValueError:
-        raise ApiError(f"unknown I/O operation {op!r}; expected one of {_IO_OPS}") from None
-
-
-def set_fault(str op, long long nth, int err=_errno_mod.EIO):
-    """Make the ``nth`` call (1-based, counted from now) of ``op`` fail once with ``err``.
-
-    Replaces any fault already armed for ``op``. For ``write`` the call returns -1 with
-    that errno (e.g. ENOSPC); for ``close`` the fd is still released, as on Linux.
-    """
-    cdef int i = _op_index(op)
-    if nth < 1:
-        raise ApiError(f"nth must be >= 1, not {nth}")
-    if err <= 0:
-        raise ApiError(f"err must be a positive errno, not {err}")
-    _fault_left[i] = nth
-    _fault_err[i] = err
-
-
-def set_crash(str op, long long nth):
-    """Make the process kill itself with SIGKILL right before the ``nth`` call of
-    ``op`` (for crash-consistency tests, in a child process)."""
-    cdef int i = _op_index(op)
-    if nth < 1:
-        raise ApiError(f"nth must be >= 1, not {nth}")
-    _crash_left[i] = nth
+cdef int _open_regular(bytes bpath, object path, uint64_t* size) except -1:
+    """Open a file for reading and return its fd; a FIFO, directory or device named like
+    one of our files is a ``FormatError`` at once (O_NONBLOCK: opening a FIFO must
+    not wait for a writer)."""
+    cdef struct_stat st
+    cdef int err
+    cdef int fd = _open_retry(bpath, O_RDONLY | O_NONBLOCK | O_CLOEXEC, 0, RT_IO_OPEN_READ)
+    if fd < 0:
+        err = errno
+        if err == ENOENT:
+            raise NotExistError(f"{path}: no such file")
+        _raise_io(err, path)
+    if _sys_fstat(fd, &st) < 0:
+        err = errno
+        _sys_close(fd, RT_IO_CLOSE_READ)
+        _raise_io(err, path)
+    if not S_ISREG(st.st_mode):
+        _sys_close(fd, RT_IO_CLOSE_READ)
+        raise FormatError("not a regular file", path, 0)
+    size[0] = <uint64_t>st.st_size
+    return fd
 
 
-def clear_faults():
-    """Disarm every injected fault and crash."""
-    cdef int i
-    for i in range(RT_IO_NOPS):
-        _fault_left[i] = 0
-        _fault_err[i] = 0
-        _crash_left[i] = 0
+cdef const unsigned char* sys_map_file(bytes bpath, object path, uint64_t* size) except NULL:
+    """Map a whole regular file read-only; unmap with ``sys_unmap``."""
+    cdef int err
+    cdef void* p
+    cdef int fd = _open_regular(bpath, path, size)
+    if size[0] == 0 or size[0] > <uint64_t>(<size_t>-1):
+        _sys_close(fd, RT_IO_CLOSE_READ)
+        raise FormatError(f"file of {size[0]} bytes is not a reftable", path, 0)
+    p = _sys_mmap(fd, <size_t>size[0])
+    err = errno
+    _sys_close(fd, RT_IO_CLOSE_READ)  # the mapping stays valid; a failed close changes nothing
+    if p == MAP_FAILED:
+        _raise_io(err, path)
+    return <const unsigned char*>p
 
 
-def io_counts():
-    """Calls (syscall attempts) per operation since the last :func:`reset_io_counts`."""
-    cdef int i
-    return {_IO_OPS[i]: _io_calls[i] for i in range(RT_IO_NOPS)}
+cdef void sys_unmap(const unsigned char* p, uint64_t size) noexcept nogil:
+    c_munmap(<void*>p, <size_t>size)
 
 
-def reset_io_counts():
-    cdef int i
-    for i in range(RT_IO_NOPS):
-        _io_calls[i] = 0
+cdef void sys_drop_pages(const unsigned char* p, size_t n) noexcept nogil:
+    """Tell the kernel that mapped pages already read are not needed any more."""
+    madvise(<void*>p, n, MADV_DONTNEED)
+
+
+def read_file(path, Py_ssize_t limit):
+    """The contents of the regular file ``path``, at most ``limit + 1`` bytes (so callers
+    can tell a file over the limit), in one read when it can. The size is taken from
+    ``fstat``: meant for files replaced by rename, never written in place.
+    ``NotExistError`` when it does not exist."""
+    cdef bytes bpath = _os.fsencode(path)
+    cdef uint64_t size = 0
+    cdef int err = 0
+    cdef ssize_t r
+    cdef Py_ssize_t want, got = 0
+    cdef int fd = _open_regular(bpath, path, &size)
+    want = <Py_ssize_t>size if size <= <uint64_t>limit else limit + 1
+    cdef bytearray out = bytearray(want)
+    cdef char* p = out
+    while got < want:
+        r = _sys_read(fd, p + got, want - got)
+        if r < 0:
+            if errno == EINTR:
+                continue
+            err = errno
+            break
+        if r == 0:
+            break
+        got += r
+    _sys_close(fd, RT_IO_CLOSE_READ)
+    if err:
+        _raise_io(err, path)
+    return bytes(out[:got])
 
 
 # ---------------------------------------------------------------------------

@@ -1,0 +1,322 @@
+# Layer 6: several tables as one. A k-way merge of one section of several tables, in
+# which the newest table's record of a key wins; compaction copies merged records into
+# a writer without building Python objects.
+
+def merged_lookup(list cores, bytes key, bint suppress_deletions=True):
+    """Point lookup of a ref over tables given oldest first: the newest record for
+    ``key``, or None (also for a tombstone when deletions are suppressed)."""
+    cdef Py_ssize_t i
+    cdef TableCore c
+    cdef const unsigned char* kp = <const unsigned char*>PyBytes_AS_STRING(key)
+    cdef size_t klen = PyBytes_GET_SIZE(key)
+    for i in range(len(cores) - 1, -1, -1):
+        c = <TableCore>cores[i]
+        r = c._lookup(BLOCK_REF, kp, klen)
+        if r is not None:
+            if suppress_deletions and r.value_type == 0:
+                return None
+            return r
+    return None
+
+
+
+def merged_lookup_many(list cores, list keys, bint suppress_deletions=True):
+    """``merged_lookup`` of many keys (``bytes``) at once; the searching runs without
+    the GIL, so threads looking up in the same tables run in parallel. The tables stay
+    mapped until it is done, even if closed meanwhile."""
+    cdef Py_ssize_t m = len(cores), n = len(keys), i, k
+    cdef TableView* views = NULL
+    cdef const unsigned char** kps = NULL
+    cdef size_t* klens = NULL
+    cdef RefValue* vals = NULL
+    cdef int* where = NULL
+    cdef int* errs = NULL
+    cdef uint64_t* eoffs = NULL
+    cdef Py_ssize_t pinned = 0
+    cdef TableCore c
+    cdef Buf key
+    cdef bint found
+    cdef int err
+    cdef list out
+    key.p = NULL
+    key.len = key.cap = 0
+    for k in range(n):
+        if type(keys[k]) is not bytes:
+            raise TypeError("keys must be bytes")
+    try:
+        views = <TableView*>malloc(sizeof(TableView) * (m + 1))
+        kps = <const unsigned char**>malloc(sizeof(void*) * (n + 1))
+        klens = <size_t*>malloc(sizeof(size_t) * (n + 1))
+        vals = <RefValue*>malloc(sizeof(RefValue) * (n + 1))
+        where = <int*>malloc(sizeof(int) * (n + 1))
+        errs = <int*>malloc(sizeof(int) * (n + 1))
+        eoffs = <uint64_t*>malloc(sizeof(uint64_t) * (n + 1))
+        if not (views and kps and klens and vals and where and errs and eoffs):
+            raise MemoryError()
+        for i in range(m):
+            c = <TableCore>cores[i]
+            c._check_open()
+            c._note_lookups(n)
+            views[i] = c.view
+            c._pins += 1
+            pinned += 1
+        for k in range(n):
+            kps[k] = <const unsigned char*>PyBytes_AS_STRING(keys[k])
+            klens[k] = <size_t>PyBytes_GET_SIZE(keys[k])
+        with nogil:
+            for k in range(n):
+                where[k] = -1
+                errs[k] = E_OK
+                i = m - 1
+                while i >= 0:
+                    err = tv_ref_lookup(&views[i], kps[k], klens[k], &key, &vals[k], &found,
+                                        &eoffs[k])
+                    if err != E_OK:
+                        errs[k] = err
+                        where[k] = <int>i
+                        break
+                    if found:
+                        where[k] = <int>i
+                        break
+                    i -= 1
+        out = [None] * n
+        for k in range(n):
+            if where[k] < 0:
+                continue
+            c = <TableCore>cores[where[k]]
+            if errs[k] != E_OK:
+                raise_format(c, errs[k], eoffs[k])
+            if suppress_deletions and vals[k].value_type == 0:
+                continue
+            out[k] = ref_object(kps[k], klens[k], &vals[k], c.hash_size, True, c._reuse)
+        return out
+    finally:
+        for i in range(pinned):
+            (<TableCore>cores[i])._unpin()
+        buf_free(&key)
+        free(views)
+        free(kps)
+        free(klens)
+        free(vals)
+        free(where)
+        free(errs)
+        free(eoffs)
+
+
+cdef class MergedIter:
+    """k-way merge of the same section of several tables (given oldest first): for
+    each key the newest table's record wins; with ``suppress_deletions`` tombstones
+    are dropped after hiding older records. Shadowed records are skipped without
+    building objects."""
+
+    cdef list iters
+    cdef Py_ssize_t n
+    cdef int typ
+    cdef bint suppress
+    cdef Py_ssize_t* heap      # iterator indices, a binary heap by (key, newest first)
+    cdef Py_ssize_t hlen
+    cdef bint primed
+    cdef Py_ssize_t pending    # the winner handed out last; consumed by the caller
+    cdef Buf last              # its key
+
+    def __cinit__(self):
+        self.heap = NULL
+        self.pending = -1
+
+    def __dealloc__(self):
+        free(self.heap)
+        buf_free(&self.last)
+
+    def __init__(self, iters, int typ, bint suppress_deletions=True):
+        self.iters = list(iters)
+        for it in self.iters:
+            # _step and copy_to cast without checking, and copy_to decodes values by
+            # self.typ after validating them by the iterator's own type
+            if not isinstance(it, RecordIter) or (<RecordIter>it).typ != typ:
+                raise TypeError("MergedIter needs RecordIters over one section type")
+        self.n = len(self.iters)
+        self.typ = typ
+        self.suppress = suppress_deletions
+        free(self.heap)
+        self.heap = <Py_ssize_t*>malloc((self.n + 1) * sizeof(Py_ssize_t))
+        if self.heap == NULL:
+            raise MemoryError()
+        self.hlen = 0
+        self.primed = False
+        self.pending = -1
+
+    def __iter__(self):
+        return self
+
+    cdef inline bint _less(self, Py_ssize_t a, Py_ssize_t b) noexcept:
+        cdef RecordIter x = <RecordIter>self.iters[a]
+        cdef RecordIter y = <RecordIter>self.iters[b]
+        cdef int c = key_cmp(x.key.p, x.key.len, y.key.p, y.key.len)
+        if c:
+            return c < 0
+        return a > b  # same key: the newer table first
+
+    cdef void _sift_down(self, Py_ssize_t pos) noexcept:
+        cdef Py_ssize_t child, t
+        cdef Py_ssize_t* h = self.heap
+        while True:
+            child = 2 * pos + 1
+            if child >= self.hlen:
+                return
+            if child + 1 < self.hlen and self._less(h[child + 1], h[child]):
+                child += 1
+            if not self._less(h[child], h[pos]):
+                return
+            t = h[pos]
+            h[pos] = h[child]
+            h[child] = t
+            pos = child
+
+    cdef int _refill_top(self) except -1:
+        """The top iterator's record was consumed: advance it and restore the heap."""
+        cdef RecordIter it = <RecordIter>self.iters[self.heap[0]]
+        if not it._advance():
+            self.hlen -= 1
+            self.heap[0] = self.heap[self.hlen]
+        if self.hlen:
+            self._sift_down(0)
+        return 0
+
+    cdef int _drop_shadowed(self) except -1:
+        """Skip records of older tables with the key just handed out."""
+        cdef RecordIter it
+        while self.hlen:
+            it = <RecordIter>self.iters[self.heap[0]]
+            if key_cmp(it.key.p, it.key.len, self.last.p, self.last.len) != 0:
+                return 0
+            it._skip()
+            self._refill_top()
+        return 0
+
+    cdef Py_ssize_t _step(self) except -2:
+        """Leave the winning record current in its iterator; return its index or -1.
+        The caller consumes it (builds or skips its value) before the next call."""
+        cdef Py_ssize_t i
+        cdef RecordIter it
+        if not self.primed:
+            self.primed = True
+            for i in range(self.n):
+                if (<RecordIter>self.iters[i])._advance():
+                    self.heap[self.hlen] = i
+                    self.hlen += 1
+            i = self.hlen // 2
+            while i > 0:
+                i -= 1
+                self._sift_down(i)
+        if self.pending >= 0:
+            self.pending = -1
+            if self.hlen:
+                self._refill_top()
+                self._drop_shadowed()
+        while self.hlen:
+            i = self.heap[0]
+            it = <RecordIter>self.iters[i]
+            buf_set(&self.last, it.key.p, it.key.len)
+            if self.suppress and it.extra == 0:
+                it._skip()  # a tombstone: hides older records, shows nothing
+                self._refill_top()
+                self._drop_shadowed()
+                continue
+            self.pending = i
+            return i
+        return -1
+
+    def __next__(self):
+        cdef Py_ssize_t i = self._step()
+        if i < 0:
+            raise StopIteration
+        return (<RecordIter>self.iters[i])._make()
+
+    def ref_columns(self):
+        """Consume a merged ref iterator; the columns of ``RecordIter.ref_columns``."""
+        cdef RefValue rv
+        cdef RecordIter it
+        cdef Block b
+        cdef Py_ssize_t i
+        cdef RefColumns c = None
+        if self.typ != BLOCK_REF:
+            raise ValueError("ref_columns needs ref iterators")
+        while True:
+            i = self._step()
+            if i < 0:
+                break
+            it = <RecordIter>self.iters[i]
+            if c is None:
+                c = new_columns(it.table.hash_size)
+                c.reserve(sum([(<RecordIter>x).table.data_end for x in self.iters]))
+            b = it.block
+            it.pos = ref_decode(it.table, b.v.data, it.pos, b.v.restart_start, b.v.offset, it.extra,
+                                &rv)
+            it.has_cur = False
+            c.add(it.key.p, it.key.len, &rv)
+        if c is None:
+            return ([], b"", b"", b"", {}, {})
+        return c.result()
+
+    def count(self):
+        cdef Py_ssize_t i, c = 0
+        while True:
+            i = self._step()
+            if i < 0:
+                return c
+            (<RecordIter>self.iters[i])._skip()
+            c += 1
+
+    def copy_to(self, WriterCore w, bint drop_deletions=False, uint64_t min_update_index=0,
+                uint64_t min_time=0, bint normalize_messages=False, progress=None):
+        """Write every merged record into ``w`` without building Python objects
+        (compaction). ``drop_deletions``: leave tombstones out (bottom of the stack).
+        Log entries below ``min_update_index`` or older than ``min_time`` are expired.
+        ``normalize_messages``: rewrite log messages the way Git's writer does when
+        not in exact mode (one trailing newline), so compacted tables match Git's;
+        messages with inner newlines are kept as they are.
+        ``progress``: called with the number of records read so far, every 65536.
+        Returns the number of records written."""
+        return self._copy_to(w, drop_deletions, min_update_index, min_time,
+                             normalize_messages, progress)
+
+    cdef Py_ssize_t _copy_to(self, WriterCore w, bint drop_deletions, uint64_t min_update_index,
+                             uint64_t min_time, bint normalize_messages,
+                             object progress) except -1:
+        cdef Py_ssize_t i, written = 0, seen = 0
+        cdef RecordIter it
+        cdef Block b
+        cdef RefValue rv
+        cdef LogValue lv
+        while True:
+            i = self._step()
+            if i < 0:
+                return written
+            it = <RecordIter>self.iters[i]
+            seen += 1
+            if progress is not None and (seen & 0xFFFF) == 0:
+                progress(seen)
+            b = it.block
+            it.has_cur = False
+            if self.typ == BLOCK_REF:
+                it.pos = ref_decode(it.table, b.v.data, it.pos, b.v.restart_start, b.v.offset,
+                                    it.extra, &rv)
+                if drop_deletions and rv.value_type == 0:
+                    continue
+                w._add_ref(it.key.p, it.key.len, &rv)
+            else:
+                log_key_decode(it.table, it.key.p, it.key.len, b.v.offset + it.pos,
+                               &lv.update_index)
+                it.pos = log_decode(it.table, b.v.data, it.pos, b.v.restart_start, b.v.offset,
+                                    it.extra, &lv)
+                if drop_deletions and lv.value_type == 0:
+                    continue
+                if min_update_index and lv.update_index < min_update_index:
+                    continue
+                if lv.value_type == 1:
+                    if min_time and lv.time < min_time:
+                        continue
+                    if normalize_messages:
+                        log_message_normalize(&lv)  # multi-line messages stay as they are
+                w._add_log(it.key.p, it.key.len - 9, &lv)
+            written += 1

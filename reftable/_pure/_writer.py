@@ -1,0 +1,690 @@
+"""Table writer: blocks, restart points, index levels, the obj index and the footer.
+
+The twin of the compiled core's ``_writer`` layer, byte-identical with it (and with
+Git). Records go in through ``add_ref`` / ``add_log`` (or the bulk
+``write_ref_records`` / ``write_log_records``) in key order; the table leaves through
+``sink`` in chunks. Policy (option checks, ref names) lives in ``reftable.writer``.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Iterable
+from itertools import repeat
+from operator import attrgetter
+from typing import Any, Optional
+
+from ..errors import ApiError, EntryTooBigError
+from ._buf import BE16, BE32, BE64, U64_MAX, encode_varint
+from ._record import BLOCK_INDEX, BLOCK_LOG, BLOCK_OBJ, BLOCK_REF, log_key, normalize_message
+
+__all__ = ["WriterCore", "write_log_records", "write_ref_records"]
+
+MAX_RESTARTS = 65535
+HASH_ID_SHA1 = 0x73686131
+HASH_ID_SHA256 = 0x73323536
+_SLOT = {BLOCK_REF: 0, BLOCK_OBJ: 1, BLOCK_LOG: 2, BLOCK_INDEX: 3}
+_SECTIONS = ("ref", "obj", "log", "index")
+# section statistics: one list per section, indexed by these
+OFFSET, INDEX_OFFSET, BLOCKS, INDEX_BLOCKS, ENTRIES, RESTARTS, MAX_LEVEL = range(7)
+_EMPTY = b""
+# the two leading varints of a record (prefix length, suffix length << 3 | type) when
+# both fit one byte, by (prefix << 7) | second
+_HEADS = [bytes((p, s)) for p in range(128) for s in range(128)]
+
+
+class WriterCore:
+    """Block-level state machine of a table writer, byte-compatible with Git."""
+
+    def __init__(self, hash_size: int = 20, block_size: int = 4096,
+                 restart_interval: int = 16, index_objects: bool = True,
+                 unpadded: bool = False, min_update_index: int = 0,
+                 max_update_index: int = 0,
+                 sink: Optional[Callable[[bytes], Any]] = None) -> None:
+        if hash_size == 20:
+            self.version, self._hash_id = 1, HASH_ID_SHA1
+        elif hash_size == 32:
+            self.version, self._hash_id = 2, HASH_ID_SHA256
+        else:
+            raise ApiError(f"unsupported hash size {hash_size}")
+        if block_size < 64 or block_size >= (1 << 24):
+            raise ApiError(f"block size {block_size} outside [64, 2**24)")
+        if restart_interval < 1 or restart_interval > MAX_RESTARTS:
+            raise ApiError(f"restart interval {restart_interval} outside [1, 65535]")
+        if not (0 <= min_update_index <= U64_MAX and 0 <= max_update_index <= U64_MAX):
+            raise OverflowError("update index out of range")
+        self.hash_size = hash_size
+        self.block_size = block_size
+        self.restart_interval = restart_interval
+        self.index_objects = bool(index_objects)
+        self.unpadded = bool(unpadded)
+        self.min_update_index = min_update_index
+        self.max_update_index = max_update_index
+        self._sink = sink
+        self._out = bytearray()
+        self.next = 0
+        self._pending_padding = 0
+        self.bytes_emitted = 0
+        # the block being filled
+        self._btype = 0
+        self._header_off = 0
+        self._bnext = 0
+        self._entries = 0
+        self._parts: list[bytes] = []
+        self._restarts: list[int] = []
+        self._blast = _EMPTY
+        self._wlast = _EMPTY
+        self._idx: list[tuple[bytes, int]] = []   # (last key, offset) per block
+        self._obj_ids: list[bytes] = []           # object ids of the ref section ...
+        self._obj_offs: list[int] = []            # ... and the block each went into
+        self._sec = [[0] * 7 for _ in range(4)]
+        self.object_id_len = 0
+        self.total_blocks = 0
+        self.ref_count = 0
+        self.log_count = 0
+        self.closed = False
+        self._limits_locked = False
+
+    @property
+    def header_size(self) -> int:
+        return 24 if self.version == 1 else 28
+
+    def set_limits(self, min_update_index: int, max_update_index: int) -> None:
+        if self._limits_locked:
+            raise ApiError("limits must be set before the first record")
+        self.min_update_index = min_update_index
+        self.max_update_index = max_update_index
+
+    # -- output ---------------------------------------------------------------------
+
+    def _emit(self, data: bytes) -> None:
+        self._out += data
+        self.bytes_emitted += len(data)
+        if len(self._out) >= (1 << 20):
+            self._drain()
+
+    def _drain(self) -> None:
+        if self._sink is None or not self._out:
+            return
+        chunk = bytes(self._out)
+        self._out.clear()
+        self._sink(chunk)
+
+    def _padded_write(self, data: bytes, padding: int) -> None:
+        # Padding is held back until something follows, so the last block of the file
+        # is never padded (Git does the same).
+        if self._pending_padding:
+            self._emit(bytes(self._pending_padding))
+        self._pending_padding = padding
+        self._emit(data)
+
+    def _header(self) -> bytes:
+        h = (b"REFT" + bytes((self.version,)) + self.block_size.to_bytes(3, "big")
+             + BE64.pack(self.min_update_index) + BE64.pack(self.max_update_index))
+        if self.version == 2:
+            h += BE32.pack(self._hash_id)  # format v2 adds the hash id
+        return h
+
+    # -- blocks ----------------------------------------------------------------------
+
+    def _bw_init(self, typ: int) -> None:
+        self._header_off = self.header_size if self.next == 0 else 0
+        self._bnext = self._header_off + 4
+        self._entries = 0
+        self._parts = []
+        self._restarts = []
+        self._blast = _EMPTY
+        self._btype = typ
+
+    def _bw_add(self, key: bytes, extra: int, val: bytes) -> bool:
+        """Append one record to the open block; False (nothing changed) when it does
+        not fit."""
+        if not key:
+            raise ApiError("empty record key")
+        prefix = 0
+        if self._entries % self.restart_interval:
+            last = self._blast
+            n = len(last) if len(last) < len(key) else len(key)
+            x = int.from_bytes(last[:n], "big") ^ int.from_bytes(key[:n], "big")
+            prefix = n - ((x.bit_length() + 7) >> 3)
+        suffix = len(key) - prefix
+        st = (suffix << 3) | extra
+        if prefix < 128 and st < 128:
+            head = bytes((prefix, st))
+        else:
+            head = encode_varint(prefix) + encode_varint(st)
+        n = len(head) + suffix + len(val)
+        restarts = self._restarts
+        rlen = len(restarts)
+        is_restart = prefix == 0 and rlen < MAX_RESTARTS
+        if is_restart:
+            rlen += 1
+        if 2 + 3 * rlen + n > self.block_size - self._bnext:
+            return False
+        if is_restart:
+            restarts.append(self._bnext)
+        self._parts.append(head + key[prefix:] + val)
+        self._bnext += n
+        self._blast = key
+        self._entries += 1
+        return True
+
+    def _add(self, typ: int, key: bytes, extra: int, val: bytes) -> bool:
+        """Add a record, starting a new block when the current one is full. False when
+        it does not fit even an empty block."""
+        if self._btype == 0:
+            self._bw_init(typ)
+        elif self._btype != typ:
+            raise ApiError("record type does not match the section being written")
+        if self._bw_add(key, extra, val):
+            return True
+        self._flush_block()
+        self._bw_init(typ)
+        return self._bw_add(key, extra, val)
+
+    def _pack(self, typ: int, keys: list[bytes], extras: list[int], vals: list[bytes],
+              too_big: Callable[[bytes, int, bytes], None],
+              oids: Optional[list[bytes]] = None) -> None:
+        """Add many records of one section, checking key order: the hot loop of the
+        writer, with the open block's state in local variables. ``too_big`` handles a
+        record that does not fit even an empty block (it may add a smaller one).
+        ``oids``: the object id of every record, when each has exactly one (refs)."""
+        if not keys:
+            return
+        if self._btype == 0:
+            self._bw_init(typ)
+        elif self._btype != typ:
+            raise ApiError("record type does not match the section being written")
+        ri = self.restart_interval
+        bs = self.block_size
+        is_ref = typ == BLOCK_REF
+        note = is_ref and self.index_objects
+        per_record_ids = note and oids is None
+        marks = [(0, self.next)]  # (first record, block offset) of each block used
+        heads = _HEADS
+        enc = encode_varint
+        from_bytes = int.from_bytes
+        parts = self._parts
+        add_part = parts.append
+        restarts = self._restarts
+        entries = self._entries
+        bnext = self._bnext
+        blast = self._blast
+        bl_len = len(blast)
+        bl_int = from_bytes(blast, "big")
+        wlast = self._wlast
+        room = bs - bnext - 2 - 3 * len(restarts)  # bytes left for records
+        ints = map(from_bytes, keys, repeat("big"))  # type: ignore[arg-type]
+        done = 0
+        try:
+            for key, kint, extra, val in zip(keys, ints, extras, vals, strict=False):
+                if key <= wlast:  # (keys are never empty, and b"" is below every key)
+                    raise ApiError("records must be added in strictly increasing key order")
+                wlast = key
+                klen = len(key)
+                prefix = 0
+                if entries % ri:
+                    # common prefix: align the shorter key's bytes, XOR, find the top bit
+                    if klen < bl_len:
+                        prefix = klen - ((((bl_int >> ((bl_len - klen) << 3)) ^ kint)
+                                          .bit_length() + 7) >> 3)
+                    else:
+                        prefix = bl_len - (((bl_int ^ (kint >> ((klen - bl_len) << 3)))
+                                            .bit_length() + 7) >> 3)
+                suffix = klen - prefix
+                st = (suffix << 3) | extra
+                if prefix < 128 and st < 128:
+                    head = heads[(prefix << 7) | st]
+                    size = 2 + suffix + len(val)
+                else:
+                    head = enc(prefix) + enc(st)
+                    size = len(head) + suffix + len(val)
+                is_restart = not prefix and len(restarts) < MAX_RESTARTS
+                if is_restart:
+                    size += 3  # its entry in the restart table
+                if size <= room:
+                    if is_restart:
+                        restarts.append(bnext)
+                        bnext -= 3
+                    add_part(head + key[prefix:] + val)
+                    room -= size
+                    bnext += size
+                    entries += 1
+                    blast = key
+                    bl_len = klen
+                    bl_int = kint
+                else:
+                    self._entries, self._bnext, self._blast = entries, bnext, blast
+                    self._flush_block()
+                    self._bw_init(typ)
+                    marks.append((done, self.next))
+                    parts, restarts = self._parts, self._restarts
+                    add_part = parts.append
+                    entries, bnext, blast = 0, self._bnext, _EMPTY
+                    if not self._bw_add(key, extra, val):
+                        self._wlast = wlast = _EMPTY
+                        too_big(key, extra, val)
+                    entries, bnext, blast = self._entries, self._bnext, self._blast
+                    bl_len = len(blast)
+                    bl_int = from_bytes(blast, "big")
+                    room = bs - bnext - 2 - 3 * len(restarts)
+                done += 1
+                if per_record_ids and (extra == 1 or extra == 2):
+                    self._note_ids(val, extra)
+        finally:
+            if self._btype == typ:
+                self._entries, self._bnext, self._blast = entries, bnext, blast
+            self._wlast = wlast
+            if is_ref:
+                self.ref_count += done
+            if note and oids is not None:
+                self._obj_ids += oids[:done]
+                marks.append((done, 0))
+                for (a, off), (b, _) in zip(marks, marks[1:], strict=False):
+                    self._obj_offs += repeat(off, b - a)
+
+    def _note_ids(self, val: bytes, extra: int) -> None:
+        hs = self.hash_size
+        if extra == 1:
+            self._obj_ids.append(val[-hs:])
+        else:
+            self._obj_ids.append(val[-2 * hs:-hs])
+            self._obj_ids.append(val[-hs:])
+            self._obj_offs.append(self.next)
+        self._obj_offs.append(self.next)
+
+    def _flush_block(self) -> None:
+        typ = self._btype
+        if typ == 0 or self._entries == 0:
+            return
+        restarts = self._restarts
+        tail = b"".join([r.to_bytes(3, "big") for r in restarts]) + BE16.pack(len(restarts))
+        bnext = self._bnext + len(tail)
+        head = (self._header() if self.next == 0 else _EMPTY) + bytes((typ,)) + \
+            bnext.to_bytes(3, "big")
+        padding = 0
+        if not self.unpadded and typ != BLOCK_LOG:
+            padding = self.block_size - bnext
+        st = self._sec[_SLOT[typ]]
+        if st[BLOCKS] == 0 and self.next > 0:
+            st[OFFSET] = self.next
+        st[ENTRIES] += self._entries
+        st[RESTARTS] += len(restarts)
+        st[BLOCKS] += 1
+        self.total_blocks += 1
+        body = b"".join(self._parts)
+        if typ == BLOCK_LOG:
+            # deflated (level 9, like Git) after the block header, which keeps the
+            # inflated length
+            comp = zlib.compress(body + tail, 9)
+            self._padded_write(head, 0)
+            self._emit(comp)
+            raw = len(head) + len(comp)
+        else:
+            raw = bnext
+            self._padded_write(head + body + tail, padding)
+        # one index record per block: its last key and where it starts
+        self._idx.append((self._blast, self.next))
+        self.next += padding + raw
+        self._btype = 0
+
+    def _finish_section(self) -> None:
+        typ = self._btype
+        before = self._sec[3][BLOCKS]
+        threshold = 1 if self.unpadded else 3
+        max_level = 0
+        index_start = 0
+        self._flush_block()
+        # index levels until the top one has at most `threshold` entries; readers
+        # start from the last (top) level
+        while len(self._idx) > threshold:
+            max_level += 1
+            index_start = self.next
+            old = self._idx
+            self._idx = []
+            self._bw_init(BLOCK_INDEX)
+            for key, off in old:
+                if not self._add(BLOCK_INDEX, key, 0, encode_varint(off)):
+                    raise EntryTooBigError("index record does not fit a block")
+            self._flush_block()
+            if len(self._idx) >= len(old):
+                # blocks so small that an index block holds one key: another level
+                # would not shrink the index (it would loop forever)
+                raise EntryTooBigError(
+                    f"block size {self.block_size} too small to index these keys")
+        self._idx = []
+        st = self._sec[_SLOT[typ]]
+        st[INDEX_BLOCKS] = self._sec[3][BLOCKS] - before
+        st[INDEX_OFFSET] = index_start
+        st[MAX_LEVEL] = max_level
+        self._wlast = _EMPTY
+
+    def _finish_public_section(self) -> None:
+        typ = self._btype
+        if typ == 0:
+            return
+        self._finish_section()
+        if typ == BLOCK_REF and self.index_objects and self._sec[0][INDEX_BLOCKS] > 0:
+            self._dump_obj_index()
+        self._obj_ids = []
+        self._obj_offs = []
+        self._btype = 0
+
+    def _dump_obj_index(self) -> None:
+        ids = self._obj_ids
+        offs = self._obj_offs
+        hs = self.hash_size
+        # sorted by id; the sort is stable, so equal ids keep their (ascending) offsets
+        order = sorted(range(len(ids)), key=ids.__getitem__)
+        sids = [ids[i] for i in order]
+        soffs = [offs[i] for i in order]
+        # shortest prefix length that tells every pair of neighbours apart (>= 2): the
+        # closest pair has the shortest XOR
+        ints = [int.from_bytes(x, "big") for x in sids]
+        pairs = zip(ints, ints[1:], strict=False)
+        shortest = min(((a ^ b).bit_length() for a, b in pairs if a != b), default=8 * hs)
+        id_len = max(1, hs - ((shortest + 7) >> 3)) + 1
+        if id_len > 31:
+            # the footer stores the length in 5 bits; only two SHA-256 ids sharing 31
+            # bytes get here: leave the obj index out (readers then scan)
+            return
+        self.object_id_len = id_len
+        keys: list[bytes] = []
+        extras: list[int] = []
+        vals: list[bytes] = []
+        enc: dict[int, bytes] = {}  # varints of block offsets (one per block)
+        i = 0
+        n = len(sids)
+        while i < n:
+            oid = sids[i]
+            off = soffs[i]
+            i += 1
+            if i < n and sids[i] == oid:
+                positions = [off]
+                while i < n and sids[i] == oid:
+                    if soffs[i] != positions[-1]:
+                        positions.append(soffs[i])
+                    i += 1
+                cnt = len(positions)
+                val = [encode_varint(cnt)] if cnt >= 8 else []
+                last = 0
+                for off in positions:
+                    val.append(encode_varint(off - last))
+                    last = off
+                vals.append(b"".join(val))
+                extras.append(cnt if cnt < 8 else 0)
+            else:
+                v = enc.get(off)
+                if v is None:
+                    v = enc[off] = encode_varint(off)
+                vals.append(v)
+                extras.append(1)
+            keys.append(oid[:id_len])
+        self._wlast = _EMPTY
+        self._bw_init(BLOCK_OBJ)
+        self._pack(BLOCK_OBJ, keys, extras, vals, self._obj_too_big)
+        self._finish_section()
+
+    def _obj_too_big(self, key: bytes, extra: int, val: bytes) -> None:
+        # too many positions for one block: keep the key, drop the positions; readers
+        # then fall back to scanning
+        if not self._bw_add(key, 0, encode_varint(0)):
+            raise EntryTooBigError("obj record does not fit a block")
+
+    # -- records ---------------------------------------------------------------------
+
+    def _check_order(self, key: bytes) -> None:
+        if self._wlast and self._wlast >= key:
+            raise ApiError("records must be added in strictly increasing key order")
+        self._wlast = key
+
+    def _add_ref_raw(self, name: bytes, update_index: int, value_type: int,
+                     rest: bytes) -> None:
+        """Add a ref whose value after the update index is already encoded (``rest``)."""
+        hs = self.hash_size
+        if self.closed:
+            raise ApiError("writer is closed")
+        if update_index < self.min_update_index or update_index > self.max_update_index:
+            raise ApiError(
+                f"ref update index {update_index} outside limits "
+                f"[{self.min_update_index}, {self.max_update_index}]")
+        if self._btype != 0 and self._btype != BLOCK_REF:
+            raise ApiError("refs must be added before logs")
+        if not name:
+            raise ApiError("empty ref name")
+        if (value_type == 1 and len(rest) != hs) or (value_type == 2 and len(rest) != 2 * hs):
+            raise ApiError("ref value must be an object id of the table's hash size")
+        if value_type < 0 or value_type > 3:
+            raise ApiError(f"invalid ref value type {value_type}")
+        self._check_order(name)
+        self._limits_locked = True
+        if not self._add(BLOCK_REF, name, value_type,
+                         encode_varint(update_index - self.min_update_index) + rest):
+            self._wlast = _EMPTY
+            raise EntryTooBigError(f"ref record for {name!r} does not fit a block")
+        self.ref_count += 1
+        if self.index_objects and (value_type == 1 or value_type == 2):
+            self._obj_ids.append(rest[:hs])
+            self._obj_offs.append(self.next)
+            if value_type == 2:
+                self._obj_ids.append(rest[hs:])
+                self._obj_offs.append(self.next)
+
+    def _add_log_raw(self, key: bytes, update_index: int, value_type: int,
+                     val: bytes) -> None:
+        """Add a log record given its full key and encoded value."""
+        if self.closed:
+            raise ApiError("writer is closed")
+        if update_index > self.max_update_index:
+            raise ApiError(
+                f"log update index {update_index} above limit {self.max_update_index}")
+        if self._btype == BLOCK_REF:
+            self._finish_public_section()
+        # the log section follows the previous block directly: its padding is dropped
+        self.next -= self._pending_padding
+        self._pending_padding = 0
+        self._check_order(key)
+        self._limits_locked = True
+        if not self._add(BLOCK_LOG, key, value_type, val):
+            self._wlast = _EMPTY
+            raise EntryTooBigError(f"log record for {key[:-9]!r} does not fit a block")
+        self.log_count += 1
+
+    def close(self) -> bool:
+        """Finish the table: flush sections, write the footer. True when the table
+        holds no record at all (it is still a valid table)."""
+        if self.closed:
+            raise ApiError("writer is already closed")
+        self._finish_public_section()
+        self.closed = True
+        empty = self.next == 0
+        self._pending_padding = 0
+        if empty:
+            self._padded_write(self._header(), 0)
+        sec = self._sec
+        footer = (self._header() + BE64.pack(sec[0][INDEX_OFFSET])
+                  + BE64.pack((sec[1][OFFSET] << 5) | self.object_id_len)
+                  + BE64.pack(sec[1][INDEX_OFFSET]) + BE64.pack(sec[2][OFFSET])
+                  + BE64.pack(sec[2][INDEX_OFFSET]))
+        footer += BE32.pack(zlib.crc32(footer) & 0xFFFFFFFF)
+        self._padded_write(footer, 0)
+        self._drain()
+        return empty
+
+    def stats(self) -> dict[str, Any]:
+        """Per-section statistics, like Git's ``reftable_writer_stats``."""
+        keys = ("offset", "index_offset", "blocks", "index_blocks", "entries", "restarts",
+                "max_index_level")
+        result: dict[str, Any] = {name: dict(zip(keys, self._sec[i], strict=False))
+                                  for i, name in enumerate(_SECTIONS)}
+        result["blocks"] = self.total_blocks
+        result["object_id_len"] = self.object_id_len
+        return result
+
+
+# -- record encoders -----------------------------------------------------------------------
+
+
+def _ref_rest(hs: int, vt: int, value: Any, target_value: Any, target: Any) -> bytes:
+    """The value of a ref record after its update index."""
+    if vt == 1 or vt == 2:
+        if type(value) is not bytes or len(value) != hs:
+            raise ApiError("ref value must be an object id of the table's hash size")
+        if vt == 1:
+            return value
+        if type(target_value) is not bytes or len(target_value) != hs:
+            raise ApiError("peeled value must be an object id of the table's hash size")
+        return value + target_value
+    if vt == 3:
+        if target is None:
+            raise ApiError("symref needs a target")
+        t = _utf8(target)
+        return encode_varint(len(t)) + t
+    if vt != 0:
+        raise ApiError(f"invalid ref value type {vt}")
+    return _EMPTY
+
+
+def _log_value(hs: int, old_id: Any, new_id: Any, name: bytes, email: bytes, time: int,
+               tz: int, message: bytes) -> bytes:
+    for part in (old_id, new_id):
+        if type(part) is not bytes or len(part) != hs:
+            raise ApiError("log ids must be object ids of the table's hash size")
+    return b"".join((old_id, new_id, encode_varint(len(name)), name,
+                     encode_varint(len(email)), email, encode_varint(time),
+                     BE16.pack(tz & 0xFFFF), encode_varint(len(message)), message))
+
+
+def _utf8(s: Any) -> bytes:
+    """UTF-8 of a name; surrogate escapes (undecodable bytes read from a table) go
+    back to the bytes they came from."""
+    if type(s) is bytes:
+        return s
+    return s.encode("utf-8", "surrogateescape")  # type: ignore[no-any-return]
+
+
+# -- bulk paths: record objects straight into a writer ---------------------------------------
+
+
+def write_ref_records(w: WriterCore, records: Iterable[Any]) -> int:
+    """Add ``RefRecord`` objects (in name order) to ``w``; returns how many. Records are
+    encoded in batches and packed by ``WriterCore._pack``."""
+    recs = records if type(records) is list else list(records)
+    count = 0
+    for i in range(0, len(recs), _BATCH):
+        chunk = recs[i:i + _BATCH]
+        fast = _plain_refs(w, chunk)
+        if fast is None:
+            _write_refs(w, chunk)
+        else:
+            _pack_refs(w, *fast)
+        count += len(chunk)
+    return count
+
+
+_BATCH = 4096
+_GETTERS = tuple(map(attrgetter, ("name", "update_index", "value_type", "value")))
+
+
+def _plain_refs(w: WriterCore, chunk: list[Any]) -> Optional[tuple[list[bytes], list[bytes],
+                                                                   list[bytes]]]:
+    """(keys, values, object ids) of a batch of the common records (one object id,
+    ``str`` names, update indexes within limits), with whole-batch checks run by the
+    interpreter's C loops; None when any record is of another kind."""
+    names, uis, vts, oids = (list(map(get, chunk)) for get in _GETTERS)
+    lo = w.min_update_index
+    if (set(vts) != {1} or min(uis) < lo or max(uis) > w.max_update_index
+            or set(map(type, oids)) != {bytes} or set(map(len, oids)) != {w.hash_size}
+            or set(map(type, names)) != {str} or "" in names):
+        return None
+    try:
+        keys = list(map(str.encode, names))
+    except UnicodeEncodeError:  # surrogate escapes: bytes read from a table
+        keys = [n.encode("utf-8", "surrogateescape") for n in names]
+    if min(uis) == max(uis):
+        delta = encode_varint(uis[0] - lo)
+        vals = list(map(delta.__add__, oids))
+    else:
+        vals = [encode_varint(u - lo) + v for u, v in zip(uis, oids, strict=True)]
+    return keys, vals, oids
+
+
+def _pack_refs(w: WriterCore, keys: list[bytes], vals: list[bytes], oids: list[bytes]) -> None:
+    if w.closed:
+        raise ApiError("writer is closed")
+    if w._btype != 0 and w._btype != BLOCK_REF:
+        raise ApiError("refs must be added before logs")
+    w._limits_locked = True
+    w._pack(BLOCK_REF, keys, [1] * len(keys), vals, _ref_too_big, oids)
+
+
+def _write_refs(w: WriterCore, records: list[Any]) -> None:
+    """Any records: each checked and encoded on its own, then packed."""
+    hs = w.hash_size
+    lo = w.min_update_index
+    hi = w.max_update_index
+    keys: list[bytes] = []
+    extras: list[int] = []
+    vals: list[bytes] = []
+
+    def flush() -> None:
+        if not keys:
+            return
+        if w.closed:
+            raise ApiError("writer is closed")
+        if w._btype != 0 and w._btype != BLOCK_REF:
+            raise ApiError("refs must be added before logs")
+        w._limits_locked = True
+        w._pack(BLOCK_REF, keys, extras, vals, _ref_too_big)
+
+    try:
+        for rec in records:
+            extra = int(rec.value_type)
+            value = _ref_rest(hs, extra, rec.value, rec.target_value, rec.target)
+            ui = rec.update_index
+            if ui < lo or ui > hi:
+                raise ApiError(f"ref update index {ui} outside limits [{lo}, {hi}]")
+            key = _utf8(rec.name)
+            if not key:
+                raise ApiError("empty ref name")
+            vals.append(encode_varint(ui - lo) + value)
+            keys.append(key)
+            extras.append(extra)
+    finally:
+        flush()  # what came before a bad record is added, as one at a time would
+
+
+def _ref_too_big(key: bytes, extra: int, val: bytes) -> None:
+    raise EntryTooBigError(f"ref record for {key!r} does not fit a block")
+
+
+def write_log_records(w: WriterCore, records: Iterable[Any], normalize: bool = False) -> int:
+    """Add ``LogRecord`` objects (in key order) to ``w``; returns how many. With
+    ``normalize``, messages get Git's treatment: one line, ending in one newline (a
+    multi-line message is an ``ApiError``)."""
+    hs = w.hash_size
+    count = 0
+    for rec in records:
+        refname = _utf8(rec.refname)
+        ui = rec.update_index
+        vt = int(rec.value_type)
+        if not refname:
+            raise ApiError("empty ref name")
+        if vt != 0 and vt != 1:
+            raise ApiError(f"invalid log value type {vt}")
+        val = _EMPTY
+        if vt == 1:
+            tz = rec.tz_offset
+            if tz < -32768 or tz > 32767:
+                raise ApiError(f"timezone offset {tz} does not fit 16 bits")
+            message = _utf8(rec.message)
+            if normalize:
+                norm = normalize_message(message)
+                if norm is None:
+                    raise ApiError("log message spans several lines (use exact_log_message)")
+                message = norm
+            val = _log_value(hs, rec.old_id, rec.new_id, _utf8(rec.name), _utf8(rec.email),
+                             rec.time, tz, message)
+        w._add_log_raw(log_key(refname, ui), ui, vt, val)
+        count += 1
+    return count
