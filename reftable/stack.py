@@ -746,15 +746,22 @@ class Stack(Closing):
         return self.auto_compact() if auto else self.compact_all(expire, progress)
 
     def compact_all(self, expire: Optional[LogExpiry] = None,
-                    progress: Optional[Callable[[int], Any]] = None) -> bool:
+                    progress: Optional[Callable[[int], Any]] = None,
+                    reload_if_outdated: bool = False) -> bool:
         """Merge every table into one, dropping tombstones and expired reflog entries.
         Raises :class:`LockError` when a table is locked by another process.
-        ``progress`` is called with the number of records merged so far."""
+        ``progress`` is called with the number of records merged so far.
+
+        When the stack changed on disk since this handle loaded it, Git's behaviour
+        is an :class:`OutdatedError`; with ``reload_if_outdated`` the compaction
+        instead takes every table that ``tables.list`` names under the lock (so busy
+        writers cannot starve it)."""
         snap = self.snapshot()
-        if not snap.tables:
+        if not snap.tables and not reload_if_outdated:
             return False
         return self._compact_range_stats(snap, 0, len(snap.tables) - 1, expire,
-                                         best_effort=False, progress=progress)
+                                         best_effort=False, progress=progress,
+                                         whole=reload_if_outdated)
 
     def compact_range(self, first: int, last: int, expire: Optional[LogExpiry] = None) -> bool:
         """Compact tables ``first..last`` (inclusive, indices into :attr:`tables`)."""
@@ -763,21 +770,25 @@ class Stack(Closing):
 
     def _compact_range_stats(self, snap: StackSnapshot, first: int, last: int,
                              expire: Optional[LogExpiry], best_effort: bool,
-                             progress: Optional[Callable[[int], Any]] = None) -> bool:
+                             progress: Optional[Callable[[int], Any]] = None,
+                             whole: bool = False) -> bool:
         try:
-            return self._compact_range(snap, first, last, expire, best_effort, progress)
+            return self._compact_range(snap, first, last, expire, best_effort, progress,
+                                       whole)
         except LockError:
             self._count(failures=1)
             raise
 
     def _compact_range(self, snap: StackSnapshot, first: int, last: int,
                        expire: Optional[LogExpiry], best_effort: bool,
-                       progress: Optional[Callable[[int], Any]] = None) -> bool:
+                       progress: Optional[Callable[[int], Any]] = None,
+                       whole: bool = False) -> bool:
         """Compact ``snap``'s tables ``first..last``; ``snap`` must be what
-        ``tables.list`` names under the lock (else OutdatedError)."""
-        if first > last or (expire is None and first == last):
+        ``tables.list`` names under the lock (else OutdatedError). ``whole``: compact
+        every table of the list read under the lock instead."""
+        if not whole and (first > last or (expire is None and first == last)):
             return False
-        if last >= len(snap.tables) or first < 0:
+        if not whole and (last >= len(snap.tables) or first < 0):
             raise ApiError(f"compaction range [{first}, {last}] outside the stack")
         self._count(attempts=1)
         queued = self._turns.enter()
@@ -792,7 +803,11 @@ class Stack(Closing):
         new_path: Optional[str] = None
         committed = False
         try:
-            self._locked_view(snap, reload=False)
+            _, _, locked = self._locked_view(snap, reload=whole)
+            if whole:
+                snap, first, last = locked, 0, len(locked.tables) - 1
+                if first > last or (expire is None and first == last):
+                    return False  # (the finally below releases the lock)
             # Lock the tables newest to oldest: a process that appended tables can
             # then still compact its own new tables while we hold older ones.
             for i in range(last, first - 1, -1):

@@ -43,6 +43,7 @@ from reftable import (
     Table,
     write_table_bytes,
 )
+from reftable.errors import OutdatedError
 from reftable.stack import LogExpiry, Stack
 from reftable.transaction import LogEntry
 
@@ -748,3 +749,23 @@ def test_many_tables_compacted_equals_git_pack_refs(tmp_path):
                      min(len(ours), len(theirs)))
         print(f"many-tables compacted: {len(ours)} bytes, Git's packed table: "
               f"{len(theirs)} bytes; first difference at offset {first}")
+
+
+def test_compact_all_outdated_by_another_writer(tmp_path):
+    """A full compaction on a handle another writer made outdated: Git's error by
+    default; with reload_if_outdated it compacts every table listed under the lock,
+    the other writer's included (busy writers cannot starve ``pack_refs``)."""
+    st = open_stack(tmp_path, auto_compact=False)
+    other = open_stack(tmp_path, auto_compact=False)
+    write_n_ref_tables(st, 3)
+    other.reload()
+    add_ref(other, "refs/heads/late", oid(99))  # st does not know this table
+    with pytest.raises(OutdatedError):
+        st.compact_all()
+    assert st.compact_all(reload_if_outdated=True)
+    assert len(list_names(tmp_path)) == 1
+    other.reload()
+    assert other.read_ref("refs/heads/late").value == oid(99)
+    assert sorted(r.name for r in st.refs()) == sorted(r.name for r in other.refs())
+    assert len(st.names) == 1
+    assert_clean(tmp_path)

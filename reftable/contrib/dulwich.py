@@ -43,7 +43,7 @@ from dulwich.refs import HEADREF, SYMREF, Ref, RefsContainer, SymrefLoop
 
 from .._closing import Closing
 from .._value import replace
-from ..errors import ExpectationError, LockError, OutdatedError, RefNameError
+from ..errors import ExpectationError, LockError, RefNameError
 from ..records import HASH_SIZES, RefRecord, RefValueType, to_name, to_name_bytes
 from ..stack import Stack, StackOptions, StackSnapshot
 from ..transaction import ANY, LogEntry, Transaction, _Update
@@ -65,7 +65,6 @@ Logger = Callable[
 """dulwich's reflog callback: (ref, old, new, committer, timestamp, timezone, message)."""
 
 _MAX_SYMREF_DEPTH = 5  # as dulwich's RefsContainer.follow
-_COMPACT_RETRIES = 20  # pack_refs retries a compaction outdated by concurrent writers
 
 
 def tz_seconds_to_git(seconds: int) -> int:
@@ -700,19 +699,13 @@ class ReftableRefsContainer(RefsContainer, Closing):
     def pack_refs(self, all: bool = False) -> None:
         """Compact the stack into one table (``git pack-refs`` on a reftable
         repository does the same, whatever ``--all`` says)."""
-        for attempt in range(_COMPACT_RETRIES):
-            self._view()
-            try:
-                self._stack.compact_all()
-                return
-            except OutdatedError:
-                # another writer (thread or process) went first: reload and retry
-                if attempt == _COMPACT_RETRIES - 1:
-                    raise
-            except LockError as e:
-                raise FileLocked(self._stack.list_path,
-                                 e.lock_path or self._stack.list_path + ".lock") from e
-
+        try:
+            # under the lock, whatever tables.list names then: concurrent writers
+            # (threads or processes) cannot make it fail as outdated
+            self._stack.compact_all(reload_if_outdated=True)
+        except LockError as e:
+            raise FileLocked(self._stack.list_path,
+                             e.lock_path or self._stack.list_path + ".lock") from e
 
 def _open_stack(path: str, options: StackOptions, fmt: Optional[str]) -> Stack:
     """Open the stack at ``path`` for object format ``fmt`` (None: any)."""
