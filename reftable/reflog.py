@@ -44,7 +44,7 @@ from .writer import TableWriter, normalize_log_message
 
 if TYPE_CHECKING:
     from .stack import Addition, Stack, StackSnapshot
-    from .transaction import LogEntry
+    from .transaction import LogEntry, RefView
 
 __all__ = [
     "LogPolicy",
@@ -85,7 +85,7 @@ def read_reflog(stack: Stack | StackSnapshot, name: NameLike) -> list[LogRecord]
     return [lg for lg in stack.logs(name) if not is_existence_marker(lg)]
 
 
-def reflog_exists(stack: Stack | StackSnapshot, name: NameLike) -> bool:
+def reflog_exists(stack: RefView, name: NameLike) -> bool:
     """``git reflog exists``: at least one live log record, a marker counts."""
     return next(iter(stack.logs(name)), None) is not None
 
@@ -156,7 +156,7 @@ class LogPolicy:
             return self.mode
         return "false" if self.bare else "true"
 
-    def should_write(self, stack: Stack | StackSnapshot, refname: str) -> bool:
+    def should_write(self, stack: RefView, refname: str) -> bool:
         """Whether an update of ``refname`` writes a reflog entry."""
         if self.force_create or should_autocreate_reflog(self.effective_mode, refname):
             return True

@@ -26,11 +26,10 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 from ._closing import Closing
 from ._impl import core as _core
@@ -46,11 +45,19 @@ from .errors import (
 from .merged import MergedTable
 from .records import HASH_SIZES, LogRecord, NameLike, OidLike, RefRecord
 from .table import Table
+from .tables_list import (
+    MAX_LIST_SIZE,
+    TABLE_NAME_RE,
+    parse_table_name,
+    parse_tables_list,
+    serialize_tables_list,
+    suggest_compaction_segment,
+    table_name,
+    temp_table_name,
+    temp_table_pid,
+)
+from .transaction import LogEntry, LogPolicyLike, Transaction
 from .writer import TableWriter, WriteOptions
-
-if TYPE_CHECKING:
-    from .reflog import LogPolicy
-    from .transaction import LogEntry, Transaction
 
 __all__ = [
     "Stack",
@@ -60,53 +67,21 @@ __all__ = [
     "Addition",
     "LogExpiry",
     "read_tables_list",
+    # (re-exported from reftable.tables_list, their home, for existing callers)
     "parse_tables_list",
     "suggest_compaction_segment",
     "TABLE_NAME_RE",
 ]
 
-TABLE_NAME_RE = re.compile(r"0x[0-9a-f]{12,16}-0x[0-9a-f]{12,16}-[0-9a-f]{8}\.ref")
-_TEMP_RE = re.compile(r"\.tmp-(\d+)-[0-9a-f]{8}\.ref")
-_LIST_RE = re.compile(rb"(?:0x[0-9a-f]{12,16}-0x[0-9a-f]{12,16}-[0-9a-f]{8}\.ref\n)*")
-_MAX_LIST_SIZE = 16 << 20
 _REF = _core.BLOCK_TYPE_REF
-_LOG = _core.BLOCK_TYPE_LOG  # a list of a million tables is ~40 MiB; we refuse far less
-
-
-def parse_tables_list(data: bytes, path: str = "tables.list") -> list[str]:
-    """Split ``tables.list`` content into table names.
-
-    Anything that is not a table name (absolute paths, ``..``, ``/``, NUL, ...) is
-    rejected, so no entry can ever point outside the stack directory. Empty lines are
-    tolerated; a last line without its newline is refused (a list cut short by a
-    writer that did not finish), as Git's reader refuses it."""
-    if len(data) > _MAX_LIST_SIZE:
-        raise FormatError(f"tables.list of {len(data)} bytes is implausibly large", path)
-    if data and not data.endswith(b"\n"):
-        raise FormatError("last line of tables.list has no newline", path, len(data))
-    if _LIST_RE.fullmatch(data):
-        # the usual shape, checked in one pass; anything else takes the slow path
-        names = data.decode("ascii").split("\n")[:-1]
-        if len(set(names)) != len(names):
-            raise FormatError("a table is listed twice", path)
-        return names
-    names = []
-    for lineno, line in enumerate(data.split(b"\n"), 1):
-        if not line:
-            continue
-        if len(line) > 64 or not TABLE_NAME_RE.fullmatch(line.decode("latin-1")):
-            raise FormatError(f"line {lineno}: not a table name: {line[:80]!r}", path)
-        names.append(line.decode("ascii"))
-    if len(set(names)) != len(names):
-        raise FormatError("a table is listed twice", path)
-    return names
+_LOG = _core.BLOCK_TYPE_LOG
 
 
 def _read_list_file(path: str) -> Optional[bytes]:
     """The content of ``tables.list`` (None when missing); the core refuses anything
     but a regular file, so a FIFO planted there cannot hang the reader."""
     try:
-        return _core.read_file(path, _MAX_LIST_SIZE)
+        return _core.read_file(path, MAX_LIST_SIZE)
     except NotExistError:
         return None
 
@@ -118,39 +93,6 @@ def read_tables_list(directory: str) -> list[str]:
     if data is None:
         raise NotExistError(f"{path}: no such file")
     return parse_tables_list(data, path)
-
-
-def suggest_compaction_segment(sizes: Sequence[int], factor: int = 2) -> tuple[int, int]:
-    """Return ``(start, end)`` (end exclusive) of the tables to compact so that table
-    sizes form a geometric sequence again (each at least ``factor`` times the next);
-    ``start == end`` when nothing needs compacting. Same policy as Git."""
-    n = len(sizes)
-    if factor <= 0:
-        factor = 2  # Git's default; like Git, 1 is accepted as given
-    if n <= 1:
-        return (0, 0)
-    # Segment end: the newest table whose predecessor is not `factor` times larger.
-    end = 0
-    total = 0
-    i = n - 1
-    while i > 0:
-        if sizes[i - 1] < sizes[i] * factor:
-            end = i + 1
-            total = sizes[i]
-            break
-        i -= 1
-    if end == 0:
-        return (0, 0)
-    # Segment start: keep extending while an older table is smaller than `factor`
-    # times the merged size of everything after it (merging works backwards).
-    start = end
-    while i > 0:
-        current = total
-        total += sizes[i - 1]
-        if sizes[i - 1] < current * factor:
-            start = i - 1
-        i -= 1
-    return (start, end) if start < end else (0, 0)
 
 
 @dataclass
@@ -638,12 +580,10 @@ class Stack(Closing):
 
     def transaction(self, reload_if_outdated: bool = True,
                     log: Optional[LogEntry] = None,
-                    log_policy: Optional[LogPolicy] = None) -> Transaction:
+                    log_policy: Optional[LogPolicyLike] = None) -> Transaction:
         """An atomic multi-ref update; see :class:`reftable.transaction.Transaction`.
         ``log``: reflog entry written for every update that does not bring its own;
         ``log_policy``: which updates log (:class:`reftable.reflog.LogPolicy`)."""
-        from .transaction import Transaction
-
         return Transaction(self, reload_if_outdated, log, log_policy)
 
     def _write_temp_table(
@@ -657,7 +597,7 @@ class Stack(Closing):
         out empty, min update index, max update index, the bytes of a small table or
         None). No file is left on error. The bytes let an addition load its table
         without reading the file back."""
-        tmp = os.path.join(self.directory, f".tmp-{os.getpid()}-{_rand32():08x}.ref")
+        tmp = self.table_path(temp_table_name(os.getpid(), _rand32()))
         fd = _core.io_open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
                            self._mode())
         ok = False
@@ -695,11 +635,11 @@ class Stack(Closing):
         return tmp, min_ui, max_ui, None if chunks is None else b"".join(chunks)
 
     def _final_name(self, min_ui: int, max_ui: int) -> str:
-        return f"0x{min_ui:012x}-0x{max_ui:012x}-{_rand32():08x}.ref"
+        return table_name(min_ui, max_ui, _rand32())
 
     def _write_list(self, lock: Any, names: Sequence[str]) -> bytes:
         self._chmod_lock(lock)
-        data = "".join(n + "\n" for n in names).encode("ascii")
+        data = serialize_tables_list(names)
         lock.write(data)
         # LockFile.commit fsyncs before the rename
         return data
@@ -958,13 +898,14 @@ class Stack(Closing):
             max_ui = snap.tables[-1].max_update_index if snap.tables else 0
             for entry in sorted(os.listdir(self.directory)):
                 path = self.table_path(entry)
-                if TABLE_NAME_RE.fullmatch(entry) and entry not in listed:
-                    if _table_max_update_index(path, entry) <= max_ui:
+                named = parse_table_name(entry)
+                if named is not None and entry not in listed:
+                    if _table_max_update_index(path, named[1]) <= max_ui:
                         _unlink_quiet(path)
                         removed.append(entry)
                     continue
-                m = _TEMP_RE.fullmatch(entry)
-                if m and not _pid_alive(int(m.group(1))):
+                pid = temp_table_pid(entry)
+                if pid is not None and not _pid_alive(pid):
                     _unlink_quiet(path)
                     removed.append(entry)
         finally:
@@ -972,13 +913,14 @@ class Stack(Closing):
         return removed
 
 
-def _table_max_update_index(path: str, name: str) -> int:
-    """Max update index of a stray table: from its header, else from its name."""
+def _table_max_update_index(path: str, named: int) -> int:
+    """Max update index of a stray table: from its header, else ``named`` (the one
+    its name says)."""
     try:
         with Table.open(path) as t:
             return t.max_update_index
     except ReftableError:
-        return int(name.split("-")[1], 16)
+        return named
 
 
 def _pid_alive(pid: int) -> bool:
