@@ -231,7 +231,7 @@ def _null(stack: Stack) -> bytes:
 def _as_written(stack: Stack, rec: LogRecord) -> LogRecord:
     """``rec`` with the message Git's writer stores (tables here are written with exact
     messages, so that markers keep their empty one as in Git)."""
-    if rec.is_deletion or stack.options.exact_log_message:
+    if rec.is_deletion or stack.options.write.exact_log_message:
         return rec
     return replace(rec, message=normalize_log_message(rec.message))
 

@@ -51,6 +51,7 @@ from .refname import (
 )
 from .stack import Stack, StackOptions
 from .transaction import ANY, LogEntry, Transaction
+from .writer import WriteOptions
 
 __all__ = [
     "Repository",
@@ -239,18 +240,19 @@ def stack_options_from_config(cfg: GitConfig, *, hash: str, umask: Optional[int]
     a lock timeout below -1. ``umask`` (default: the process's) gives, with
     ``core.sharedRepository``, the mode of the files written."""
     env = os.environ if env is None else env
-    opts = StackOptions(hash=hash)
+    layout: dict[str, Any] = {}
     block_size = cfg.get_ulong("reftable.blockSize", 0)
     if block_size > 16777215:
         raise ConfigError("reftable block size cannot exceed 16MB")
     if block_size:
-        opts.block_size = block_size
+        layout["block_size"] = block_size
     restart = cfg.get_ulong("reftable.restartInterval", 0)
     if restart > 65535:
         raise ConfigError("reftable block size cannot exceed 65535")  # (Git's wording)
     if restart:
-        opts.restart_interval = restart
-    opts.index_objects = cfg.get_bool("reftable.indexObjects", True)
+        layout["restart_interval"] = restart
+    layout["index_objects"] = cfg.get_bool("reftable.indexObjects", True)
+    opts = StackOptions(hash=hash, write=WriteOptions(hash, **layout))
     factor = cfg.get_ulong("reftable.geometricFactor", 0)
     if factor > 255:
         raise ConfigError("reftable geometric factor cannot exceed 255")

@@ -29,11 +29,11 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, Optional
+from typing import Any, Generic, Optional, TypeVar, overload
 
 from ._closing import Closing
 from ._impl import core as _core
-from ._value import dataclass, field
+from ._value import dataclass, field, replace
 from .errors import (
     ApiError,
     FormatError,
@@ -73,6 +73,7 @@ __all__ = [
     "TABLE_NAME_RE",
 ]
 
+_T = TypeVar("_T")
 _REF = _core.BLOCK_TYPE_REF
 _LOG = _core.BLOCK_TYPE_LOG
 
@@ -95,34 +96,87 @@ def read_tables_list(directory: str) -> list[str]:
     return parse_tables_list(data, path)
 
 
+class _Layout(Generic[_T]):
+    """A layout field of :class:`WriteOptions` seen through ``StackOptions.write``:
+    reading gives ``write.<name>``, setting replaces ``write`` by a copy with it."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, owner: Optional[type] = None) -> _Layout[_T]: ...
+    @overload
+    def __get__(self, obj: StackOptions, owner: Optional[type] = None) -> _T: ...
+    def __get__(self, obj: Optional[StackOptions],
+                owner: Optional[type] = None) -> _Layout[_T] | _T:
+        if obj is None:
+            return self
+        value: _T = getattr(obj.write, self.name)
+        return value
+
+    def __set__(self, obj: StackOptions, value: _T) -> None:
+        obj.write = replace(obj.write, **{self.name: value})
+
+
 @dataclass
 class StackOptions:
-    """Options of a stack. ``hash`` None: taken from the tables (sha1 for a new one)."""
+    """Options of a stack. ``hash`` None: taken from the tables (sha1 for a new one).
 
-    hash: Optional[str] = None
-    block_size: int = 4096
-    restart_interval: int = 16
-    index_objects: bool = True
-    unpadded: bool = False
-    exact_log_message: bool = False
-    auto_compact: bool = True
-    geometric_factor: int = 2
-    lock_timeout_ms: int = 100
-    permissions: Optional[int] = None
-    fsync: bool = True
+    ``write``: the layout of the tables the stack writes (:class:`WriteOptions`); its
+    ``hash`` is not used, tables are written with the stack's. For callers of earlier
+    versions, the layout fields (``block_size``, ``restart_interval``,
+    ``index_objects``, ``unpadded``, ``exact_log_message``) are also accepted as
+    keywords, and read or set as attributes: they go to ``write``. Passing both
+    ``write`` and such keywords is a :class:`TypeError`. Every argument but ``hash``
+    is keyword-only."""
+
+    hash: Optional[str]
+    write: WriteOptions
+    auto_compact: bool
+    geometric_factor: int
+    lock_timeout_ms: int
+    permissions: Optional[int]
+    fsync: bool
     # fsync the directory after renames, so a committed update survives a crash right
     # after it returns (Git does not; it costs one more fsync per addition)
-    fsync_directory: bool = True
+    fsync_directory: bool
+
+    block_size = _Layout[int]()
+    restart_interval = _Layout[int]()
+    index_objects = _Layout[bool]()
+    unpadded = _Layout[bool]()
+    exact_log_message = _Layout[bool]()
+
+    def __init__(self, hash: Optional[str] = None, *, write: Optional[WriteOptions] = None,
+                 auto_compact: bool = True, geometric_factor: int = 2,
+                 lock_timeout_ms: int = 100, permissions: Optional[int] = None,
+                 fsync: bool = True, fsync_directory: bool = True,
+                 block_size: Optional[int] = None, restart_interval: Optional[int] = None,
+                 index_objects: Optional[bool] = None, unpadded: Optional[bool] = None,
+                 exact_log_message: Optional[bool] = None) -> None:
+        given = (("block_size", block_size), ("restart_interval", restart_interval),
+                 ("index_objects", index_objects), ("unpadded", unpadded),
+                 ("exact_log_message", exact_log_message))
+        layout: dict[str, Any] = {k: v for k, v in given if v is not None}
+        if write is None:
+            write = WriteOptions(**layout)
+        elif layout:
+            raise TypeError(f"StackOptions: pass the table layout as write= or as keywords "
+                            f"({', '.join(layout)}), not both")
+        self.hash = hash
+        self.write = write
+        self.auto_compact = auto_compact
+        self.geometric_factor = geometric_factor
+        self.lock_timeout_ms = lock_timeout_ms
+        self.permissions = permissions
+        self.fsync = fsync
+        self.fsync_directory = fsync_directory
 
     def write_options(self, hash: str, exact: Optional[bool] = None) -> WriteOptions:
-        return WriteOptions(
-            hash=hash,
-            block_size=self.block_size,
-            restart_interval=self.restart_interval,
-            index_objects=self.index_objects,
-            unpadded=self.unpadded,
-            exact_log_message=self.exact_log_message if exact is None else exact,
-        )
+        """``write`` for tables of ``hash``; ``exact`` (when given) replaces its
+        ``exact_log_message``."""
+        exact_log_message = self.write.exact_log_message if exact is None else exact
+        return replace(self.write, hash=hash, exact_log_message=exact_log_message)
 
 
 @dataclass
@@ -848,7 +902,7 @@ class Stack(Closing):
         try:
             entries += logs.copy_to(core, bottom, expire.min_update_index if expire else 0,
                                     expire.time if expire else 0,
-                                    not self.options.exact_log_message,
+                                    not self.options.write.exact_log_message,
                                     log_progress if progress is not None else None)
         finally:
             for t in tables:
