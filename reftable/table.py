@@ -14,7 +14,6 @@ from ._closing import Closing
 from ._impl import core as _core
 from .records import (
     LogRecord,
-    LogValueType,
     NameLike,
     OidLike,
     RefRecord,
@@ -23,22 +22,17 @@ from .records import (
     to_oid,
 )
 
-__all__ = ["Table", "RefColumns", "ref_from_tuple", "log_from_tuple", "log_key"]
+__all__ = ["Table", "RefColumns", "ref_from_tuple", "log_key"]
 
 BLOCK_REF = _core.BLOCK_TYPE_REF
 BLOCK_LOG = _core.BLOCK_TYPE_LOG
 BLOCK_OBJ = _core.BLOCK_TYPE_OBJ
 
 _RVT = tuple(RefValueType)
-_LVT = tuple(LogValueType)
 
 
 def ref_from_tuple(t: tuple[Any, ...]) -> RefRecord:
     return RefRecord(t[0], t[1], _RVT[t[2]], t[3], t[4], t[5])
-
-
-def log_from_tuple(t: tuple[Any, ...]) -> LogRecord:
-    return LogRecord(t[0], t[1], _LVT[t[2]], t[3], t[4], t[5], t[6], t[7], t[8], t[9])
 
 
 class RefColumns(NamedTuple):
