@@ -13,6 +13,7 @@ from typing import Optional
 from ._impl import core as _core
 from ._value import dataclass
 from .errors import FormatError, ReftableError
+from .records import RefValueType
 from .refname import is_valid_refname
 from .table import Table
 from .tables_list import TABLE_NAME_RE, TEMP_NAME_RE, parse_table_name, parse_tables_list
@@ -72,7 +73,8 @@ def _check_table_records(path: str, t: Table) -> list[Finding]:
                                    f"{r.update_index} outside the table's range"))
             if not is_valid_refname(key):
                 out.append(Finding("warning", path, f"ref name {key!r} is not valid for Git"))
-            if r.value_type == 3 and r.target is not None and not is_valid_refname(r.target):
+            if (r.value_type == RefValueType.SYMREF and r.target is not None
+                    and not is_valid_refname(r.target)):
                 out.append(Finding("warning", path, f"symref {key!r} targets invalid name "
                                    f"{r.target!r}"))
         prev_key: Optional[tuple[bytes, int]] = None

@@ -49,7 +49,7 @@ class RefColumns(NamedTuple):
 
     def value(self, i: int) -> Optional[bytes]:
         """The object id of ref ``i``, or None."""
-        if self.value_types[i] not in (1, 2):
+        if self.value_types[i] not in (RefValueType.VAL1, RefValueType.VAL2):
             return None
         n = len(self.values) // len(self.names)
         return self.values[i * n:(i + 1) * n]
@@ -172,7 +172,7 @@ class Table(Closing):
         it = self._ref_iter(to_name_bytes(prefix))
         if include_deletions:
             return it  # type: ignore[no-any-return]
-        return (r for r in it if r.value_type != 0)
+        return (r for r in it if r.value_type != RefValueType.DELETION)
 
     def ref_names(self, prefix: NameLike = "") -> list[str]:
         """All ref names (tombstones included) without building records: the bulk path."""
