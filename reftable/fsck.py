@@ -13,7 +13,7 @@ from typing import Optional
 from ._impl import core as _core
 from ._value import dataclass
 from .errors import FormatError, ReftableError
-from .records import RefValueType
+from .records import RefValueType, log_order, ref_order
 from .refname import is_valid_refname
 from .table import Table
 from .tables_list import TABLE_NAME_RE, TEMP_NAME_RE, parse_table_name, parse_tables_list
@@ -61,13 +61,12 @@ def _check_table_records(path: str, t: Table) -> list[Finding]:
     if t.min_update_index > t.max_update_index:
         out.append(Finding("error", path, "min update index above max update index"))
     try:
-        prev: Optional[str] = None
+        prev: Optional[bytes] = None
         for r in t.refs():
             key = r.name
-            if prev is not None and key.encode("utf-8", "surrogateescape") <= \
-                    prev.encode("utf-8", "surrogateescape"):
+            if prev is not None and ref_order(r) <= prev:
                 out.append(Finding("error", path, f"ref {key!r} out of order"))
-            prev = key
+            prev = ref_order(r)
             if not t.min_update_index <= r.update_index <= t.max_update_index:
                 out.append(Finding("error", path, f"ref {key!r} has update index "
                                    f"{r.update_index} outside the table's range"))
@@ -79,7 +78,7 @@ def _check_table_records(path: str, t: Table) -> list[Finding]:
                                    f"{r.target!r}"))
         prev_key: Optional[tuple[bytes, int]] = None
         for lg in t.logs():
-            k = (lg.refname.encode("utf-8", "surrogateescape"), -lg.update_index)
+            k = log_order(lg)
             if prev_key is not None and k <= prev_key:
                 out.append(Finding("error", path, f"log {lg.refname!r}@{lg.update_index} "
                                    "out of order"))

@@ -22,6 +22,9 @@ __all__ = [
     "to_name_bytes",
     "to_oid",
     "FrozenInstanceError",
+    "null_oid",
+    "ref_order",
+    "log_order",
     "short_hex",
     "ref_kind",
     "log_kind",
@@ -273,6 +276,23 @@ class LogRecord(_Frozen):
             return f"<LogRecord {self.refname} @{self.update_index} {log_kind(self)}>"
         return (f"<LogRecord {self.refname} @{self.update_index} {log_move_text(self)}"
                 f" {log_who_text(self)} {self.message!r}>")
+
+
+def null_oid(hash: str) -> bytes:
+    """The all-zero object id of ``hash`` (``sha1`` or ``sha256``): a missing ref in
+    reflog entries."""
+    return bytes(HASH_SIZES[hash])
+
+
+def ref_order(rec: RefRecord) -> bytes:
+    """Sort key of refs as a table stores them: by the name's bytes."""
+    return rec.name.encode("utf-8", "surrogateescape")
+
+
+def log_order(rec: LogRecord) -> tuple[bytes, int]:
+    """Sort key of reflog entries as a table stores them: by ref name's bytes, then
+    newest update first."""
+    return rec.refname.encode("utf-8", "surrogateescape"), -rec.update_index
 
 
 # -- text of records, shared by the reprs, the CLI and the demo -------------------------------

@@ -31,12 +31,14 @@ from ._value import replace
 from .errors import ApiError, NotExistError
 from .gitconfig import GitConfig
 from .records import (
-    HASH_SIZES,
     LogRecord,
     LogValueType,
     NameLike,
     RefRecord,
     RefValueType,
+    log_order,
+    null_oid,
+    ref_order,
     to_name,
 )
 from .refname import check_refname_format
@@ -225,7 +227,7 @@ def identity_from_env(env: Mapping[str, str], config: Optional[GitConfig] = None
 # -- writing -----------------------------------------------------------------------------
 
 def _null(stack: Stack) -> bytes:
-    return b"\0" * HASH_SIZES[stack.hash]
+    return null_oid(stack.hash)
 
 
 def _as_written(stack: Stack, rec: LogRecord) -> LogRecord:
@@ -241,7 +243,7 @@ def _add_exact(add: Addition, stack: Stack, write: Callable[[TableWriter], None]
 
 
 def _sort_logs(logs: list[LogRecord]) -> None:
-    logs.sort(key=lambda r: (r.refname.encode("utf-8", "surrogateescape"), -r.update_index))
+    logs.sort(key=log_order)
 
 
 def create_reflog(stack: Stack, name: NameLike) -> bool:
@@ -412,7 +414,7 @@ def _copy(stack: Stack, old: NameLike, new: NameLike, entry: LogEntry, delete_ol
             logs.append(_as_written(stack, replace(lg, refname=n)))
             if delete_old:
                 logs.append(LogRecord.deletion(o, lg.update_index))
-        refs.sort(key=lambda r: r.name.encode("utf-8", "surrogateescape"))
+        refs.sort(key=ref_order)
         _sort_logs(logs)
 
         def write(w: TableWriter) -> None:

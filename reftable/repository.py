@@ -39,7 +39,16 @@ from . import _value
 from ._closing import Closing
 from .errors import ApiError, ConfigError, ReftableIOError, RepositoryError
 from .gitconfig import GitConfig, SharedRepository
-from .records import HASH_SIZES, LogRecord, NameLike, RefRecord, RefValueType, to_name
+from .records import (
+    HASH_SIZES,
+    LogRecord,
+    NameLike,
+    RefRecord,
+    RefValueType,
+    ref_order,
+    to_name,
+    to_name_bytes,
+)
 from .reflog import LogPolicy, identity_from_env, reflog_message
 from .refname import (
     check_delete_ref_name,
@@ -524,7 +533,7 @@ class Repository(Closing):
                     continue
                 if shared_only and kind != "shared":
                     continue
-                merged[rec.name.encode("utf-8", "surrogateescape")] = rec
+                merged[ref_order(rec)] = rec
         for k in sorted(merged):
             yield merged[k]
 
@@ -588,7 +597,7 @@ class Repository(Closing):
                 if kind in ("main", "other") or (shared_only and kind != "shared"):
                     continue
                 names.add(n)
-        return sorted(names, key=lambda s: s.encode("utf-8", "surrogateescape"))
+        return sorted(names, key=to_name_bytes)
 
     def all_worktree_reflogs(self) -> list[str]:
         """Every reflog of every worktree, named as seen from this one (Git's

@@ -367,8 +367,7 @@ class Stack(Closing):
     def _create_list(self) -> None:
         # An empty list, created through the lock so we never clobber a racing creator.
         try:
-            lock = _core.LockFile(self.list_path, self.options.lock_timeout_ms,
-                                  self._mode())
+            lock = self._lock_list()
         except LockError:
             return  # someone else is creating or updating it
         with lock:
@@ -385,6 +384,10 @@ class Stack(Closing):
 
     def _mode(self) -> int:
         return self.options.permissions if self.options.permissions is not None else 0o666
+
+    def _lock_list(self) -> Any:
+        """Take ``tables.list.lock`` (waiting up to ``lock_timeout_ms``), or LockError."""
+        return _core.LockFile(self.list_path, self.options.lock_timeout_ms, self._mode())
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -787,8 +790,7 @@ class Stack(Closing):
         self._count(attempts=1)
         queued = self._turns.enter()
         try:
-            list_lock: Any = _core.LockFile(self.list_path, self.options.lock_timeout_ms,
-                                            self._mode())
+            list_lock: Any = self._lock_list()
         except BaseException:
             self._turns.leave(queued)
             raise
@@ -832,8 +834,7 @@ class Stack(Closing):
                 self.hooks.after_compaction_merge(self, first, last)
 
             queued = self._turns.enter()
-            list_lock = _core.LockFile(self.list_path, self.options.lock_timeout_ms,
-                                       self._mode())
+            list_lock = self._lock_list()
             # Re-read tables.list: others may have appended (keep theirs) or, in
             # theory, replaced our tables (then give up rather than lose anything).
             seq, before, current = self._read_list()
@@ -944,7 +945,7 @@ class Stack(Closing):
             self._turns.leave(queued)
 
     def _clean_locked(self, removed: list[str]) -> list[str]:
-        lock = _core.LockFile(self.list_path, self.options.lock_timeout_ms, self._mode())
+        lock = self._lock_list()
         try:
             # what the list names under the lock, not the handle's (shared) view
             _, _, snap = self._locked_view(None, reload=True)
@@ -1024,8 +1025,7 @@ class Addition(Closing):
         self._committed = False
         self._queued = stack._turns.enter()
         try:
-            self._lock: Any = _core.LockFile(stack.list_path, stack.options.lock_timeout_ms,
-                                             stack._mode())
+            self._lock: Any = stack._lock_list()
         except BaseException:
             self._leave_queue()
             raise

@@ -27,6 +27,9 @@ from .records import (
     OidLike,
     RefRecord,
     RefValueType,
+    log_order,
+    null_oid,
+    ref_order,
     to_name,
     to_oid,
 )
@@ -291,7 +294,7 @@ class Transaction:
             raise ApiError("transaction already finished")
         self._done = True
         writes = [u for u in self._updates.values() if u.kind != "verify"]
-        zero = b"\0" * (20 if self.stack.hash == "sha1" else 32)
+        zero = null_oid(self.stack.hash)
         add = self.stack.new_addition(self.reload_if_outdated)
         try:
             # Everything is read from the view validated under the lock (never from
@@ -351,9 +354,8 @@ class Transaction:
                 if (name not in self._updates or self._updates[name].kind == "verify") \
                         and (force or self._logs(st, name)):
                     logs.append(entry_record(name, old_id, new_id, entry))
-            refs.sort(key=lambda r: r.name.encode("utf-8", "surrogateescape"))
-            logs.sort(key=lambda r: (r.refname.encode("utf-8", "surrogateescape"),
-                                     -r.update_index))
+            refs.sort(key=ref_order)
+            logs.sort(key=log_order)
 
             def write(w: TableWriter) -> None:
                 # (reflog tombstones keep the lower update index of the entries they

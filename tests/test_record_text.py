@@ -59,3 +59,14 @@ def test_kinds_are_the_enum_names():
     assert [ref_kind(RefRecord("r", 1, t)) for t in RefValueType] == \
         ["deletion", "val1", "val2", "symref"]
     assert [log_kind(LogRecord("r", 1, t)) for t in LogValueType] == ["deletion", "update"]
+
+
+def test_null_oid_and_sort_orders():
+    from reftable.records import log_order, null_oid, ref_order
+
+    assert null_oid("sha1") == bytes(20) and null_oid("sha256") == bytes(32)
+    refs = [RefRecord.deletion(n, 1) for n in ("b", "a/\udcff", "a/b", "a")]
+    assert [r.name for r in sorted(refs, key=ref_order)] == ["a", "a/b", "a/\udcff", "b"]
+    logs = [LogRecord.deletion(n, ui) for n, ui in (("a", 1), ("b", 9), ("a", 3))]
+    assert [(r.refname, r.update_index) for r in sorted(logs, key=log_order)] == \
+        [("a", 3), ("a", 1), ("b", 9)]
