@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 from .errors import (
     ApiError,
     ConfigError,
-    EmptyTableError,
     EntryTooBigError,
     ExpectationError,
     FormatError,
@@ -72,7 +71,6 @@ __all__ = [
     "ANY",
     "ApiError",
     "ConfigError",
-    "EmptyTableError",
     "EntryTooBigError",
     "ExpectationError",
     "FormatError",

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Optional, TextIO
 
 from .errors import ApiError, ExpectationError, RepositoryError
 from .jsonio import log_to_json, ref_to_json
+from .records import log_move_text, log_who_text
 from .stack import LogExpiry, Stack, StackOptions
 from .transaction import ANY, LogEntry, local_tz_offset
 
@@ -297,9 +298,8 @@ def _print_logs(args: argparse.Namespace, recs: list[Any]) -> int:
     for r in recs:
         if r.old_id is None or r.new_id is None:
             continue
-        print(f"{r.refname}@{{{r.update_index}}} {r.old_id.hex()[:12]} -> "
-              f"{r.new_id.hex()[:12]} {r.name} <{r.email}> {r.time} {r.tz_offset:+05d}"
-              f"\t{r.message.rstrip()}")
+        print(f"{r.refname}@{{{r.update_index}}} {log_move_text(r, sep=' -> ')} "
+              f"{log_who_text(r)}\t{r.message.rstrip()}")
     return 0
 
 

@@ -6,6 +6,7 @@ import hashlib
 import os
 from typing import TextIO
 
+from .records import log_move_text, short_hex
 from .stack import Stack
 from .table import Table
 from .transaction import LogEntry
@@ -45,12 +46,11 @@ def run_demo(directory: str, out: TextIO) -> None:
             if r.target is not None:
                 out.write(f"  {r.name} -> {r.target}\n")
             else:
-                peeled = f" (peeled {r.target_value.hex()[:12]})" if r.target_value else ""
-                out.write(f"  {r.name} {r.value.hex()[:12]}{peeled}\n")  # type: ignore
+                peeled = f" (peeled {short_hex(r.target_value)})" if r.target_value else ""
+                out.write(f"  {r.name} {short_hex(r.value)}{peeled}\n")
         out.write("reflog of refs/heads/branch-0 (newest first):\n")
         for lg in st.logs("refs/heads/branch-0"):
-            out.write(f"  @{lg.update_index} {lg.old_id.hex()[:8]}..{lg.new_id.hex()[:8]}"  # type: ignore
-                      f" {lg.message.strip()}\n")
+            out.write(f"  @{lg.update_index} {log_move_text(lg, 8)} {lg.message.strip()}\n")
         out.write("tip 1 is pointed at by: "
                   + ", ".join(r.name for r in st.refs_pointing_at(_oid(1))) + "\n")
         st.compact_all()

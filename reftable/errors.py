@@ -17,7 +17,6 @@ __all__ = [
     "ApiError",
     "RefNameError",
     "EntryTooBigError",
-    "EmptyTableError",
     "ReftableIOError",
     "NotExistError",
     "ExpectationError",
@@ -72,10 +71,6 @@ class RefNameError(ApiError):
 
 class EntryTooBigError(ReftableError):
     """A record does not fit into an empty block of the configured size."""
-
-
-class EmptyTableError(ReftableError):
-    """A table was closed without any record (an internal signal during compaction)."""
 
 
 class ExpectationError(ReftableError):

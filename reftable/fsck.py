@@ -8,20 +8,19 @@ leftovers or oddities that ``Stack.clean()`` or a compaction would remove.
 from __future__ import annotations
 
 import os
-import re
 from typing import Optional
 
 from ._impl import core as _core
 from ._value import dataclass
 from .errors import FormatError, ReftableError
+from .records import RefValueType, log_order, ref_order
 from .refname import is_valid_refname
-from .stack import _TEMP_RE, TABLE_NAME_RE, parse_tables_list
 from .table import Table
+from .tables_list import TABLE_NAME_RE, TEMP_NAME_RE, parse_table_name, parse_tables_list
 
 __all__ = ["Finding", "check_table", "check_stack", "check_path"]
 
 _OBJ_SAMPLE = 2000
-_NAME_PARTS = re.compile(r"0x([0-9a-f]+)-0x([0-9a-f]+)-[0-9a-f]{8}\.ref")
 
 
 @dataclass(frozen=True)
@@ -44,9 +43,9 @@ def check_table(path: str, table: Optional[Table] = None) -> list[Finding]:
         return [Finding("error", path, f"cannot open: {e}")]
     try:
         out.extend(_check_table_records(path, t))
-        m = _NAME_PARTS.fullmatch(os.path.basename(path))
-        if m:
-            lo, hi = int(m.group(1), 16), int(m.group(2), 16)
+        named = parse_table_name(os.path.basename(path))
+        if named is not None:
+            lo, hi = named
             if (lo, hi) != (t.min_update_index, t.max_update_index):
                 out.append(Finding("error", path, f"name says update indices [{lo}, {hi}] "
                                    f"but the header says [{t.min_update_index}, "
@@ -62,24 +61,24 @@ def _check_table_records(path: str, t: Table) -> list[Finding]:
     if t.min_update_index > t.max_update_index:
         out.append(Finding("error", path, "min update index above max update index"))
     try:
-        prev: Optional[str] = None
+        prev: Optional[bytes] = None
         for r in t.refs():
             key = r.name
-            if prev is not None and key.encode("utf-8", "surrogateescape") <= \
-                    prev.encode("utf-8", "surrogateescape"):
+            if prev is not None and ref_order(r) <= prev:
                 out.append(Finding("error", path, f"ref {key!r} out of order"))
-            prev = key
+            prev = ref_order(r)
             if not t.min_update_index <= r.update_index <= t.max_update_index:
                 out.append(Finding("error", path, f"ref {key!r} has update index "
                                    f"{r.update_index} outside the table's range"))
             if not is_valid_refname(key):
                 out.append(Finding("warning", path, f"ref name {key!r} is not valid for Git"))
-            if r.value_type == 3 and r.target is not None and not is_valid_refname(r.target):
+            if (r.value_type == RefValueType.SYMREF and r.target is not None
+                    and not is_valid_refname(r.target)):
                 out.append(Finding("warning", path, f"symref {key!r} targets invalid name "
                                    f"{r.target!r}"))
         prev_key: Optional[tuple[bytes, int]] = None
         for lg in t.logs():
-            k = (lg.refname.encode("utf-8", "surrogateescape"), -lg.update_index)
+            k = log_order(lg)
             if prev_key is not None and k <= prev_key:
                 out.append(Finding("error", path, f"log {lg.refname!r}@{lg.update_index} "
                                    "out of order"))
@@ -147,7 +146,7 @@ def check_stack(directory: str) -> list[Finding]:
         if TABLE_NAME_RE.fullmatch(entry) and entry not in listed:
             out.append(Finding("warning", p, "table not listed in tables.list "
                                "(leftover; `reftable clean` removes it)"))
-        elif _TEMP_RE.fullmatch(entry):
+        elif TEMP_NAME_RE.fullmatch(entry):
             out.append(Finding("warning", p, "temporary table (in progress or leftover)"))
         elif entry.endswith(".lock"):
             out.append(Finding("warning", p, "lock file present (held or stale)"))

@@ -10,20 +10,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from .records import LogRecord, LogValueType, RefRecord, RefValueType
+from .records import LogRecord, LogValueType, RefRecord, RefValueType, log_kind, ref_kind
 from .table import Table
 
 __all__ = ["ref_to_json", "log_to_json", "ref_from_json", "log_from_json", "table_to_json"]
 
-_REF_TYPES = {0: "deletion", 1: "val1", 2: "val2", 3: "symref"}
-_REF_TYPES_BACK = {v: k for k, v in _REF_TYPES.items()}
+_REF_TYPES = {t.name.lower(): t for t in RefValueType}  # (the words of ref_kind)
 
 
 def ref_to_json(rec: RefRecord) -> dict[str, Any]:
     d: dict[str, Any] = {
         "name": rec.name,
         "update_index": rec.update_index,
-        "type": _REF_TYPES[int(rec.value_type)],
+        "type": ref_kind(rec),
     }
     if rec.value is not None:
         d["value"] = rec.value.hex()
@@ -38,9 +37,9 @@ def log_to_json(rec: LogRecord) -> dict[str, Any]:
     d: dict[str, Any] = {
         "refname": rec.refname,
         "update_index": rec.update_index,
-        "type": "deletion" if rec.value_type == 0 else "update",
+        "type": log_kind(rec),
     }
-    if rec.value_type == 1:
+    if rec.value_type == LogValueType.UPDATE:
         assert rec.old_id is not None and rec.new_id is not None
         d.update(
             old_id=rec.old_id.hex(),
@@ -55,7 +54,7 @@ def log_to_json(rec: LogRecord) -> dict[str, Any]:
 
 
 def ref_from_json(d: dict[str, Any]) -> RefRecord:
-    vt = RefValueType(_REF_TYPES_BACK[d["type"]])
+    vt = _REF_TYPES[d["type"]]
     return RefRecord(
         d["name"],
         int(d["update_index"]),

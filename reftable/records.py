@@ -22,6 +22,15 @@ __all__ = [
     "to_name_bytes",
     "to_oid",
     "FrozenInstanceError",
+    "null_oid",
+    "ref_order",
+    "log_order",
+    "short_hex",
+    "ref_kind",
+    "log_kind",
+    "ref_value_text",
+    "log_move_text",
+    "log_who_text",
 ]
 
 HASH_SIZES = {"sha1": 20, "sha256": 32}
@@ -179,15 +188,9 @@ class RefRecord(_Frozen):
         return self.target_value
 
     def __repr__(self) -> str:
-        kind = RefValueType(self.value_type).name.lower()
-        extra = ""
-        if self.value is not None:
-            extra += f" {self.value.hex()}"
-        if self.target_value is not None:
-            extra += f" ^{self.target_value.hex()}"
-        if self.target is not None:
-            extra += f" -> {self.target}"
-        return f"<RefRecord {self.name} @{self.update_index} {kind}{extra}>"
+        value = ref_value_text(self)
+        return (f"<RefRecord {self.name} @{self.update_index} {ref_kind(self)}"
+                f"{' ' + value if value else ''}>")
 
 
 class LogRecord(_Frozen):
@@ -270,14 +273,68 @@ class LogRecord(_Frozen):
 
     def __repr__(self) -> str:
         if self.value_type == LogValueType.DELETION:
-            return f"<LogRecord {self.refname} @{self.update_index} deletion>"
-        old = self.old_id.hex() if self.old_id is not None else "-"
-        new = self.new_id.hex() if self.new_id is not None else "-"
-        return (
-            f"<LogRecord {self.refname} @{self.update_index} {old[:12]}..{new[:12]}"
-            f" {self.name} <{self.email}> {self.time} {self.tz_offset:+05d}"
-            f" {self.message!r}>"
-        )
+            return f"<LogRecord {self.refname} @{self.update_index} {log_kind(self)}>"
+        return (f"<LogRecord {self.refname} @{self.update_index} {log_move_text(self)}"
+                f" {log_who_text(self)} {self.message!r}>")
+
+
+def null_oid(hash: str) -> bytes:
+    """The all-zero object id of ``hash`` (``sha1`` or ``sha256``): a missing ref in
+    reflog entries."""
+    return bytes(HASH_SIZES[hash])
+
+
+def ref_order(rec: RefRecord) -> bytes:
+    """Sort key of refs as a table stores them: by the name's bytes."""
+    return rec.name.encode("utf-8", "surrogateescape")
+
+
+def log_order(rec: LogRecord) -> tuple[bytes, int]:
+    """Sort key of reflog entries as a table stores them: by ref name's bytes, then
+    newest update first."""
+    return rec.refname.encode("utf-8", "surrogateescape"), -rec.update_index
+
+
+# -- text of records, shared by the reprs, the CLI and the demo -------------------------------
+
+
+def short_hex(oid: Optional[bytes], n: int = 12) -> str:
+    """The first ``n`` hex digits of ``oid``; ``-`` for None."""
+    return "-" if oid is None else oid.hex()[:n]
+
+
+def ref_kind(rec: RefRecord) -> str:
+    """The value type's name: ``deletion``, ``val1``, ``val2`` or ``symref`` (the words
+    of the JSON form too)."""
+    return RefValueType(rec.value_type).name.lower()
+
+
+def log_kind(rec: LogRecord) -> str:
+    """``deletion`` or ``update``."""
+    return LogValueType(rec.value_type).name.lower()
+
+
+def ref_value_text(rec: RefRecord) -> str:
+    """What a ref holds: ``<id>``, ``<id> ^<peeled id>`` (full hex), ``-> <target>``;
+    empty for a deletion."""
+    parts = []
+    if rec.value is not None:
+        parts.append(rec.value.hex())
+    if rec.target_value is not None:
+        parts.append("^" + rec.target_value.hex())
+    if rec.target is not None:
+        parts.append("-> " + rec.target)
+    return " ".join(parts)
+
+
+def log_move_text(rec: LogRecord, n: int = 12, sep: str = "..") -> str:
+    """The move of a reflog entry: ``<old id><sep><new id>``, ids shortened to ``n``."""
+    return f"{short_hex(rec.old_id, n)}{sep}{short_hex(rec.new_id, n)}"
+
+
+def log_who_text(rec: LogRecord) -> str:
+    """Who and when of a reflog entry: ``name <email> time +hhmm``."""
+    return f"{rec.name} <{rec.email}> {rec.time} {rec.tz_offset:+05d}"
 
 
 def _register() -> None:

@@ -31,12 +31,14 @@ from ._value import replace
 from .errors import ApiError, NotExistError
 from .gitconfig import GitConfig
 from .records import (
-    HASH_SIZES,
     LogRecord,
     LogValueType,
     NameLike,
     RefRecord,
     RefValueType,
+    log_order,
+    null_oid,
+    ref_order,
     to_name,
 )
 from .refname import check_refname_format
@@ -44,7 +46,7 @@ from .writer import TableWriter, normalize_log_message
 
 if TYPE_CHECKING:
     from .stack import Addition, Stack, StackSnapshot
-    from .transaction import LogEntry
+    from .transaction import LogEntry, RefView
 
 __all__ = [
     "LogPolicy",
@@ -85,7 +87,7 @@ def read_reflog(stack: Stack | StackSnapshot, name: NameLike) -> list[LogRecord]
     return [lg for lg in stack.logs(name) if not is_existence_marker(lg)]
 
 
-def reflog_exists(stack: Stack | StackSnapshot, name: NameLike) -> bool:
+def reflog_exists(stack: RefView, name: NameLike) -> bool:
     """``git reflog exists``: at least one live log record, a marker counts."""
     return next(iter(stack.logs(name)), None) is not None
 
@@ -156,7 +158,7 @@ class LogPolicy:
             return self.mode
         return "false" if self.bare else "true"
 
-    def should_write(self, stack: Stack | StackSnapshot, refname: str) -> bool:
+    def should_write(self, stack: RefView, refname: str) -> bool:
         """Whether an update of ``refname`` writes a reflog entry."""
         if self.force_create or should_autocreate_reflog(self.effective_mode, refname):
             return True
@@ -225,13 +227,13 @@ def identity_from_env(env: Mapping[str, str], config: Optional[GitConfig] = None
 # -- writing -----------------------------------------------------------------------------
 
 def _null(stack: Stack) -> bytes:
-    return b"\0" * HASH_SIZES[stack.hash]
+    return null_oid(stack.hash)
 
 
 def _as_written(stack: Stack, rec: LogRecord) -> LogRecord:
     """``rec`` with the message Git's writer stores (tables here are written with exact
     messages, so that markers keep their empty one as in Git)."""
-    if rec.is_deletion or stack.options.exact_log_message:
+    if rec.is_deletion or stack.options.write.exact_log_message:
         return rec
     return replace(rec, message=normalize_log_message(rec.message))
 
@@ -241,7 +243,7 @@ def _add_exact(add: Addition, stack: Stack, write: Callable[[TableWriter], None]
 
 
 def _sort_logs(logs: list[LogRecord]) -> None:
-    logs.sort(key=lambda r: (r.refname.encode("utf-8", "surrogateescape"), -r.update_index))
+    logs.sort(key=log_order)
 
 
 def create_reflog(stack: Stack, name: NameLike) -> bool:
@@ -412,7 +414,7 @@ def _copy(stack: Stack, old: NameLike, new: NameLike, entry: LogEntry, delete_ol
             logs.append(_as_written(stack, replace(lg, refname=n)))
             if delete_old:
                 logs.append(LogRecord.deletion(o, lg.update_index))
-        refs.sort(key=lambda r: r.name.encode("utf-8", "surrogateescape"))
+        refs.sort(key=ref_order)
         _sort_logs(logs)
 
         def write(w: TableWriter) -> None:

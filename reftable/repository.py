@@ -39,7 +39,16 @@ from . import _value
 from ._closing import Closing
 from .errors import ApiError, ConfigError, ReftableIOError, RepositoryError
 from .gitconfig import GitConfig, SharedRepository
-from .records import HASH_SIZES, LogRecord, NameLike, RefRecord, RefValueType, to_name
+from .records import (
+    HASH_SIZES,
+    LogRecord,
+    NameLike,
+    RefRecord,
+    RefValueType,
+    ref_order,
+    to_name,
+    to_name_bytes,
+)
 from .reflog import LogPolicy, identity_from_env, reflog_message
 from .refname import (
     check_delete_ref_name,
@@ -51,6 +60,7 @@ from .refname import (
 )
 from .stack import Stack, StackOptions
 from .transaction import ANY, LogEntry, Transaction
+from .writer import WriteOptions
 
 __all__ = [
     "Repository",
@@ -239,18 +249,19 @@ def stack_options_from_config(cfg: GitConfig, *, hash: str, umask: Optional[int]
     a lock timeout below -1. ``umask`` (default: the process's) gives, with
     ``core.sharedRepository``, the mode of the files written."""
     env = os.environ if env is None else env
-    opts = StackOptions(hash=hash)
+    layout: dict[str, Any] = {}
     block_size = cfg.get_ulong("reftable.blockSize", 0)
     if block_size > 16777215:
         raise ConfigError("reftable block size cannot exceed 16MB")
     if block_size:
-        opts.block_size = block_size
+        layout["block_size"] = block_size
     restart = cfg.get_ulong("reftable.restartInterval", 0)
     if restart > 65535:
         raise ConfigError("reftable block size cannot exceed 65535")  # (Git's wording)
     if restart:
-        opts.restart_interval = restart
-    opts.index_objects = cfg.get_bool("reftable.indexObjects", True)
+        layout["restart_interval"] = restart
+    layout["index_objects"] = cfg.get_bool("reftable.indexObjects", True)
+    opts = StackOptions(hash=hash, write=WriteOptions(hash, **layout))
     factor = cfg.get_ulong("reftable.geometricFactor", 0)
     if factor > 255:
         raise ConfigError("reftable geometric factor cannot exceed 255")
@@ -522,7 +533,7 @@ class Repository(Closing):
                     continue
                 if shared_only and kind != "shared":
                     continue
-                merged[rec.name.encode("utf-8", "surrogateescape")] = rec
+                merged[ref_order(rec)] = rec
         for k in sorted(merged):
             yield merged[k]
 
@@ -586,7 +597,7 @@ class Repository(Closing):
                 if kind in ("main", "other") or (shared_only and kind != "shared"):
                     continue
                 names.add(n)
-        return sorted(names, key=lambda s: s.encode("utf-8", "surrogateescape"))
+        return sorted(names, key=to_name_bytes)
 
     def all_worktree_reflogs(self) -> list[str]:
         """Every reflog of every worktree, named as seen from this one (Git's

@@ -26,15 +26,14 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Generic, Optional, TypeVar, overload
 
 from ._closing import Closing
 from ._impl import core as _core
-from ._value import dataclass, field
+from ._value import dataclass, field, replace
 from .errors import (
     ApiError,
     FormatError,
@@ -46,11 +45,19 @@ from .errors import (
 from .merged import MergedTable
 from .records import HASH_SIZES, LogRecord, NameLike, OidLike, RefRecord
 from .table import Table
+from .tables_list import (
+    MAX_LIST_SIZE,
+    TABLE_NAME_RE,
+    parse_table_name,
+    parse_tables_list,
+    serialize_tables_list,
+    suggest_compaction_segment,
+    table_name,
+    temp_table_name,
+    temp_table_pid,
+)
+from .transaction import LogEntry, LogPolicyLike, Transaction
 from .writer import TableWriter, WriteOptions
-
-if TYPE_CHECKING:
-    from .reflog import LogPolicy
-    from .transaction import LogEntry, Transaction
 
 __all__ = [
     "Stack",
@@ -60,53 +67,22 @@ __all__ = [
     "Addition",
     "LogExpiry",
     "read_tables_list",
+    # (re-exported from reftable.tables_list, their home, for existing callers)
     "parse_tables_list",
     "suggest_compaction_segment",
     "TABLE_NAME_RE",
 ]
 
-TABLE_NAME_RE = re.compile(r"0x[0-9a-f]{12,16}-0x[0-9a-f]{12,16}-[0-9a-f]{8}\.ref")
-_TEMP_RE = re.compile(r"\.tmp-(\d+)-[0-9a-f]{8}\.ref")
-_LIST_RE = re.compile(rb"(?:0x[0-9a-f]{12,16}-0x[0-9a-f]{12,16}-[0-9a-f]{8}\.ref\n)*")
-_MAX_LIST_SIZE = 16 << 20
+_T = TypeVar("_T")
 _REF = _core.BLOCK_TYPE_REF
-_LOG = _core.BLOCK_TYPE_LOG  # a list of a million tables is ~40 MiB; we refuse far less
-
-
-def parse_tables_list(data: bytes, path: str = "tables.list") -> list[str]:
-    """Split ``tables.list`` content into table names.
-
-    Anything that is not a table name (absolute paths, ``..``, ``/``, NUL, ...) is
-    rejected, so no entry can ever point outside the stack directory. Empty lines are
-    tolerated; a last line without its newline is refused (a list cut short by a
-    writer that did not finish), as Git's reader refuses it."""
-    if len(data) > _MAX_LIST_SIZE:
-        raise FormatError(f"tables.list of {len(data)} bytes is implausibly large", path)
-    if data and not data.endswith(b"\n"):
-        raise FormatError("last line of tables.list has no newline", path, len(data))
-    if _LIST_RE.fullmatch(data):
-        # the usual shape, checked in one pass; anything else takes the slow path
-        names = data.decode("ascii").split("\n")[:-1]
-        if len(set(names)) != len(names):
-            raise FormatError("a table is listed twice", path)
-        return names
-    names = []
-    for lineno, line in enumerate(data.split(b"\n"), 1):
-        if not line:
-            continue
-        if len(line) > 64 or not TABLE_NAME_RE.fullmatch(line.decode("latin-1")):
-            raise FormatError(f"line {lineno}: not a table name: {line[:80]!r}", path)
-        names.append(line.decode("ascii"))
-    if len(set(names)) != len(names):
-        raise FormatError("a table is listed twice", path)
-    return names
+_LOG = _core.BLOCK_TYPE_LOG
 
 
 def _read_list_file(path: str) -> Optional[bytes]:
     """The content of ``tables.list`` (None when missing); the core refuses anything
     but a regular file, so a FIFO planted there cannot hang the reader."""
     try:
-        return _core.read_file(path, _MAX_LIST_SIZE)
+        return _core.read_file(path, MAX_LIST_SIZE)
     except NotExistError:
         return None
 
@@ -120,67 +96,87 @@ def read_tables_list(directory: str) -> list[str]:
     return parse_tables_list(data, path)
 
 
-def suggest_compaction_segment(sizes: Sequence[int], factor: int = 2) -> tuple[int, int]:
-    """Return ``(start, end)`` (end exclusive) of the tables to compact so that table
-    sizes form a geometric sequence again (each at least ``factor`` times the next);
-    ``start == end`` when nothing needs compacting. Same policy as Git."""
-    n = len(sizes)
-    if factor <= 0:
-        factor = 2  # Git's default; like Git, 1 is accepted as given
-    if n <= 1:
-        return (0, 0)
-    # Segment end: the newest table whose predecessor is not `factor` times larger.
-    end = 0
-    total = 0
-    i = n - 1
-    while i > 0:
-        if sizes[i - 1] < sizes[i] * factor:
-            end = i + 1
-            total = sizes[i]
-            break
-        i -= 1
-    if end == 0:
-        return (0, 0)
-    # Segment start: keep extending while an older table is smaller than `factor`
-    # times the merged size of everything after it (merging works backwards).
-    start = end
-    while i > 0:
-        current = total
-        total += sizes[i - 1]
-        if sizes[i - 1] < current * factor:
-            start = i - 1
-        i -= 1
-    return (start, end) if start < end else (0, 0)
+class _Layout(Generic[_T]):
+    """A layout field of :class:`WriteOptions` seen through ``StackOptions.write``:
+    reading gives ``write.<name>``, setting replaces ``write`` by a copy with it."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, owner: Optional[type] = None) -> _Layout[_T]: ...
+    @overload
+    def __get__(self, obj: StackOptions, owner: Optional[type] = None) -> _T: ...
+    def __get__(self, obj: Optional[StackOptions],
+                owner: Optional[type] = None) -> _Layout[_T] | _T:
+        if obj is None:
+            return self
+        value: _T = getattr(obj.write, self.name)
+        return value
+
+    def __set__(self, obj: StackOptions, value: _T) -> None:
+        obj.write = replace(obj.write, **{self.name: value})
 
 
 @dataclass
 class StackOptions:
-    """Options of a stack. ``hash`` None: taken from the tables (sha1 for a new one)."""
+    """Options of a stack. ``hash`` None: taken from the tables (sha1 for a new one).
 
-    hash: Optional[str] = None
-    block_size: int = 4096
-    restart_interval: int = 16
-    index_objects: bool = True
-    unpadded: bool = False
-    exact_log_message: bool = False
-    auto_compact: bool = True
-    geometric_factor: int = 2
-    lock_timeout_ms: int = 100
-    permissions: Optional[int] = None
-    fsync: bool = True
+    ``write``: the layout of the tables the stack writes (:class:`WriteOptions`); its
+    ``hash`` is not used, tables are written with the stack's. For callers of earlier
+    versions, the layout fields (``block_size``, ``restart_interval``,
+    ``index_objects``, ``unpadded``, ``exact_log_message``) are also accepted as
+    keywords, and read or set as attributes: they go to ``write``. Passing both
+    ``write`` and such keywords is a :class:`TypeError`. Every argument but ``hash``
+    is keyword-only."""
+
+    hash: Optional[str]
+    write: WriteOptions
+    auto_compact: bool
+    geometric_factor: int
+    lock_timeout_ms: int
+    permissions: Optional[int]
+    fsync: bool
     # fsync the directory after renames, so a committed update survives a crash right
     # after it returns (Git does not; it costs one more fsync per addition)
-    fsync_directory: bool = True
+    fsync_directory: bool
+
+    block_size = _Layout[int]()
+    restart_interval = _Layout[int]()
+    index_objects = _Layout[bool]()
+    unpadded = _Layout[bool]()
+    exact_log_message = _Layout[bool]()
+
+    def __init__(self, hash: Optional[str] = None, *, write: Optional[WriteOptions] = None,
+                 auto_compact: bool = True, geometric_factor: int = 2,
+                 lock_timeout_ms: int = 100, permissions: Optional[int] = None,
+                 fsync: bool = True, fsync_directory: bool = True,
+                 block_size: Optional[int] = None, restart_interval: Optional[int] = None,
+                 index_objects: Optional[bool] = None, unpadded: Optional[bool] = None,
+                 exact_log_message: Optional[bool] = None) -> None:
+        given = (("block_size", block_size), ("restart_interval", restart_interval),
+                 ("index_objects", index_objects), ("unpadded", unpadded),
+                 ("exact_log_message", exact_log_message))
+        layout: dict[str, Any] = {k: v for k, v in given if v is not None}
+        if write is None:
+            write = WriteOptions(**layout)
+        elif layout:
+            raise TypeError(f"StackOptions: pass the table layout as write= or as keywords "
+                            f"({', '.join(layout)}), not both")
+        self.hash = hash
+        self.write = write
+        self.auto_compact = auto_compact
+        self.geometric_factor = geometric_factor
+        self.lock_timeout_ms = lock_timeout_ms
+        self.permissions = permissions
+        self.fsync = fsync
+        self.fsync_directory = fsync_directory
 
     def write_options(self, hash: str, exact: Optional[bool] = None) -> WriteOptions:
-        return WriteOptions(
-            hash=hash,
-            block_size=self.block_size,
-            restart_interval=self.restart_interval,
-            index_objects=self.index_objects,
-            unpadded=self.unpadded,
-            exact_log_message=self.exact_log_message if exact is None else exact,
-        )
+        """``write`` for tables of ``hash``; ``exact`` (when given) replaces its
+        ``exact_log_message``."""
+        exact_log_message = self.write.exact_log_message if exact is None else exact
+        return replace(self.write, hash=hash, exact_log_message=exact_log_message)
 
 
 @dataclass
@@ -371,8 +367,7 @@ class Stack(Closing):
     def _create_list(self) -> None:
         # An empty list, created through the lock so we never clobber a racing creator.
         try:
-            lock = _core.LockFile(self.list_path, self.options.lock_timeout_ms,
-                                  self._mode())
+            lock = self._lock_list()
         except LockError:
             return  # someone else is creating or updating it
         with lock:
@@ -389,6 +384,10 @@ class Stack(Closing):
 
     def _mode(self) -> int:
         return self.options.permissions if self.options.permissions is not None else 0o666
+
+    def _lock_list(self) -> Any:
+        """Take ``tables.list.lock`` (waiting up to ``lock_timeout_ms``), or LockError."""
+        return _core.LockFile(self.list_path, self.options.lock_timeout_ms, self._mode())
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -638,12 +637,10 @@ class Stack(Closing):
 
     def transaction(self, reload_if_outdated: bool = True,
                     log: Optional[LogEntry] = None,
-                    log_policy: Optional[LogPolicy] = None) -> Transaction:
+                    log_policy: Optional[LogPolicyLike] = None) -> Transaction:
         """An atomic multi-ref update; see :class:`reftable.transaction.Transaction`.
         ``log``: reflog entry written for every update that does not bring its own;
         ``log_policy``: which updates log (:class:`reftable.reflog.LogPolicy`)."""
-        from .transaction import Transaction
-
         return Transaction(self, reload_if_outdated, log, log_policy)
 
     def _write_temp_table(
@@ -657,7 +654,7 @@ class Stack(Closing):
         out empty, min update index, max update index, the bytes of a small table or
         None). No file is left on error. The bytes let an addition load its table
         without reading the file back."""
-        tmp = os.path.join(self.directory, f".tmp-{os.getpid()}-{_rand32():08x}.ref")
+        tmp = self.table_path(temp_table_name(os.getpid(), _rand32()))
         fd = _core.io_open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
                            self._mode())
         ok = False
@@ -695,11 +692,11 @@ class Stack(Closing):
         return tmp, min_ui, max_ui, None if chunks is None else b"".join(chunks)
 
     def _final_name(self, min_ui: int, max_ui: int) -> str:
-        return f"0x{min_ui:012x}-0x{max_ui:012x}-{_rand32():08x}.ref"
+        return table_name(min_ui, max_ui, _rand32())
 
     def _write_list(self, lock: Any, names: Sequence[str]) -> bytes:
         self._chmod_lock(lock)
-        data = "".join(n + "\n" for n in names).encode("ascii")
+        data = serialize_tables_list(names)
         lock.write(data)
         # LockFile.commit fsyncs before the rename
         return data
@@ -793,8 +790,7 @@ class Stack(Closing):
         self._count(attempts=1)
         queued = self._turns.enter()
         try:
-            list_lock: Any = _core.LockFile(self.list_path, self.options.lock_timeout_ms,
-                                            self._mode())
+            list_lock: Any = self._lock_list()
         except BaseException:
             self._turns.leave(queued)
             raise
@@ -838,8 +834,7 @@ class Stack(Closing):
                 self.hooks.after_compaction_merge(self, first, last)
 
             queued = self._turns.enter()
-            list_lock = _core.LockFile(self.list_path, self.options.lock_timeout_ms,
-                                       self._mode())
+            list_lock = self._lock_list()
             # Re-read tables.list: others may have appended (keep theirs) or, in
             # theory, replaced our tables (then give up rather than lose anything).
             seq, before, current = self._read_list()
@@ -908,7 +903,7 @@ class Stack(Closing):
         try:
             entries += logs.copy_to(core, bottom, expire.min_update_index if expire else 0,
                                     expire.time if expire else 0,
-                                    not self.options.exact_log_message,
+                                    not self.options.write.exact_log_message,
                                     log_progress if progress is not None else None)
         finally:
             for t in tables:
@@ -950,7 +945,7 @@ class Stack(Closing):
             self._turns.leave(queued)
 
     def _clean_locked(self, removed: list[str]) -> list[str]:
-        lock = _core.LockFile(self.list_path, self.options.lock_timeout_ms, self._mode())
+        lock = self._lock_list()
         try:
             # what the list names under the lock, not the handle's (shared) view
             _, _, snap = self._locked_view(None, reload=True)
@@ -958,13 +953,14 @@ class Stack(Closing):
             max_ui = snap.tables[-1].max_update_index if snap.tables else 0
             for entry in sorted(os.listdir(self.directory)):
                 path = self.table_path(entry)
-                if TABLE_NAME_RE.fullmatch(entry) and entry not in listed:
-                    if _table_max_update_index(path, entry) <= max_ui:
+                named = parse_table_name(entry)
+                if named is not None and entry not in listed:
+                    if _table_max_update_index(path, named[1]) <= max_ui:
                         _unlink_quiet(path)
                         removed.append(entry)
                     continue
-                m = _TEMP_RE.fullmatch(entry)
-                if m and not _pid_alive(int(m.group(1))):
+                pid = temp_table_pid(entry)
+                if pid is not None and not _pid_alive(pid):
                     _unlink_quiet(path)
                     removed.append(entry)
         finally:
@@ -972,13 +968,14 @@ class Stack(Closing):
         return removed
 
 
-def _table_max_update_index(path: str, name: str) -> int:
-    """Max update index of a stray table: from its header, else from its name."""
+def _table_max_update_index(path: str, named: int) -> int:
+    """Max update index of a stray table: from its header, else ``named`` (the one
+    its name says)."""
     try:
         with Table.open(path) as t:
             return t.max_update_index
     except ReftableError:
-        return int(name.split("-")[1], 16)
+        return named
 
 
 def _pid_alive(pid: int) -> bool:
@@ -1028,8 +1025,7 @@ class Addition(Closing):
         self._committed = False
         self._queued = stack._turns.enter()
         try:
-            self._lock: Any = _core.LockFile(stack.list_path, stack.options.lock_timeout_ms,
-                                             stack._mode())
+            self._lock: Any = stack._lock_list()
         except BaseException:
             self._leave_queue()
             raise

@@ -14,7 +14,6 @@ from ._closing import Closing
 from ._impl import core as _core
 from .records import (
     LogRecord,
-    LogValueType,
     NameLike,
     OidLike,
     RefRecord,
@@ -23,22 +22,17 @@ from .records import (
     to_oid,
 )
 
-__all__ = ["Table", "RefColumns", "ref_from_tuple", "log_from_tuple", "log_key"]
+__all__ = ["Table", "RefColumns", "ref_from_tuple", "log_key"]
 
 BLOCK_REF = _core.BLOCK_TYPE_REF
 BLOCK_LOG = _core.BLOCK_TYPE_LOG
 BLOCK_OBJ = _core.BLOCK_TYPE_OBJ
 
 _RVT = tuple(RefValueType)
-_LVT = tuple(LogValueType)
 
 
 def ref_from_tuple(t: tuple[Any, ...]) -> RefRecord:
     return RefRecord(t[0], t[1], _RVT[t[2]], t[3], t[4], t[5])
-
-
-def log_from_tuple(t: tuple[Any, ...]) -> LogRecord:
-    return LogRecord(t[0], t[1], _LVT[t[2]], t[3], t[4], t[5], t[6], t[7], t[8], t[9])
 
 
 class RefColumns(NamedTuple):
@@ -55,7 +49,7 @@ class RefColumns(NamedTuple):
 
     def value(self, i: int) -> Optional[bytes]:
         """The object id of ref ``i``, or None."""
-        if self.value_types[i] not in (1, 2):
+        if self.value_types[i] not in (RefValueType.VAL1, RefValueType.VAL2):
             return None
         n = len(self.values) // len(self.names)
         return self.values[i * n:(i + 1) * n]
@@ -178,7 +172,7 @@ class Table(Closing):
         it = self._ref_iter(to_name_bytes(prefix))
         if include_deletions:
             return it  # type: ignore[no-any-return]
-        return (r for r in it if r.value_type != 0)
+        return (r for r in it if r.value_type != RefValueType.DELETION)
 
     def ref_names(self, prefix: NameLike = "") -> list[str]:
         """All ref names (tombstones included) without building records: the bulk path."""

@@ -13,18 +13,23 @@ transaction share one update index and land in one table, or nothing is written.
 from __future__ import annotations
 
 import time as _time
+from collections.abc import Callable, Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Protocol
 
 from ._value import dataclass
 from .errors import ApiError, ExpectationError, RefConflictError
 from .records import (
+    HASH_SIZES,
     LogRecord,
     LogValueType,
     NameLike,
     OidLike,
     RefRecord,
     RefValueType,
+    log_order,
+    null_oid,
+    ref_order,
     to_name,
     to_oid,
 )
@@ -36,11 +41,52 @@ from .refname import (
 )
 
 if TYPE_CHECKING:
-    from .reflog import LogPolicy
-    from .stack import Stack, StackSnapshot
     from .writer import TableWriter
 
-__all__ = ["Transaction", "LogEntry", "ANY", "check_refs_available"]
+__all__ = ["Transaction", "LogEntry", "ANY", "check_refs_available", "RefView",
+           "LockedAddition", "TransactionTarget", "LogPolicyLike"]
+
+
+# What a transaction needs from the layer below it, as protocols: this module never
+# imports the stack (which makes transactions), so the two do not import each other.
+
+
+class RefView(Protocol):
+    """One consistent version of the refs and logs (a
+    :class:`~reftable.stack.StackSnapshot`, or a :class:`~reftable.stack.Stack`'s
+    current view)."""
+
+    def read_ref(self, name: NameLike) -> Optional[RefRecord]: ...
+    def refs(self, prefix: NameLike = "") -> Iterator[RefRecord]: ...
+    def logs(self, refname: Optional[NameLike] = None) -> Iterator[LogRecord]: ...
+
+
+class LockedAddition(Protocol):
+    """An addition holding the ``tables.list`` lock (a
+    :class:`~reftable.stack.Addition`): the view validated under the lock, and one
+    new table written on top of exactly that view."""
+
+    @property
+    def snapshot(self) -> RefView: ...
+    @property
+    def next_update_index(self) -> int: ...
+    def add_table(self, write: Callable[[TableWriter], None]) -> Optional[str]: ...
+    def commit(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class TransactionTarget(Protocol):
+    """Where a transaction commits (a :class:`~reftable.stack.Stack`)."""
+
+    @property
+    def hash(self) -> str: ...
+    def new_addition(self, reload_if_outdated: bool = False) -> LockedAddition: ...
+
+
+class LogPolicyLike(Protocol):
+    """Which updates write a reflog entry (a :class:`~reftable.reflog.LogPolicy`)."""
+
+    def should_write(self, view: RefView, refname: str) -> bool: ...
 
 
 class _Any:
@@ -61,7 +107,7 @@ def local_tz_offset(when: Optional[float] = None) -> int:
     return sign * ((minutes // 60) * 100 + minutes % 60)
 
 
-def check_refs_available(stack: Stack | StackSnapshot, created: set[str],
+def check_refs_available(stack: RefView, created: set[str],
                          deleted: set[str]) -> None:
     """Git's directory/file rule: ``a/b`` cannot exist beside ``a``. Raise
     :class:`RefConflictError` if creating ``created`` (while deleting ``deleted``)
@@ -110,8 +156,9 @@ class Transaction:
     checked against the view read under the ``tables.list`` lock, never against the
     stack's shared view (which other threads may reload meanwhile)."""
 
-    def __init__(self, stack: Stack, reload_if_outdated: bool = True,
-                 log: Optional[LogEntry] = None, log_policy: Optional[LogPolicy] = None):
+    def __init__(self, stack: TransactionTarget, reload_if_outdated: bool = True,
+                 log: Optional[LogEntry] = None,
+                 log_policy: Optional[LogPolicyLike] = None):
         """``log``: the entry for updates without their own. ``log_policy``: which
         updates write it, as Git's ``core.logAllRefUpdates`` decides (see
         :class:`reftable.reflog.LogPolicy`; a symref whose target does not resolve is
@@ -127,8 +174,6 @@ class Transaction:
     # -- building ------------------------------------------------------------
 
     def _oid(self, oid: OidLike) -> bytes:
-        from .records import HASH_SIZES
-
         return to_oid(oid, HASH_SIZES[self.stack.hash])
 
     def _expect(self, expect: Any) -> Any:
@@ -221,15 +266,15 @@ class Transaction:
             have = "missing" if cur is None else repr(cur)
             raise ExpectationError(f"{u.name}: expected {u.expect.hex()}, found {have}", u.name)
 
-    def _check_conflicts(self, st: StackSnapshot, writes: list[_Update]) -> None:
+    def _check_conflicts(self, st: RefView, writes: list[_Update]) -> None:
         # against the stack as read under the lock
         check_refs_available(st, {u.name for u in writes if u.kind != "delete"},
                              {u.name for u in writes if u.kind == "delete"})
 
-    def _logs(self, st: StackSnapshot, name: str) -> bool:
+    def _logs(self, st: RefView, name: str) -> bool:
         return self.log_policy is None or self.log_policy.should_write(st, name)
 
-    def _resolve(self, st: StackSnapshot, name: Optional[str]) -> Optional[bytes]:
+    def _resolve(self, st: RefView, name: Optional[str]) -> Optional[bytes]:
         """The object id ``name`` resolves to through symrefs, or None."""
         for _ in range(6):
             if name is None:
@@ -249,8 +294,9 @@ class Transaction:
             raise ApiError("transaction already finished")
         self._done = True
         writes = [u for u in self._updates.values() if u.kind != "verify"]
-        zero = b"\0" * (20 if self.stack.hash == "sha1" else 32)
-        with self.stack.new_addition(self.reload_if_outdated) as add:
+        zero = null_oid(self.stack.hash)
+        add = self.stack.new_addition(self.reload_if_outdated)
+        try:
             # Everything is read from the view validated under the lock (never from
             # the stack's shared view, which other threads may reload meanwhile).
             st = add.snapshot
@@ -308,9 +354,8 @@ class Transaction:
                 if (name not in self._updates or self._updates[name].kind == "verify") \
                         and (force or self._logs(st, name)):
                     logs.append(entry_record(name, old_id, new_id, entry))
-            refs.sort(key=lambda r: r.name.encode("utf-8", "surrogateescape"))
-            logs.sort(key=lambda r: (r.refname.encode("utf-8", "surrogateescape"),
-                                     -r.update_index))
+            refs.sort(key=ref_order)
+            logs.sort(key=log_order)
 
             def write(w: TableWriter) -> None:
                 # (reflog tombstones keep the lower update index of the entries they
@@ -321,6 +366,8 @@ class Transaction:
             add.add_table(write)
             add.commit()
             return ui
+        finally:
+            add.close()
 
     def abort(self) -> None:
         self._done = True
@@ -341,5 +388,3 @@ class Transaction:
         else:
             self.abort()
 
-
-Expectation = Union[OidLike, None, Any]

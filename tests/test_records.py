@@ -88,9 +88,9 @@ def test_option_classes_behave_like_dataclasses():
     from reftable.stack import StackStats
 
     o = StackOptions(auto_compact=False)
-    assert o == StackOptions(None, 4096, 16, True, False, False, False)
+    assert o == StackOptions(None, write=WriteOptions(), auto_compact=False)
     assert o != StackOptions() and replace(o, auto_compact=True) == StackOptions()
-    assert repr(StackOptions()).startswith("StackOptions(hash=None, block_size=4096")
+    assert repr(StackOptions()).startswith("StackOptions(hash=None, write=WriteOptions(")
     o.block_size = 1024  # not frozen
     with pytest.raises(TypeError):
         StackOptions(nonsense=1)  # type: ignore[call-arg]

@@ -46,7 +46,7 @@ from .._value import replace
 from ..errors import ExpectationError, LockError, RefNameError
 from ..records import HASH_SIZES, RefRecord, RefValueType, to_name, to_name_bytes
 from ..stack import Stack, StackOptions, StackSnapshot
-from ..transaction import ANY, LogEntry, Transaction, _Update
+from ..transaction import ANY, LogEntry, Transaction
 
 if TYPE_CHECKING:
     from dulwich.repo import Repo
@@ -356,13 +356,7 @@ class ReftableRefsContainer(RefsContainer, Closing):
             return
         raw = self._raw(new)
         peeled = self._peeled(new)
-        if expect_target is None:
-            tx.update(name, raw, expect=expect, peeled=peeled)
-        else:
-            # Transaction.update has no public ``expect_target`` (only symref() has);
-            # the expectation is checked under the lock by Transaction._check.
-            _add_private(tx, _Update(_checked(name), "update", raw, peeled, expect=expect,
-                                     expect_target=expect_target))
+        tx.update(name, raw, expect=expect, peeled=peeled, expect_target=expect_target)
 
     def _check_df(self, snap: StackSnapshot, name: str) -> None:
         """Refuse a new ref whose name is a directory of, or inside, an existing ref
@@ -611,12 +605,7 @@ class ReftableRefsContainer(RefsContainer, Closing):
         log = self._log_entry(committer, timestamp, timezone, message)
 
         def fill(tx: Transaction) -> None:
-            if expect_target is None:
-                tx.delete(sname, expect=expect)
-            else:
-                # Transaction.delete has no public ``expect_target`` (see _put).
-                _add_private(tx, _Update(_checked(sname), "delete", expect=expect,
-                                         expect_target=expect_target))
+            tx.delete(sname, expect=expect, expect_target=expect_target)
 
         if not self._run(fill, log):
             return False
@@ -718,12 +707,3 @@ def _open_stack(path: str, options: StackOptions, fmt: Optional[str]) -> Stack:
         raise ValueError(f"{path}: stack holds {have} ids, object format is {fmt}")
     return Stack.open(path, replace(options, hash=fmt))  # empty: fix its hash
 
-
-def _checked(name: str) -> str:
-    from ..refname import check_refname
-
-    return check_refname(name)
-
-
-def _add_private(tx: Transaction, update: _Update) -> None:
-    tx._add(update)
