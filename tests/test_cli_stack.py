@@ -9,17 +9,14 @@ import subprocess
 import sys
 
 import pytest
-from stack_helpers import (
-    ROOT,
+from support import oid
+from support.fixtures import ROOT, SCENARIOS, copy_fixture, load_expected
+from support.stacks import (
     assert_clean,
-    copy_fixture,
     hold_lock,
-    load_expected,
     logs_json,
-    oid,
     open_stack,
     refs_json,
-    scenarios,
     snapshot,
     write_n_ref_tables,
 )
@@ -315,7 +312,7 @@ def test_dump_json_of_a_stack(sh, populated):
                                "logs": logs_json(st)}
 
 
-@pytest.mark.skipif("tiny" not in scenarios(), reason="Git fixtures missing")
+@pytest.mark.skipif("tiny" not in SCENARIOS, reason="Git fixtures missing")
 def test_dump_json_of_a_git_stack_after_our_updates(sh, tmp_path):
     exp = load_expected("tiny")
     d = copy_fixture("tiny", tmp_path / "reftable")

@@ -21,6 +21,7 @@ import shutil
 
 import iofaults
 import pytest
+from support import oid
 
 import reftable
 from reftable.stack import Stack, StackOptions
@@ -28,10 +29,6 @@ from reftable.transaction import LogEntry
 
 OPS = ("open", "write", "fsync", "rename", "unlink", "close")
 LOG = LogEntry("T Ester", "t@example.com", "test", 1700000000, 0)
-
-
-def oid(i: int) -> bytes:
-    return i.to_bytes(4, "big") * 5
 
 
 def view(directory: str) -> tuple[list, list]:

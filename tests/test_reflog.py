@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import oid
-from stack_helpers import assert_clean
+from support import oid
+from support.stacks import assert_clean
 
 from reftable import ApiError, LogEntry, NotExistError, RefConflictError, Stack
 from reftable.gitconfig import GitConfig

@@ -9,14 +9,13 @@ import os
 import threading
 
 import pytest
-from stack_helpers import (
+from support import log_update, oid
+from support.stacks import (
     add_ref,
     assert_clean,
     hold_lock,
     list_names,
     listing,
-    log_update,
-    oid,
     open_stack,
     write_n_ref_tables,
     write_ref,

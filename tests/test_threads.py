@@ -12,7 +12,7 @@ import os
 import threading
 
 import pytest
-from conftest import oid
+from support import oid
 
 from reftable import MergedTable, RefRecord, RefValueType, Table, write_table_bytes
 from reftable.stack import Stack, StackOptions
