@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from support import oid
+from support import ZERO, oid
 from support.stacks import assert_clean
 
 from reftable import ApiError, LogEntry, NotExistError, RefConflictError, Stack
@@ -26,7 +26,7 @@ from reftable.reflog import (
     rename_ref,
 )
 
-NULL = b"\0" * 20
+NULL = ZERO["sha1"]
 
 
 def entry(msg: str, t: int = 1_700_000_000) -> LogEntry:
