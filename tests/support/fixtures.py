@@ -4,7 +4,8 @@ documents every key).
 
 Both are found relative to the repository root: ``../shared/fixtures/{git,repos}``
 beside the clone, else the copies in ``tests/data/{git,repos}`` that the sdist ships.
-Where neither exists, the lists of scenarios are empty and their tests skip.
+Where neither exists, the lists of scenarios are empty, and a test (or a test module,
+at import) that asks for a fixture by name is skipped.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import shutil
 import stat
 import tarfile
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NoReturn, Optional
+
+import pytest
 
 #: The repository (or unpacked sdist) root.
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,6 +38,11 @@ GIT_FIXTURES = _root("git")
 REPO_FIXTURES = _root("repos")
 
 
+def _missing(what: str) -> NoReturn:
+    pytest.skip(f"Git's fixture {what} not found (../shared/fixtures, tests/data)",
+                allow_module_level=True)
+
+
 def _scenarios(root: Optional[Path]) -> list[str]:
     if root is None:
         return []
@@ -49,7 +57,7 @@ SCENARIOS = _scenarios(GIT_FIXTURES)
 
 def scenario_dir(scenario: str) -> Path:
     if GIT_FIXTURES is None:
-        raise FileNotFoundError("Git's fixture stacks are not found")
+        _missing("stacks")
     return GIT_FIXTURES / scenario
 
 
@@ -96,7 +104,7 @@ REPO_SCENARIOS = _scenarios(REPO_FIXTURES)
 @functools.cache
 def load_repo_expected(scenario: str) -> dict[str, Any]:
     if REPO_FIXTURES is None:
-        raise FileNotFoundError("Git's fixture repositories are not found")
+        _missing("repositories")
     with open(REPO_FIXTURES / scenario / "expected.json", encoding="utf-8") as f:
         return json.load(f)  # type: ignore[no-any-return]
 
@@ -105,7 +113,7 @@ def extract_repo(scenario: str, dest: Path, prefix: Optional[str] = None) -> Pat
     """Extract the scenario's ``repo.tar`` (only members under ``prefix``/ when given)
     into ``dest``, keeping modes (Python's default filters drop setgid bits)."""
     if REPO_FIXTURES is None:
-        raise FileNotFoundError("Git's fixture repositories are not found")
+        _missing("repositories")
     dest.mkdir(parents=True, exist_ok=True)
     with tarfile.open(REPO_FIXTURES / scenario / "repo.tar") as t:
         members = [m for m in t.getmembers()
