@@ -13,6 +13,7 @@ from support import oid
 from support.fixtures import ROOT, SCENARIOS, copy_fixture, load_expected
 from support.stacks import (
     assert_clean,
+    compact_at_first_table_open,
     hold_lock,
     logs_json,
     open_stack,
@@ -366,20 +367,9 @@ def test_update_end_to_end_in_a_subprocess(d):
 
 
 def test_dump_of_a_stack_while_another_process_compacts(sh, d, monkeypatch):
-    from reftable import Table
-
     st = _tables(d, 3)
-    compactor = open_stack(d)
-    real_open = Table.open
-    fired = []
-
-    def racing_open(path):
-        if not fired:
-            fired.append(path)
-            compactor.compact_all()  # between reading tables.list and opening its tables
-        return real_open(path)
-
-    monkeypatch.setattr(Table, "open", staticmethod(racing_open))
+    # between reading tables.list and opening its tables
+    fired = compact_at_first_table_open(monkeypatch, open_stack(d))
     status, out, err = sh("dump", "--json", d)
     assert fired
     assert status == 0, err

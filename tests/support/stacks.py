@@ -94,6 +94,25 @@ def hold_lock(path: Path | str) -> Any:
     return _core.LockFile(os.fspath(path), 0)
 
 
+def compact_at_first_table_open(monkeypatch: Any, compactor: Stack) -> list[str]:
+    """Make the next ``Table.open`` run ``compactor.compact_all()`` first: a reader that
+    has just read ``tables.list`` finds the tables it names compacted away. Returns the
+    list that receives the path of that open once it happened."""
+    from reftable import Table
+
+    real_open = Table.open
+    fired: list[str] = []
+
+    def racing_open(path: str) -> Table:
+        if not fired:
+            fired.append(path)
+            compactor.compact_all()
+        return real_open(path)
+
+    monkeypatch.setattr(Table, "open", staticmethod(racing_open))
+    return fired
+
+
 def refs_json(st: Stack, prefix: str = "") -> list[dict[str, Any]]:
     return [ref_to_json(r) for r in st.refs(prefix)]
 
