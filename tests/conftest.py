@@ -23,6 +23,16 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"reftable core: {IMPLEMENTATION} ({_core.__name__})"
 
 
+@pytest.fixture(autouse=True)
+def _no_faults_left():
+    """Every test starts with no fault or crash armed and fresh I/O counts, and leaves
+    none armed behind it."""
+    iofaults.clear_faults()
+    iofaults.reset_io_counts()
+    yield
+    iofaults.clear_faults()
+
+
 @pytest.fixture
 def tmp_table(tmp_path):
     """Write bytes to a file and return its path (for Table.open tests)."""

@@ -21,7 +21,7 @@ import time
 import iofaults
 import pytest
 from support import oid, oid_number
-from test_faults import LOG, OPS, SCENARIOS, prepare, view
+from support.faults import LOG, OPS, SCENARIOS, prepare, view
 
 from reftable.errors import LockError, OutdatedError
 from reftable.stack import Stack, StackOptions

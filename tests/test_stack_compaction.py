@@ -45,12 +45,6 @@ from reftable.transaction import LogEntry
 BRANCHES = [f"refs/heads/branch-{i:04d}" for i in range(100)]
 
 
-@pytest.fixture(autouse=True)
-def _no_faults_left():
-    yield
-    iofaults.clear_faults()
-
-
 def ref_names(st: Stack) -> list[str]:
     return [r.name for r in st.refs()]
 

@@ -5,6 +5,7 @@
   repository (``../shared/fixtures``, else the ``tests/data`` copies of the sdist);
 - ``support.oracle``: the independent decoder of the table format;
 - ``support.stacks``: stack helpers and the workers of the multi-process stress test;
+- ``support.faults``: the stack and scenarios of the fault-injection and crash tests;
 - ``support.repos``: repository layouts and the CLI run in-process.
 """
 
