@@ -8,7 +8,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from repo_cli import add_worktree, git, git_env, make_repo
+from support.repos import add_worktree, git, git_env, make_repo
 
 from reftable import Stack
 from reftable.repository import Repository

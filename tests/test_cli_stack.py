@@ -9,17 +9,15 @@ import subprocess
 import sys
 
 import pytest
-from stack_helpers import (
-    ROOT,
+from support import oid
+from support.fixtures import ROOT, SCENARIOS, copy_fixture, load_expected
+from support.stacks import (
     assert_clean,
-    copy_fixture,
+    compact_at_first_table_open,
     hold_lock,
-    load_expected,
     logs_json,
-    oid,
     open_stack,
     refs_json,
-    scenarios,
     snapshot,
     write_n_ref_tables,
 )
@@ -315,7 +313,7 @@ def test_dump_json_of_a_stack(sh, populated):
                                "logs": logs_json(st)}
 
 
-@pytest.mark.skipif("tiny" not in scenarios(), reason="Git fixtures missing")
+@pytest.mark.skipif("tiny" not in SCENARIOS, reason="Git fixtures missing")
 def test_dump_json_of_a_git_stack_after_our_updates(sh, tmp_path):
     exp = load_expected("tiny")
     d = copy_fixture("tiny", tmp_path / "reftable")
@@ -369,20 +367,9 @@ def test_update_end_to_end_in_a_subprocess(d):
 
 
 def test_dump_of_a_stack_while_another_process_compacts(sh, d, monkeypatch):
-    from reftable import Table
-
     st = _tables(d, 3)
-    compactor = open_stack(d)
-    real_open = Table.open
-    fired = []
-
-    def racing_open(path):
-        if not fired:
-            fired.append(path)
-            compactor.compact_all()  # between reading tables.list and opening its tables
-        return real_open(path)
-
-    monkeypatch.setattr(Table, "open", staticmethod(racing_open))
+    # between reading tables.list and opening its tables
+    fired = compact_at_first_table_open(monkeypatch, open_stack(d))
     status, out, err = sh("dump", "--json", d)
     assert fired
     assert status == 0, err

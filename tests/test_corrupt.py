@@ -7,18 +7,16 @@ import random
 import zlib
 
 import pytest
-from conftest import (
+from support import oid, simple_log, write
+from support.fixtures import table_path
+from support.oracle import (
     BLOCK_LOG,
     BLOCK_REF,
-    ParsedBlock,
     footer_fields,
-    oid,
+    parse_block,
     patch_header_and_footer,
     refresh_footer_crc,
-    simple_log,
-    table_path,
     walk_blocks,
-    write,
 )
 
 from reftable import FormatError, LogRecord, MergedTable, RefRecord, Stack, Table
@@ -354,7 +352,7 @@ def test_unknown_block_type():
 
 def test_corrupt_zlib_data_in_log_block():
     lo = SMALL_FOOTER["log_offset"]
-    b = ParsedBlock(SMALL, lo)
+    b = parse_block(SMALL, lo)
     for start, junk in [(lo + 4, b"\xff" * 8), (lo + 4 + 100, b"\x00" * 40),
                         (lo + b.stored_size - 4, b"\x00\x00\x00\x00")]:
         t = Table.from_bytes(patch(SMALL, start, junk))
@@ -366,7 +364,7 @@ def test_corrupt_zlib_data_in_log_block():
 
 def test_log_block_flips_in_compressed_stream():
     lo = SMALL_FOOTER["log_offset"]
-    b = ParsedBlock(SMALL, lo)
+    b = parse_block(SMALL, lo)
     rng = random.Random(7)
     for pos in rng.sample(range(lo + 4, lo + b.stored_size), 60):
         d = bytearray(SMALL)
@@ -389,7 +387,7 @@ def test_bogus_restart_count(count):
 @pytest.mark.parametrize("bad", [0, 27, 411, 412, 0xFFFFFF])
 @pytest.mark.parametrize("which", [0, 2, 4])
 def test_bogus_restart_offset(bad, which):
-    blk = ParsedBlock(SMALL, 0)
+    blk = parse_block(SMALL, 0)
     assert blk.restart_count == 5
     data = patch(SMALL, blk.restart_start + 3 * which, bad.to_bytes(3, "big"))
     t = Table.from_bytes(data, "ro.ref")
@@ -408,7 +406,7 @@ def test_bogus_restart_offset(bad, which):
 @pytest.mark.parametrize("value_type", [4, 5, 6, 7])
 @pytest.mark.parametrize("record", [0, 1, 5])
 def test_unknown_ref_value_type(value_type, record):
-    blk = ParsedBlock(SMALL, 0)
+    blk = parse_block(SMALL, 0)
     start, prefix, key, vt, _ = blk.records[record]
     # prefix varint (1 byte here), then suffix_length << 3 | value_type (1 byte)
     assert prefix < 128 and (len(key) - prefix) < 16
@@ -428,9 +426,9 @@ def test_unknown_ref_value_type(value_type, record):
 @pytest.mark.parametrize("value_type", [2, 3, 4, 7])
 def test_unknown_log_value_type(value_type):
     lo = SMALL_FOOTER["log_offset"]
-    blk = ParsedBlock(SMALL, lo)
+    blk = parse_block(SMALL, lo)
     # re-compress a patched inflated block so that only the value type is wrong
-    raw = bytearray(blk.raw)
+    raw = bytearray(blk.plain)
     pos = blk.records[0][0] + 1  # after the 1-byte prefix varint
     while raw[pos] & 0x80:  # the last byte of the suffix/type varint holds the type
         pos += 1
@@ -444,7 +442,7 @@ def test_unknown_log_value_type(value_type):
 
 
 def test_key_prefix_longer_than_previous_key():
-    blk = ParsedBlock(SMALL, 0)
+    blk = parse_block(SMALL, 0)
     start, prefix, _, _, _ = blk.records[2]
     assert prefix == 13
     data = patch(SMALL, start, bytes([60]))
@@ -453,7 +451,7 @@ def test_key_prefix_longer_than_previous_key():
 
 
 def test_symref_target_length_past_block():
-    blk = ParsedBlock(SMALL, 0)
+    blk = parse_block(SMALL, 0)
     start, _, key, vt, value = blk.records[0]
     assert key == b"HEAD" and vt == 3
     # value: update index delta, then target length varint

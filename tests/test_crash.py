@@ -20,7 +20,8 @@ import time
 
 import iofaults
 import pytest
-from test_faults import LOG, OPS, SCENARIOS, oid, prepare, view
+from support import oid, oid_number
+from support.faults import LOG, OPS, SCENARIOS, prepare, view
 
 from reftable.errors import LockError, OutdatedError
 from reftable.stack import Stack, StackOptions
@@ -186,7 +187,7 @@ def test_random_power_cuts(tmp_path):
         # Nothing runs now: stale locks of the dead are safe to remove.
         with Stack.open(d, StackOptions(auto_compact=False)) as st:
             st.clean(stale_locks_older_than=0)
-            refs = {r.name: int.from_bytes(r.value[:4], "big") for r in st.refs()}
+            refs = {r.name: oid_number(r.value) for r in st.refs()}
             for t in st.tables:  # every listed table opens and decodes
                 sum(1 for _ in t.refs())
             listed = set(st.names)

@@ -12,14 +12,11 @@ import subprocess
 import sys
 
 import pytest
+from support import oid
 
 from reftable import ReftableIOError
 from reftable.stack import Stack, StackOptions
 from reftable.transaction import LogEntry
-
-
-def oid(i: int) -> bytes:
-    return i.to_bytes(4, "big") * 5
 
 
 @pytest.fixture

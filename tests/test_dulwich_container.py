@@ -24,7 +24,7 @@ from dulwich.file import FileLocked  # noqa: E402
 from dulwich.objects import ZERO_SHA, Commit, Tag, Tree  # noqa: E402
 from dulwich.refs import NamespacedRefsContainer, SymrefLoop  # noqa: E402
 from dulwich.repo import MemoryRepo, Repo  # noqa: E402
-from stack_helpers import copy_fixture, load_expected, scenarios  # noqa: E402
+from support.fixtures import SCENARIOS, copy_fixture, load_expected  # noqa: E402
 
 from reftable import FormatError, RefValueType  # noqa: E402
 from reftable.contrib.dulwich import (  # noqa: E402
@@ -815,7 +815,7 @@ def test_stack_instance_and_pathlike(stack_dir):
 
 def test_git_written_stack(tmp_path):
     """Read a stack Git wrote (fixture 'tiny'): refs, symrefs, peeled tag, reflogs."""
-    if "tiny" not in scenarios():
+    if "tiny" not in SCENARIOS:
         pytest.skip("Git fixtures not available")
     d = copy_fixture("tiny", tmp_path / "reftable")
     exp = load_expected("tiny")

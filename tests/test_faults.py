@@ -21,22 +21,11 @@ import shutil
 
 import iofaults
 import pytest
+from support import oid
+from support.faults import LOG, OPS, SCENARIOS, make_template, prepare, view
 
 import reftable
 from reftable.stack import Stack, StackOptions
-from reftable.transaction import LogEntry
-
-OPS = ("open", "write", "fsync", "rename", "unlink", "close")
-LOG = LogEntry("T Ester", "t@example.com", "test", 1700000000, 0)
-
-
-def oid(i: int) -> bytes:
-    return i.to_bytes(4, "big") * 5
-
-
-def view(directory: str) -> tuple[list, list]:
-    with Stack.open(directory, StackOptions(auto_compact=False)) as st:
-        return list(st.refs()), list(st.logs())
 
 
 def leftovers(directory: str) -> list[str]:
@@ -44,76 +33,6 @@ def leftovers(directory: str) -> list[str]:
         st.clean()
         listed = set(st.names)
     return sorted(e for e in os.listdir(directory) if e != "tables.list" and e not in listed)
-
-
-def make_template(directory: str, tables: int, auto: bool) -> None:
-    os.makedirs(directory)
-    with Stack.open(directory, StackOptions(auto_compact=False)) as st:
-        for t in range(tables):
-            with st.transaction(log=LOG) as tx:
-                # decreasing sizes keep the sequence geometric until the scenario runs
-                for i in range(max(1, 2 ** (tables - t))):
-                    tx.update(f"refs/heads/t{t}/b{i}", oid(t * 1000 + i))
-            if t == 1:
-                with st.transaction(log=LOG) as tx:
-                    tx.delete("refs/heads/t0/b0")
-
-
-def scenario_addition(directory: str) -> None:
-    with Stack.open(directory, StackOptions(auto_compact=False)) as st:
-        with st.transaction(log=LOG) as tx:
-            tx.update("refs/heads/new", oid(99999))
-            tx.delete("refs/heads/t1/b0")
-
-
-def scenario_auto_compaction(directory: str) -> None:
-    with Stack.open(directory, StackOptions(auto_compact=True)) as st:
-        with st.transaction(log=LOG) as tx:
-            for i in range(64):  # big enough to break the geometric sequence
-                tx.update(f"refs/heads/big/{i}", oid(50000 + i))
-
-
-def scenario_full_compaction(directory: str) -> None:
-    with Stack.open(directory, StackOptions(auto_compact=False)) as st:
-        st.compact_all()
-
-
-SCENARIOS = {
-    "addition": (scenario_addition, 4),
-    "auto-compaction": (scenario_auto_compaction, 4),
-    "full-compaction": (scenario_full_compaction, 4),
-}
-
-
-@pytest.fixture(autouse=True)
-def _no_faults_left():
-    iofaults.clear_faults()
-    yield
-    iofaults.clear_faults()
-
-
-def count_calls(template: str, work: str, run) -> dict[str, int]:
-    shutil.copytree(template, work)
-    iofaults.reset_io_counts()
-    run(work)
-    counts = dict(iofaults.io_counts())
-    shutil.rmtree(work)
-    return counts
-
-
-def prepare(tmp_path, name: str):
-    """A template stack for scenario ``name``, the views before and after running it
-    without faults, and its I/O calls per operation."""
-    run, ntables = SCENARIOS[name]
-    template = str(tmp_path / "template")
-    make_template(template, ntables, auto=False)
-    before = view(template)
-    ok_dir = str(tmp_path / "ok")
-    shutil.copytree(template, ok_dir)
-    run(ok_dir)
-    after = view(ok_dir)
-    counts = count_calls(template, str(tmp_path / "count"), run)
-    return run, ntables, template, ok_dir, before, after, counts
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
@@ -194,7 +113,7 @@ READ_OPS = ("open_read", "fstat", "read", "mmap", "close_read")
 
 def test_reads_are_counted(tmp_path):
     template = str(tmp_path / "s")
-    make_template(template, 2, auto=False)
+    make_template(template, 2)
     iofaults.reset_io_counts()
     with Stack.open(template) as st:
         ntables = len(st.names)
@@ -213,7 +132,7 @@ def test_every_read_call_can_fail(tmp_path, op):
     """A failing read is a ReftableIOError; a handle whose reload fails keeps serving
     the tables it had, and the next reload succeeds."""
     d = str(tmp_path / "s")
-    make_template(d, 2, auto=False)
+    make_template(d, 2)
     iofaults.set_fault(op, 1, errno.EIO)
     with pytest.raises(reftable.ReftableIOError) as ei:
         Stack.open(d)

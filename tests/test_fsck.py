@@ -9,15 +9,12 @@ import subprocess
 import sys
 
 import pytest
-from conftest import FIXTURES, ROOT, SCENARIOS
+from support import oid
+from support.fixtures import ROOT, SCENARIOS, stack_dir
 
 from reftable import RefRecord, TableWriter
 from reftable.fsck import check_path, check_stack, check_table
 from reftable.stack import Stack, StackOptions
-
-
-def oid(i: int) -> bytes:
-    return i.to_bytes(4, "big") * 5
 
 
 def make_stack(d: str, tables: int = 3) -> Stack:
@@ -37,7 +34,7 @@ def verify_cli(path: str) -> tuple[int, dict]:
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_git_fixtures_are_clean(scenario):
-    assert check_stack(str(FIXTURES / scenario / "reftable")) == []
+    assert check_stack(str(stack_dir(scenario))) == []
 
 
 def test_cli_exit_codes(tmp_path):

@@ -38,6 +38,16 @@ from hypothesis import strategies as st
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fuzz"))
 
 import reftable_fuzz as F  # noqa: E402
+from support.oracle import (  # noqa: E402
+    BLOCK_LOG,
+    BLOCK_OBJ,
+    BLOCK_REF,
+    be,
+    get_varint,
+    parse_layout,
+    put_varint,
+    refresh_footer_crc,
+)
 
 import reftable  # noqa: E402
 import reftable._impl  # noqa: E402
@@ -178,7 +188,7 @@ def test_every_byte_of_a_small_table(tmp_path):
             for how in range(3):
                 d = bytearray(e.data)
                 d[pos] = (0x00, 0xFF, d[pos] ^ 0x80)[how]
-                data = bytes(F.refresh_crc(d))
+                data = bytes(refresh_footer_crc(d, mirror_header=True))
                 run_case(data, e, random.Random(n), f"sweep:{name}", n, tmp_path)
                 n += 1
     EXECUTED["sweep"] += n
@@ -188,17 +198,17 @@ def test_every_byte_of_a_log_block(tmp_path):
     """Exhaustive inside a log block: each inflated byte changed, the block deflated
     again and spliced back (offsets after it and the CRC fixed)."""
     e = next(x for x in SMALL if x.name.startswith("git-reflogs-0x000000000016"))
-    b = next(b for b in e.layout.blocks if b.typ == F.BLOCK_LOG)
+    b = next(b for b in e.layout.blocks if b.type == BLOCK_LOG)
     n = 0
-    for pos in range(b.hoff + 4, len(b.plain)):
+    for pos in range(b.header_off + 4, len(b.plain)):
         for how in range(2):
             p = bytearray(b.plain)
             p[pos] = (0xFF, p[pos] ^ 0x01)[how]
-            new = bytes(p[:b.hoff + 4]) + zlib.compress(bytes(p[b.hoff + 4:]))
+            new = bytes(p[:b.header_off + 4]) + zlib.compress(bytes(p[b.header_off + 4:]))
             d = bytearray(e.data)
-            d[b.off:b.off + b.stored] = new
-            F._shift_footer(d, e, b.off + b.stored, len(new) - b.stored)
-            data = bytes(F.refresh_crc(d))
+            d[b.offset:b.offset + b.stored_size] = new
+            F._shift_footer(d, e, b.offset + b.stored_size, len(new) - b.stored_size)
+            data = bytes(refresh_footer_crc(d, mirror_header=True))
             run_case(data, e, random.Random(n), "logsweep", n, tmp_path)
             n += 1
     EXECUTED["sweep"] += n
@@ -221,7 +231,7 @@ def test_hypothesis_mutation_sequences(name, ops, crc):
     for kind, seed in ops:
         d = F.MUTATORS[kind](d, random.Random(seed), e, ALL)
     if crc:
-        d = F.refresh_crc(d)
+        d = refresh_footer_crc(d, mirror_header=True)
     run_case(bytes(d), e, random.Random(len(ops)), "hyp-seq", 1, deep=True)
     EXECUTED["hypothesis"] += 1
 
@@ -240,7 +250,7 @@ def test_hypothesis_footer_fields(name, field, how, value):
     e = CORPUS[name]
     lay = e.layout
     d = bytearray(e.data)
-    offs = [b.off for b in lay.blocks]
+    offs = [b.offset for b in lay.blocks]
     if how == "block":
         value = offs[value % len(offs)]
     elif how == "block+1":
@@ -252,7 +262,7 @@ def test_hypothesis_footer_fields(name, field, how, value):
         off = fs + 8 * FOOTER_FIELDS.index(field)
         v = value & (2**64 - 1)
         if field == "obj":
-            v = ((value << 5) | (F.be(d, off, 8) & 0x1F)) & (2**64 - 1)
+            v = ((value << 5) | (be(d, off, 8) & 0x1F)) & (2**64 - 1)
         d[off:off + 8] = v.to_bytes(8, "big")
     elif field == "obj_id_len":
         d[fs + 15] = (d[fs + 15] & 0xE0) | (value & 0x1F)
@@ -261,7 +271,7 @@ def test_hypothesis_footer_fields(name, field, how, value):
     else:
         o = 8 if field == "min_ui" else 16
         d[o:o + 8] = value.to_bytes(8, "big")
-    data = bytes(F.refresh_crc(d))
+    data = bytes(refresh_footer_crc(d, mirror_header=True))
     run_case(data, e, random.Random(value), "hyp-footer", 1, deep=True)
     EXECUTED["hypothesis"] += 1
 
@@ -338,12 +348,12 @@ def _log_table_with_block(stream: bytes, claim: int) -> bytes:
     to ``claim`` bytes; block size 2**24-1 so the claim passes the size check."""
     e = next(x for x in SMALL if x.name.startswith("git-log-only-0x000000000004"))
     b = e.layout.blocks[0]
-    assert b.typ == F.BLOCK_LOG and b.off == 0
+    assert b.type == BLOCK_LOG and b.offset == 0
     d = bytearray(e.data)
-    hdr = bytearray(d[:b.hoff]) + bytes([F.BLOCK_LOG]) + claim.to_bytes(3, "big")
+    hdr = bytearray(d[:b.header_off]) + bytes([BLOCK_LOG]) + claim.to_bytes(3, "big")
     hdr[5:8] = b"\xff\xff\xff"
-    d[:b.stored] = hdr + stream
-    return bytes(F.refresh_crc(d))
+    d[:b.stored_size] = hdr + stream
+    return bytes(refresh_footer_crc(d, mirror_header=True))
 
 
 @pytest.mark.parametrize("stream_len,truncate", [(0, False), (1000, False), (1 << 22, True),
@@ -378,19 +388,19 @@ def test_obj_record_repeating_a_block_offset_is_rejected():
     refs = [RefRecord.val1(f"refs/heads/b{i:05d}", 1, oid) for i in range(1500)]
     data = reftable.write_table_bytes(refs, [], WriteOptions(block_size=65536),
                                       min_update_index=1, max_update_index=1)
-    lay = F.parse_layout(data)
+    lay = parse_layout(data)
     n = 60_000
     key = oid[:2]
-    rec = (F.put_varint(0) + F.put_varint(len(key) << 3) + key + F.put_varint(n)
-           + F.put_varint(0) + b"\0" * (n - 1))
+    rec = (put_varint(0) + put_varint(len(key) << 3) + key + put_varint(n)
+           + put_varint(0) + b"\0" * (n - 1))
     body = rec + (4).to_bytes(3, "big") + (1).to_bytes(2, "big")
-    blk = bytes([F.BLOCK_OBJ]) + (4 + len(body)).to_bytes(3, "big") + body
+    blk = bytes([BLOCK_OBJ]) + (4 + len(body)).to_bytes(3, "big") + body
     start = lay.footer_start
     d = bytearray(data[:start]) + blk + bytearray(data[start:])
     fs = len(d) - lay.footer_size + lay.header_size
     d[fs + 8:fs + 16] = ((start << 5) | len(key)).to_bytes(8, "big")   # obj section
-    t = Table.from_bytes(bytes(F.refresh_crc(d)))
-    assert next(iter(t._core.iter_section(F.BLOCK_OBJ)))[1][:3] == [0, 0, 0]
+    t = Table.from_bytes(bytes(refresh_footer_crc(d, mirror_header=True)))
+    assert next(iter(t._core.iter_section(BLOCK_OBJ)))[1][:3] == [0, 0, 0]
     t0 = time.monotonic()
     with pytest.raises(FormatError, match="out of order"):
         t.refs_for(oid)
@@ -407,11 +417,11 @@ def test_compaction_copy_rejects_an_overflowing_update_index():
     top = 2**64 - 1
     data = reftable.write_table_bytes([RefRecord.val1("refs/heads/a", top - 5, bytes(20))],
                                       [], min_update_index=top - 5, max_update_index=top)
-    lay = F.parse_layout(data)
+    lay = parse_layout(data)
     b = lay.blocks[0]
-    pos = b.records[0]
-    _, pos = F.get_varint(b.plain, pos, b.restart_start)           # prefix
-    st_, pos = F.get_varint(b.plain, pos, b.restart_start)         # suffix, type
+    pos = b.starts[0]
+    _, pos = get_varint(b.plain, pos, b.restart_start)           # prefix
+    st_, pos = get_varint(b.plain, pos, b.restart_start)         # suffix, type
     pos += st_ >> 3
     assert data[pos] == 0                                          # delta 0
     d = bytearray(data)
@@ -421,7 +431,7 @@ def test_compaction_copy_rejects_an_overflowing_update_index():
         list(t.refs())
     w = reftable._impl.core.WriterCore(min_update_index=0, max_update_index=top,
                                   sink=lambda b: None)
-    it = reftable._impl.core.MergedIter([t._core.iter_section(F.BLOCK_REF)], F.BLOCK_REF, False)
+    it = reftable._impl.core.MergedIter([t._core.iter_section(BLOCK_REF)], BLOCK_REF, False)
     with pytest.raises(FormatError, match="overflows"):
         it.copy_to(w)
 
@@ -431,9 +441,9 @@ def test_merged_iter_refuses_mismatched_iterators():
     iterator's own type, and casts without checking: both must agree."""
     t = VALID[SMALL[0].name]
     with pytest.raises(TypeError):
-        reftable._impl.core.MergedIter([t._core.iter_section(F.BLOCK_REF)], F.BLOCK_LOG)
+        reftable._impl.core.MergedIter([t._core.iter_section(BLOCK_REF)], BLOCK_LOG)
     with pytest.raises(TypeError):
-        reftable._impl.core.MergedIter([iter([])], F.BLOCK_REF)
+        reftable._impl.core.MergedIter([iter([])], BLOCK_REF)
 
 
 # -- totals --------------------------------------------------------------------------

@@ -10,8 +10,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import (
-    FIXTURES,
+from support.fixtures import (
+    GIT_FIXTURES,
     ROOT,
     SCENARIOS,
     case_id,
@@ -68,7 +68,7 @@ def first_difference(want, got, path="$"):
 
 
 def test_fixture_set_is_complete():
-    assert FIXTURES.is_dir()
+    assert GIT_FIXTURES is not None
     assert len(SCENARIOS) >= 14
     for s in SCENARIOS:
         exp = load_expected(s)

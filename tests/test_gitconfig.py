@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from git_repo_fixtures import extract_repo, load_repo_expected
 from hypothesis import given
 from hypothesis import strategies as hs
+from support.fixtures import extract_repo, load_repo_expected
 
 from reftable.errors import ConfigError, ReftableError
 from reftable.gitconfig import GitConfig, SharedRepository, canonical_key, parse_bool

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, oid
+from support import oid
+from support.fixtures import ROOT
 
 import reftable
 from reftable import LogRecord, LogValueType, RefRecord, RefValueType

@@ -20,15 +20,12 @@ import itertools
 import os
 
 import pytest
+from support import oid
 
 from reftable import LockError, OutdatedError
 from reftable.stack import Stack, StackOptions
 
 OPTS = StackOptions(auto_compact=False)
-
-
-def oid(i: int) -> bytes:
-    return i.to_bytes(4, "big") * 5
 
 
 class Model:

@@ -22,14 +22,6 @@ from reftable.errors import ApiError, LockError, ReftableError, ReftableIOError
 LockFile = _core.LockFile
 
 
-@pytest.fixture(autouse=True)
-def _clean_io_layer():
-    iofaults.clear_faults()
-    iofaults.reset_io_counts()
-    yield
-    iofaults.clear_faults()
-
-
 def _wait_for(predicate, timeout=10.0):
     """Poll until predicate() holds; used only to observe another thread's progress."""
     deadline = time.monotonic() + timeout

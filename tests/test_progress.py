@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import os
 
+from support import oid
+
 from reftable import Stack, StackOptions
 from reftable.progress import Progress
 
@@ -16,7 +18,7 @@ def test_compaction_reports_progress(tmp_path):
         for t in range(3):
             with st.transaction() as tx:
                 for i in range(50_000):
-                    tx.update(f"refs/heads/t{t}/b{i:05d}", (t * 100_000 + i).to_bytes(4, "big") * 5)
+                    tx.update(f"refs/heads/t{t}/b{i:05d}", oid(t * 100_000 + i))
         calls: list[int] = []
         st.compact_all(progress=calls.append)
     assert calls == [65536, 131072]  # every 2**16 of the 150,000 records merged

@@ -10,7 +10,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import BLOCK_REF, PURE, oid, simple_log
+from support import PURE, oid, simple_log
+from support.oracle import BLOCK_REF
 
 from reftable import LogRecord, RefRecord, RefValueType, Table, write_table_bytes
 from reftable.records import FrozenInstanceError

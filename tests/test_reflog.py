@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import oid
-from stack_helpers import assert_clean
+from support import ZERO, oid
+from support.stacks import assert_clean
 
 from reftable import ApiError, LogEntry, NotExistError, RefConflictError, Stack
 from reftable.gitconfig import GitConfig
@@ -26,7 +26,7 @@ from reftable.reflog import (
     rename_ref,
 )
 
-NULL = b"\0" * 20
+NULL = ZERO["sha1"]
 
 
 def entry(msg: str, t: int = 1_700_000_000) -> LogEntry:

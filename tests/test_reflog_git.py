@@ -8,11 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from git_repo_fixtures import extract_repo, load_repo_expected
-from stack_helpers import log_to_json, ref_to_json
+from support.fixtures import extract_repo, load_repo_expected
 
 from reftable import LogEntry, Stack
 from reftable.gitconfig import GitConfig
+from reftable.jsonio import log_to_json, ref_to_json
 from reftable.reflog import (
     EXPIRE_ALL,
     LogPolicy,

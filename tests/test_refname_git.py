@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from git_repo_fixtures import extract_repo, load_repo_expected
 from hypothesis import given, settings
 from hypothesis import strategies as hs
+from support.fixtures import extract_repo, load_repo_expected
 
 from reftable import (
     EntryTooBigError,

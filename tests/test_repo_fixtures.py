@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from repo_cli import extract, git, git_env, load, scenarios
+from support.fixtures import REPO_SCENARIOS as SCENARIOS
+from support.fixtures import extract_repo, load_repo_expected
+from support.repos import git, git_env
 
 from reftable.jsonio import log_to_json, ref_to_json, table_to_json
 from reftable.reflog import rename_ref
@@ -27,7 +29,6 @@ from reftable.repository import MAIN, Repository
 from reftable.stack import Stack, read_tables_list
 from reftable.table import Table
 
-SCENARIOS = scenarios()
 if not SCENARIOS:
     pytest.skip("repository fixtures not found (../shared/fixtures/repos)",
                 allow_module_level=True)
@@ -44,9 +45,9 @@ def kind(name: str) -> Callable[[Callable[[Path, dict[str, Any], Path], int]],
     return register
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
-def test_scenario(scenario: Path, tmp_path: Path) -> None:
-    expected = load(scenario)
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=SCENARIOS)
+def test_scenario(scenario: str, tmp_path: Path) -> None:
+    expected = load_repo_expected(scenario)
     check = CHECKERS.get(expected["kind"])
     assert check is not None, f"no checks for kind {expected['kind']!r}"
     with git_env():
@@ -161,8 +162,8 @@ def bare_name(name: str) -> str:
 
 
 @kind("worktrees")
-def check_worktrees(scenario: Path, e: dict[str, Any], tmp: Path) -> int:
-    d = extract(scenario, tmp / "d")
+def check_worktrees(scenario: str, e: dict[str, Any], tmp: Path) -> int:
+    d = extract_repo(scenario, tmp / "d")
     n = 0
     wts = e["params"]["wts"]
     paths = {"main": "main"}
@@ -238,8 +239,8 @@ def own_writes_in_worktrees(d: Path, wts: list[str], paths: dict[str, str],
 
 
 @kind("gitfile")
-def check_gitfile(scenario: Path, e: dict[str, Any], tmp: Path) -> int:
-    d = extract(scenario, tmp / "d")
+def check_gitfile(scenario: str, e: dict[str, Any], tmp: Path) -> int:
+    d = extract_repo(scenario, tmp / "d")
     n = 0
     for path, v in e["repos"].items():
         p = d / path
@@ -270,12 +271,12 @@ def check_gitfile(scenario: Path, e: dict[str, Any], tmp: Path) -> int:
 
 
 @kind("perms")
-def check_perms(scenario: Path, e: dict[str, Any], tmp: Path) -> int:
+def check_perms(scenario: str, e: dict[str, Any], tmp: Path) -> int:
     n = 0
     for _, folder in e["params"]["cases"]:
         case = e["cases"][folder]
         for umask, want in case["after_writes"].items():
-            d = extract(scenario, tmp / f"{folder}-{umask}", folder)
+            d = extract_repo(scenario, tmp / f"{folder}-{umask}", folder)
             repo_dir = d / folder
             with Repository.open(str(repo_dir)) as repo:
                 assert repo.config.get("core.sharedRepository") == case["core_sharedRepository"]
@@ -321,13 +322,13 @@ def _table_facts(t: Table) -> dict[str, Any]:
 
 
 @kind("write_options")
-def check_write_options(scenario: Path, e: dict[str, Any], tmp: Path) -> int:
+def check_write_options(scenario: str, e: dict[str, Any], tmp: Path) -> int:
     n = 0
     date = e.get("write_date", "1710000000 +0000")
     first = None
     for name, case in e["cases"].items():
         first = first or name
-        d = extract(scenario, tmp / f"{name}-noauto", name)
+        d = extract_repo(scenario, tmp / f"{name}-noauto", name)
         repo_dir = d / name
         with Repository.open(str(repo_dir)) as repo:
             assert repo.is_bare == case["bare"]
@@ -354,7 +355,7 @@ def check_write_options(scenario: Path, e: dict[str, Any], tmp: Path) -> int:
         n += 4 + len(case["reflog_exists_after"]) + len(case["reflog_show_after"])
 
         # with auto-compaction on (Git's default): reftable.geometricFactor decides
-        d = extract(scenario, tmp / f"{name}-auto", name)
+        d = extract_repo(scenario, tmp / f"{name}-auto", name)
         repo_dir = d / name
         with git_env(GIT_COMMITTER_DATE=date):
             assert git(repo_dir, "update-ref", "-m", "probe write", "--stdin",
@@ -379,7 +380,7 @@ def check_write_options(scenario: Path, e: dict[str, Any], tmp: Path) -> int:
     for bad in e.get("bad_config_values", []):
         d = tmp / "bad"
         if not d.exists():
-            extract(scenario, d, first)
+            extract_repo(scenario, d, first)
         r = git(d / first, "-c", f"{bad['key']}={bad['value']}", "update-ref",
                 "refs/heads/cfgprobe", "HEAD")
         assert r.rc == bad["rc"], (bad, r)
@@ -436,8 +437,8 @@ def _merged(stack_dir: Path) -> tuple[list[Any], list[Any]]:
 
 
 @kind("lifecycle")
-def check_lifecycle(scenario: Path, e: dict[str, Any], tmp: Path) -> int:
-    d = extract(scenario, tmp / "d")
+def check_lifecycle(scenario: str, e: dict[str, Any], tmp: Path) -> int:
+    d = extract_repo(scenario, tmp / "d")
     n = 0
     for state, v in e["states"].items():
         p = d / state
@@ -517,8 +518,8 @@ def _restore(d: Path, stacks: list[str], snapshot: dict[str, bytes],
 
 
 @kind("refnames")
-def check_refnames(scenario: Path, e: dict[str, Any], tmp: Path) -> int:
-    d = extract(scenario, tmp / "d")
+def check_refnames(scenario: str, e: dict[str, Any], tmp: Path) -> int:
+    d = extract_repo(scenario, tmp / "d")
     stacks = e["base_stacks"]
     snapshot = {k: (d / k / "tables.list").read_bytes() for k in stacks}
     before = {k: read_tables_list(str(d / k)) for k in stacks}

@@ -7,7 +7,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from repo_cli import add_worktree, git, git_env, make_repo
+from support.repos import add_worktree, git, git_env, make_repo
 
 import reftable
 from reftable import ConfigError, RepositoryError

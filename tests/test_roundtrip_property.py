@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
+from support.oracle import HASH_SIZE, HEADER_SIZE, put_varint
 
 from reftable import (
     EntryTooBigError,
@@ -20,13 +21,7 @@ from reftable import (
     WriteOptions,
     write_table_bytes,
 )
-from reftable._impl import core as _core
 from reftable.table import log_key
-
-encode_varint = _core.encode_varint
-
-HASH_SIZE = {"sha1": 20, "sha256": 32}
-HEADER = {"sha1": 24, "sha256": 28}
 
 SETTINGS = settings(max_examples=150, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -134,16 +129,16 @@ def spec_st(draw, opts=None, max_refs: int = 60, max_logs: int = 30,
 
 
 def key_size(key: bytes, vt: int) -> int:
-    return 1 + len(encode_varint(len(key) << 3 | vt)) + len(key)
+    return 1 + len(put_varint(len(key) << 3 | vt)) + len(key)
 
 
 def ref_size(r: RefRecord, min_ui: int, hs: int) -> int:
-    n = key_size(nb(r.name), int(r.value_type)) + len(encode_varint(r.update_index - min_ui))
+    n = key_size(nb(r.name), int(r.value_type)) + len(put_varint(r.update_index - min_ui))
     if r.value_type in (1, 2):
         n += int(r.value_type) * hs
     elif r.value_type == 3:
         t = nb(r.target)
-        n += len(encode_varint(len(t))) + len(t)
+        n += len(put_varint(len(t))) + len(t)
     return n
 
 
@@ -153,8 +148,8 @@ def log_size(lg: LogRecord, hs: int) -> int:
         n += 2 * hs
         for s in (lg.name, lg.email, lg.message):
             b = nb(s)
-            n += len(encode_varint(len(b))) + len(b)
-        n += len(encode_varint(lg.time)) + 2
+            n += len(put_varint(len(b))) + len(b)
+        n += len(put_varint(lg.time)) + 2
     return n
 
 
@@ -182,7 +177,7 @@ def test_round_trip_or_entry_too_big(spec):
     fits_nowhere = biggest + 9 > bs
     # ambiguous zone: the file header in the first block, index records a few bytes
     # larger than the record whose key they repeat
-    may_not_fit = biggest + 9 + HEADER[spec.options.hash] + 12 > bs
+    may_not_fit = biggest + 9 + HEADER_SIZE[spec.options.hash] + 12 > bs
     try:
         data = write_spec(spec)
     except EntryTooBigError:
@@ -230,9 +225,9 @@ def test_a_single_record_too_big_is_rejected(spec, data):
         write_spec(spec)
     except EntryTooBigError:
         # the only block it could go in is the first one, after the file header
-        assert size + 9 + HEADER[spec.options.hash] > bs
+        assert size + 9 + HEADER_SIZE[spec.options.hash] > bs
         return
-    assert size + 9 + HEADER[spec.options.hash] <= bs
+    assert size + 9 + HEADER_SIZE[spec.options.hash] <= bs
 
 
 # -- seeks -------------------------------------------------------------------------------------

@@ -8,16 +8,15 @@ import os
 from itertools import pairwise
 
 import pytest
-from stack_helpers import (
+from support import log_update, oid
+from support.fixtures import SCENARIOS, copy_fixture
+from support.stacks import (
     add_ref,
     assert_clean,
-    copy_fixture,
+    hold_lock,
     list_names,
     listing,
-    log_update,
-    oid,
     open_stack,
-    scenarios,
     snapshot,
     write_n_ref_tables,
     write_ref,
@@ -494,7 +493,7 @@ def test_empty_stack_takes_hash_from_options(tmp_path):
     assert open_stack(tmp_path, hash="sha256").hash == "sha256"
 
 
-@pytest.mark.skipif("sha256" not in scenarios(), reason="Git fixtures missing")
+@pytest.mark.skipif("sha256" not in SCENARIOS, reason="Git fixtures missing")
 def test_git_sha256_fixture_refuses_sha1(tmp_path):
     d = copy_fixture("sha256", tmp_path / "st")
     before = snapshot(d)
@@ -504,7 +503,7 @@ def test_git_sha256_fixture_refuses_sha1(tmp_path):
     assert snapshot(d) == before
 
 
-@pytest.mark.skipif("tiny" not in scenarios(), reason="Git fixtures missing")
+@pytest.mark.skipif("tiny" not in SCENARIOS, reason="Git fixtures missing")
 def test_git_sha1_fixture_refuses_sha256(tmp_path):
     d = copy_fixture("tiny", tmp_path / "st")
     with pytest.raises(FormatError):
@@ -648,8 +647,6 @@ def test_auto_compaction_fails_gracefully(tmp_path):
 
 
 def test_auto_compaction_with_every_table_locked(tmp_path):
-    from stack_helpers import hold_lock
-
     st = open_stack(tmp_path)
     write_n_ref_tables(st, 3)
     locks = [hold_lock(tmp_path / n) for n in st.names]
@@ -664,8 +661,6 @@ def test_auto_compaction_with_every_table_locked(tmp_path):
 def test_auto_compaction_with_tables_list_locked_does_not_fail_addition(tmp_path, monkeypatch):
     # Another process takes tables.list.lock right after our addition committed: the
     # auto-compaction that follows cannot start, the addition still succeeds.
-    from stack_helpers import hold_lock
-
     st = open_stack(tmp_path, lock_timeout_ms=0)
     write_n_ref_tables(st, 2)
     held = []
@@ -687,8 +682,6 @@ def test_auto_compaction_with_tables_list_locked_does_not_fail_addition(tmp_path
 
 
 def test_auto_compact_with_tables_list_locked_raises_lock_error(tmp_path):
-    from stack_helpers import hold_lock
-
     st = open_stack(tmp_path, lock_timeout_ms=0, auto_compact=False)
     write_n_ref_tables(st, 3)
     before = snapshot(tmp_path)

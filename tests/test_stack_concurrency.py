@@ -9,14 +9,14 @@ import os
 import threading
 
 import pytest
-from stack_helpers import (
+from support import log_update, oid
+from support.stacks import (
     add_ref,
     assert_clean,
+    compact_at_first_table_open,
     hold_lock,
     list_names,
     listing,
-    log_update,
-    oid,
     open_stack,
     write_n_ref_tables,
     write_ref,
@@ -27,7 +27,6 @@ from reftable import (
     NotExistError,
     OutdatedError,
     RefRecord,
-    Table,
     write_table_bytes,
 )
 from reftable.errors import ExpectationError
@@ -106,17 +105,8 @@ def test_reload_retries_when_a_table_vanishes_under_it(tmp_path, monkeypatch):
     write_n_ref_tables(st1, 2)
     st2 = open_stack(tmp_path, auto_compact=False)
     add_ref(st1, "refs/heads/x", oid(9))  # st2 must open this new table on reload
-    compactor = open_stack(tmp_path)
-    real_open = Table.open
-    fired = []
-
-    def racing_open(path):
-        if not fired:
-            fired.append(path)
-            compactor.compact_all()  # removes every table st2 is about to open
-        return real_open(path)
-
-    monkeypatch.setattr(Table, "open", staticmethod(racing_open))
+    # the compaction removes every table st2 is about to open
+    fired = compact_at_first_table_open(monkeypatch, open_stack(tmp_path))
     assert st2.reload() is True
     assert fired
     assert st2.names == list_names(tmp_path) and len(st2.names) == 1

@@ -9,8 +9,8 @@ import json
 import multiprocessing as mp
 import os
 
-import stack_helpers
-from stack_helpers import assert_clean, list_names, open_stack
+from support import stacks
+from support.stacks import assert_clean, list_names, open_stack
 
 from reftable import Table
 
@@ -38,11 +38,11 @@ def test_writers_compactor_and_reader_in_parallel(tmp_path):
     ctx = mp.get_context("spawn")
     go, stop = ctx.Event(), ctx.Event()
     results = [tmp_path / f"w{k}.txt" for k in range(WRITERS)]
-    writers = [ctx.Process(target=stack_helpers.stress_writer,
+    writers = [ctx.Process(target=stacks.stress_writer,
                            args=(str(d), k, N, str(results[k]), go)) for k in range(WRITERS)]
-    compactor = ctx.Process(target=stack_helpers.stress_compactor,
+    compactor = ctx.Process(target=stacks.stress_compactor,
                             args=(str(d), str(tmp_path / "compactor.json"), go, stop))
-    reader = ctx.Process(target=stack_helpers.stress_reader,
+    reader = ctx.Process(target=stacks.stress_reader,
                          args=(str(d), str(tmp_path / "reader.json"), go, stop, WRITERS, N))
     procs = [*writers, compactor, reader]
     for p in procs:

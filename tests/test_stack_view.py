@@ -8,7 +8,8 @@ import os
 import threading
 
 import pytest
-from stack_helpers import add_ref, assert_clean, list_names, oid, open_stack
+from support import oid
+from support.stacks import add_ref, assert_clean, list_names, open_stack
 
 from reftable import MergedTable, RefRecord, Table, write_table_bytes
 from reftable.errors import ApiError, FormatError, NotExistError

@@ -7,19 +7,16 @@ import io
 import os
 
 import pytest
-from conftest import (
+from support import branch_refs, oid, simple_log, write
+from support.oracle import (
     BLOCK_INDEX,
     BLOCK_OBJ,
     BLOCK_REF,
     FOOTER_SIZE,
     HEADER_SIZE,
-    ParsedBlock,
-    branch_refs,
     footer_fields,
-    oid,
-    simple_log,
+    parse_block,
     walk_blocks,
-    write,
 )
 
 import reftable
@@ -547,7 +544,7 @@ def test_record_helpers():
     assert "deletion" in repr(LogRecord.deletion("refs/x", 1))
     data = write_table_bytes([r], [], None, min_update_index=3, max_update_index=3)
     assert Table.from_bytes(data).read_ref("refs/tags/v1") == r
-    assert ParsedBlock(data, 0).records[0][3] == 2
+    assert parse_block(data, 0).records[0][3] == 2
 
 
 def test_index_that_cannot_shrink_is_entry_too_big():

@@ -12,7 +12,7 @@ import os
 import threading
 
 import pytest
-from conftest import oid
+from support import oid
 
 from reftable import MergedTable, RefRecord, RefValueType, Table, write_table_bytes
 from reftable.stack import Stack, StackOptions
@@ -22,7 +22,7 @@ def _tables(n_tables: int, per: int) -> list[Table]:
     out = []
     for t in range(n_tables):
         recs = [RefRecord(f"refs/heads/t{t}/b{i:05d}", t + 1, RefValueType.VAL1,
-                          (t * 100_000 + i).to_bytes(4, "big") * 5) for i in range(per)]
+                          oid(t * 100_000 + i)) for i in range(per)]
         out.append(Table.from_bytes(write_table_bytes(
             recs, min_update_index=t + 1, max_update_index=t + 1, block_size=1024)))
     return out
@@ -44,7 +44,7 @@ def test_concurrent_lookups_and_iteration():
                 if rec is None or rec.name != name:
                     errors.append(f"table lookup {name}: {rec!r}")
                 rec = merged.read_ref(name)
-                if rec is None or rec.value != (t * 100_000 + i).to_bytes(4, "big") * 5:
+                if rec is None or rec.value != oid(t * 100_000 + i):
                     errors.append(f"merged lookup {name}: {rec!r}")
                 if merged.read_ref(name + "-missing") is not None:
                     errors.append(f"phantom {name}")

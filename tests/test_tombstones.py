@@ -10,13 +10,9 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import compiled_only
+from support import compiled_only, oid
 
 from reftable.stack import Stack, StackOptions
-
-
-def oid(i: int) -> bytes:
-    return i.to_bytes(4, "big") * 5
 
 
 def build(directory: str, n: int) -> int:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from stack_helpers import ZERO, assert_clean, oid, open_stack, snapshot
+from support import ZERO, oid
+from support.stacks import assert_clean, open_stack, snapshot
 
 from reftable import ApiError, OutdatedError, RefNameError, RefValueType
 from reftable.errors import ExpectationError

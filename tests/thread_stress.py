@@ -266,7 +266,7 @@ def process_main(kind: str, d: str, tag: str, seconds: float, out: str) -> None:
 def verify_stack(d: str, results: list[dict[str, Any]]) -> dict[str, int]:
     """Every update whose commit returned is on disk (final values and reflogs);
     the stack opens; every listed table opens; no lock, temp or stray table."""
-    from stack_helpers import assert_clean
+    from support.stacks import assert_clean
 
     from reftable import Table
 

@@ -36,6 +36,7 @@ import atheris
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(1, str(HERE.parent))  # the test helpers (``support``)
 # The work tree's package, unless PYTHONPATH names another (the instrumented build).
 sys.path.append(str(HERE.parent.parent))
 
@@ -44,6 +45,7 @@ with atheris.instrument_imports(include=["reftable"]):
     from reftable import Table
 
 import reftable_fuzz as F  # noqa: E402
+from support.oracle import refresh_footer_crc  # noqa: E402
 
 MODE = os.environ.get("REFTABLE_FUZZ_MODE", "crc")
 MAX_SEED = 20_000
@@ -64,7 +66,7 @@ def key_source(data: bytes) -> F.Entry:
 
 def TestOneInput(data: bytes) -> None:
     if MODE != "raw":
-        data = bytes(F.refresh_crc(bytearray(data)))
+        data = refresh_footer_crc(data, mirror_header=True)
     e = key_source(data)
     # The record budget only catches loops: a small input may hold a log block that
     # legitimately inflates to 16 MiB of tiny records.

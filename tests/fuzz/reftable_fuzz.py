@@ -1,6 +1,7 @@
 """Shared by ``tests/test_fuzz.py`` (CI mutation fuzzing) and ``tests/fuzz/fuzz_table.py``
-(coverage-guided atheris harness): the seed corpus, a pure-Python map of a table's
-layout, structure-aware mutators and the exerciser that drives every read path.
+(coverage-guided atheris harness): the seed corpus, structure-aware mutators (guided by
+the map of a table's layout that ``support.oracle`` decodes) and the exerciser that
+drives every read path.
 
 The contract under test: for any bytes, every read API returns data or raises
 ``reftable.FormatError`` -- no other exception, no crash, no hang, bounded memory.
@@ -13,10 +14,24 @@ import random
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import islice
-from pathlib import Path
 from typing import Any, Optional
+
+from support import oid
+from support.fixtures import GIT_FIXTURES
+from support.oracle import (
+    BLOCK_INDEX,
+    BLOCK_LOG,
+    BLOCK_OBJ,
+    BLOCK_REF,
+    Layout,
+    be,
+    get_varint,
+    parse_layout,
+    put_varint,
+    refresh_footer_crc,
+)
 
 import reftable
 from reftable import (
@@ -29,17 +44,6 @@ from reftable import (
 )
 from reftable._impl import core as _core
 
-HERE = Path(__file__).resolve().parent
-TESTS = HERE.parent
-GIT_FIXTURES = TESTS / "data" / "git"
-SHARED_FIXTURES = TESTS.parent.parent / "shared" / "fixtures" / "git"
-
-BLOCK_REF = _core.BLOCK_TYPE_REF
-BLOCK_LOG = _core.BLOCK_TYPE_LOG
-BLOCK_OBJ = _core.BLOCK_TYPE_OBJ
-BLOCK_INDEX = _core.BLOCK_TYPE_INDEX
-BLOCK_TYPES = (BLOCK_REF, BLOCK_LOG, BLOCK_OBJ, BLOCK_INDEX)
-
 U64 = (1 << 64) - 1
 INTERESTING8 = (0x00, 0x01, 0x02, 0x03, 0x07, 0x08, 0x10, 0x1F, 0x20, 0x3F, 0x40, 0x67,
                 0x69, 0x6F, 0x72, 0x7E, 0x7F, 0x80, 0x81, 0xC0, 0xFE, 0xFF)
@@ -47,155 +51,6 @@ INTERESTING8 = (0x00, 0x01, 0x02, 0x03, 0x07, 0x08, 0x10, 0x1F, 0x20, 0x3F, 0x40
 
 class Crash(AssertionError):
     """A disallowed outcome (anything but data or FormatError)."""
-
-
-# ---------------------------------------------------------------------------------------
-# Table layout, decoded independently of the library
-
-
-def be(b: bytes | bytearray, off: int, n: int) -> int:
-    return int.from_bytes(b[off:off + n], "big")
-
-
-def get_varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
-    """Decode a reftable varint; ValueError when it runs past ``end``."""
-    if pos >= end:
-        raise ValueError("varint past end")
-    val = buf[pos] & 0x7F
-    while buf[pos] & 0x80:
-        pos += 1
-        if pos >= end:
-            raise ValueError("varint past end")
-        val = ((val + 1) << 7) | (buf[pos] & 0x7F)
-    return val, pos + 1
-
-
-def put_varint(v: int) -> bytes:
-    return _core.encode_varint(v)  # type: ignore[no-any-return]
-
-
-@dataclass
-class BlockInfo:
-    off: int              # file offset of the block (0 for the first: file header inside)
-    hoff: int             # file header bytes at the start of this block
-    typ: int
-    blen: int             # declared length (inflated length for log blocks)
-    stored: int           # bytes on disk, padding excluded
-    span: int             # bytes to the next block, padding included
-    plain: bytes          # the uncompressed block (file header included for the first)
-    restart_count: int
-    restart_start: int    # in ``plain`` coordinates
-    records: list[int] = field(default_factory=list)  # record starts, plain coordinates
-
-
-@dataclass
-class Layout:
-    version: int
-    header_size: int
-    footer_size: int
-    hash_size: int
-    block_size: int
-    footer_start: int
-    blocks: list[BlockInfo]
-    footer: dict[str, int]
-
-
-def footer_offsets(data: bytes | bytearray, header_size: int, footer_start: int) -> dict[str, int]:
-    f = footer_start + header_size
-    obj = be(data, f + 8, 8)
-    return {"ref_index": be(data, f, 8), "obj": obj >> 5, "obj_id_len": obj & 0x1F,
-            "obj_index": be(data, f + 16, 8), "log": be(data, f + 24, 8),
-            "log_index": be(data, f + 32, 8)}
-
-
-def parse_layout(data: bytes) -> Layout:
-    """Map a *valid* table: every block with its records and restart table."""
-    version = data[4]
-    hsize = 24 if version == 1 else 28
-    fsize = hsize + 44
-    hash_size = 20 if version == 1 or data[24:28] == b"sha1" else 32
-    block_size = be(data, 5, 3)
-    end = len(data) - fsize
-    blocks = []
-    off = 0
-    while off < end:
-        hoff = hsize if off == 0 else 0
-        typ = data[off + hoff]
-        blen = be(data, off + hoff + 1, 3)
-        if typ == BLOCK_LOG:
-            d = zlib.decompressobj()
-            body = d.decompress(data[off + hoff + 4:end], blen - hoff - 4)
-            stored = end - off - len(d.unused_data)
-            plain = bytes(data[off:off + hoff + 4]) + body
-            span = stored
-        else:
-            plain = bytes(data[off:off + blen])
-            stored = blen
-            span = blen
-            if block_size and off + blen < end and data[off + blen] == 0:
-                span = block_size
-        rc = be(plain, len(plain) - 2, 2)
-        rs = len(plain) - 2 - 3 * rc
-        b = BlockInfo(off, hoff, typ, blen, stored, span, plain, rc, rs)
-        pos = hoff + 4
-        while pos < rs:
-            b.records.append(pos)
-            _, pos = get_varint(plain, pos, rs)
-            st, pos = get_varint(plain, pos, rs)
-            pos += st >> 3
-            pos = _skip_value(plain, pos, typ, st & 7, hash_size)
-        blocks.append(b)
-        off += span
-    return Layout(version, hsize, fsize, hash_size, block_size, end, blocks,
-                  footer_offsets(data, hsize, end))
-
-
-def _skip_value(p: bytes, pos: int, typ: int, vt: int, hs: int) -> int:
-    end = len(p)
-    if typ == BLOCK_REF:
-        _, pos = get_varint(p, pos, end)
-        if vt in (1, 2):
-            return pos + vt * hs
-        if vt == 3:
-            n, pos = get_varint(p, pos, end)
-            return pos + n
-        return pos
-    if typ == BLOCK_LOG:
-        if vt == 0:
-            return pos
-        pos += 2 * hs
-        for _ in range(2):
-            n, pos = get_varint(p, pos, end)
-            pos += n
-        _, pos = get_varint(p, pos, end)
-        pos += 2
-        n, pos = get_varint(p, pos, end)
-        return pos + n
-    if typ == BLOCK_OBJ:
-        cnt = vt
-        if vt == 0:
-            cnt, pos = get_varint(p, pos, end)
-        for _ in range(cnt):
-            _, pos = get_varint(p, pos, end)
-        return pos
-    _, pos = get_varint(p, pos, end)
-    return pos
-
-
-def refresh_crc(d: bytearray, mirror_header: bool = True) -> bytearray:
-    """Make the footer self-consistent again: copy the header into the footer (so the
-    header check passes) and recompute the footer CRC-32 (stored big-endian)."""
-    if len(d) < 5 or d[4] not in (1, 2):
-        return d
-    hsize = 24 if d[4] == 1 else 28
-    fsize = hsize + 44
-    if len(d) < hsize + fsize:
-        return d
-    start = len(d) - fsize
-    if mirror_header:
-        d[start:start + hsize] = d[:hsize]
-    d[len(d) - 4:] = (zlib.crc32(bytes(d[start:len(d) - 4])) & 0xFFFFFFFF).to_bytes(4, "big")
-    return d
 
 
 # ---------------------------------------------------------------------------------------
@@ -249,33 +104,26 @@ def make_entry(name: str, data: bytes) -> Entry:
     )
 
 
-def _oid(n: int, size: int) -> bytes:
-    out = b""
-    i = 0
-    while len(out) < size:
-        out += zlib.crc32(n.to_bytes(8, "big") + bytes([i])).to_bytes(4, "big")
-        i += 1
-    return out[:size]
-
-
 def _mixed_refs(n: int, hs: int, ui: int = 1, long_names: bool = False,
                 val2: bool = True) -> list[RefRecord]:
+    h = "sha1" if hs == 20 else "sha256"
     out = [RefRecord.symref("HEAD", ui, "refs/heads/main")]
     for i in range(n):
         name = f"refs/{'heads' if i % 3 else 'tags'}/{'x' * 40 if long_names else ''}r{i:05d}"
         k = i % 7
         if k == 5 and val2:
-            out.append(RefRecord.val2(name, ui, _oid(i, hs), _oid(i + 1, hs)))
+            out.append(RefRecord.val2(name, ui, oid(i, h), oid(i + 1, h)))
         elif k == 6:
             out.append(RefRecord.deletion(name, ui))
         elif k == 4:
             out.append(RefRecord.symref(name, ui, f"refs/heads/r{i + 1:05d}"))
         else:
-            out.append(RefRecord.val1(name, ui, _oid(i % 11, hs)))  # shared ids: obj positions
+            out.append(RefRecord.val1(name, ui, oid(i % 11, h)))  # shared ids: obj positions
     return sorted(out, key=lambda r: r.name.encode())
 
 
 def _logs(nrefs: int, per_ref: int, hs: int, max_ui: int) -> list[LogRecord]:
+    h = "sha1" if hs == 20 else "sha256"
     out = []
     for r in range(nrefs):
         for j in range(per_ref):
@@ -284,7 +132,7 @@ def _logs(nrefs: int, per_ref: int, hs: int, max_ui: int) -> list[LogRecord]:
                 out.append(LogRecord.deletion(f"refs/heads/l{r:04d}", ui))
             else:
                 out.append(LogRecord.update(
-                    f"refs/heads/l{r:04d}", ui, _oid(2 * j, hs), _oid(2 * j + 1, hs),
+                    f"refs/heads/l{r:04d}", ui, oid(2 * j, h), oid(2 * j + 1, h),
                     "A U Thor", "a@example.com", 1_700_000_000 + j, (-1) ** j * 120,
                     f"msg {r} {j}\n"))
     return out
@@ -327,10 +175,9 @@ def library_tables() -> dict[str, bytes]:
 
 
 def git_tables() -> dict[str, bytes]:
-    base = GIT_FIXTURES if GIT_FIXTURES.is_dir() else SHARED_FIXTURES
     out = {}
-    if base.is_dir():
-        for p in sorted(base.glob("*/reftable/*.ref")):
+    if GIT_FIXTURES is not None:
+        for p in sorted(GIT_FIXTURES.glob("*/reftable/*.ref")):
             out[f"git-{p.parent.parent.name}-{p.name[:31]}"] = p.read_bytes()
     return out
 
@@ -365,19 +212,20 @@ def pick_pos(d: bytearray, rng: random.Random, e: Entry) -> int:
         pos = lay.footer_start + rng.randrange(lay.footer_size)
     elif r < 0.35:
         b = rng.choice(lay.blocks)
-        pos = b.off + b.hoff + rng.randrange(4)
+        pos = b.offset + b.header_off + rng.randrange(4)
     elif r < 0.50:
         b = rng.choice(lay.blocks)
-        if b.typ == BLOCK_LOG:
-            pos = b.off + b.hoff + 4 + rng.randrange(max(1, b.stored - b.hoff - 4))
+        if b.type == BLOCK_LOG:
+            body = b.offset + b.header_off + 4
+            pos = body + rng.randrange(max(1, b.stored_size - b.header_off - 4))
         else:
-            pos = b.off + b.restart_start + rng.randrange(max(1, b.blen - b.restart_start))
+            pos = b.offset + b.restart_start + rng.randrange(max(1, b.length - b.restart_start))
     elif r < 0.85:
         b = rng.choice(lay.blocks)
-        if b.records and b.typ != BLOCK_LOG:
-            pos = b.off + rng.choice(b.records) + rng.randrange(4)
+        if b.starts and b.type != BLOCK_LOG:
+            pos = b.offset + rng.choice(b.starts) + rng.randrange(4)
         else:
-            pos = b.off + rng.randrange(max(1, b.stored))
+            pos = b.offset + rng.randrange(max(1, b.stored_size))
     else:
         pos = rng.randrange(len(d))
     return _clamp(d, pos)
@@ -405,7 +253,7 @@ def _interesting(width: int, rng: random.Random, e: Entry, cur: int) -> int:
              lay.footer_start - 1, lay.footer_start + 1, len(e.data), lay.block_size,
              lay.block_size + 1, lay.header_size + 4, lay.header_size + 6, 0x7F, 0x80,
              0xFF, 0x100, 0xFFFF, 0x10000, 0xFFFFFF]
-    cands += [b.off for b in lay.blocks[:64]] + [b.off + b.span for b in lay.blocks[:16]]
+    cands += [b.offset for b in lay.blocks[:64]] + [b.offset + b.span for b in lay.blocks[:16]]
     return rng.choice(cands) & top
 
 
@@ -416,12 +264,12 @@ def _fields(e: Entry) -> list[tuple[int, int]]:
     fs = lay.footer_start + lay.header_size
     out += [(fs, 8), (fs + 8, 8), (fs + 15, 1), (fs + 16, 8), (fs + 24, 8), (fs + 32, 8)]
     for b in lay.blocks:
-        out.append((b.off + b.hoff + 1, 3))
-        if b.typ == BLOCK_LOG:
+        out.append((b.offset + b.header_off + 1, 3))
+        if b.type == BLOCK_LOG:
             continue
-        out.append((b.off + b.blen - 2, 2))
+        out.append((b.offset + b.length - 2, 2))
         for i in range(min(b.restart_count, 8)):
-            out.append((b.off + b.restart_start + 3 * i, 3))
+            out.append((b.offset + b.restart_start + 3 * i, 3))
     return out
 
 
@@ -438,13 +286,13 @@ def m_field(d: bytearray, rng: random.Random, e: Entry, corpus: list[Entry]) -> 
 def m_block_len(d: bytearray, rng: random.Random, e: Entry, corpus: list[Entry]) -> bytearray:
     """Block length bytes 1..3 of a block header: one byte or the whole 24-bit field."""
     b = rng.choice(e.layout.blocks)
-    p = b.off + b.hoff + 1
+    p = b.offset + b.header_off + 1
     if p + 3 > len(d):
         return d
     if rng.random() < 0.5:
         d[p + rng.randrange(3)] = rng.choice(INTERESTING8)
     else:
-        d[p:p + 3] = _interesting(3, rng, e, b.blen).to_bytes(3, "big")
+        d[p:p + 3] = _interesting(3, rng, e, b.length).to_bytes(3, "big")
     return d
 
 
@@ -469,11 +317,11 @@ def _varint_bytes(rng: random.Random, e: Entry) -> bytes:
 
 def m_varint(d: bytearray, rng: random.Random, e: Entry, corpus: list[Entry]) -> bytearray:
     """Replace one varint of a record (prefix, suffix/type, or the value's first)."""
-    blocks = [b for b in e.layout.blocks if b.records and b.typ != BLOCK_LOG]
+    blocks = [b for b in e.layout.blocks if b.starts and b.type != BLOCK_LOG]
     if not blocks:
         return m_byte(d, rng, e, corpus)
     b = rng.choice(blocks)
-    pos = rng.choice(b.records)
+    pos = rng.choice(b.starts)
     try:
         _, q = get_varint(b.plain, pos, b.restart_start)        # prefix length
         st, q2 = get_varint(b.plain, q, b.restart_start)        # suffix length, type
@@ -482,7 +330,7 @@ def m_varint(d: bytearray, rng: random.Random, e: Entry, corpus: list[Entry]) ->
     except ValueError:
         return d
     new = _varint_bytes(rng, e)
-    a, z = b.off + start, b.off + end
+    a, z = b.offset + start, b.offset + end
     if z > len(d):
         return d
     if rng.random() < 0.7 or len(new) == z - a:
@@ -495,21 +343,21 @@ def m_varint(d: bytearray, rng: random.Random, e: Entry, corpus: list[Entry]) ->
 
 def m_restart(d: bytearray, rng: random.Random, e: Entry, corpus: list[Entry]) -> bytearray:
     """Restart count and restart offsets."""
-    blocks = [b for b in e.layout.blocks if b.typ != BLOCK_LOG]
+    blocks = [b for b in e.layout.blocks if b.type != BLOCK_LOG]
     if not blocks:
         return m_field(d, rng, e, corpus)
     b = rng.choice(blocks)
-    end = b.off + b.blen
+    end = b.offset + b.length
     if end > len(d):
         return d
     if rng.random() < 0.5:
         d[end - 2:end] = _interesting(2, rng, e, b.restart_count).to_bytes(2, "big")
     else:
         i = rng.randrange(max(1, b.restart_count))
-        p = b.off + b.restart_start + 3 * i
-        cands = [0, 1, b.hoff + 3, b.hoff + 4, b.restart_start, b.restart_start - 1,
-                 b.blen, 0xFFFFFF, rng.choice(b.records) if b.records else 5,
-                 (rng.choice(b.records) + 1) if b.records else 6]
+        p = b.offset + b.restart_start + 3 * i
+        cands = [0, 1, b.header_off + 3, b.header_off + 4, b.restart_start, b.restart_start - 1,
+                 b.length, 0xFFFFFF, rng.choice(b.starts) if b.starts else 5,
+                 (rng.choice(b.starts) + 1) if b.starts else 6]
         d[p:p + 3] = (rng.choice(cands) & 0xFFFFFF).to_bytes(3, "big")
     return d
 
@@ -519,8 +367,8 @@ def m_truncate(d: bytearray, rng: random.Random, e: Entry, corpus: list[Entry]) 
     marks = [0, 1, 4, 8, lay.header_size, lay.header_size + 1, lay.footer_start,
              lay.footer_start + lay.header_size, len(d) - 4, len(d) - 1]
     for b in lay.blocks[:64]:
-        marks += [b.off, b.off + b.hoff + 4, b.off + b.stored, b.off + b.restart_start,
-                  b.off + b.span]
+        marks += [b.offset, b.offset + b.header_off + 4, b.offset + b.stored_size,
+                  b.offset + b.restart_start, b.offset + b.span]
     cut = _clamp(d, rng.choice(marks) + rng.randrange(-3, 4))
     mode = rng.randrange(3)
     if mode == 0:
@@ -536,7 +384,7 @@ def m_truncate(d: bytearray, rng: random.Random, e: Entry, corpus: list[Entry]) 
 def _range(d: bytes | bytearray, rng: random.Random, e: Entry) -> tuple[int, int]:
     if rng.random() < 0.5 and e.layout.blocks:
         b = rng.choice(e.layout.blocks)
-        a, z = b.off, b.off + b.span
+        a, z = b.offset, b.offset + b.span
     else:
         a = rng.randrange(max(1, len(d)))
         z = a + rng.choice((1, 2, 4, 8, 16, 64, 256, 4096))
@@ -577,10 +425,10 @@ def m_block_dup(d: bytearray, rng: random.Random, e: Entry, corpus: list[Entry])
     """Duplicate or remove a whole block (padding included), maybe fixing the footer."""
     lay = e.layout
     b = rng.choice(lay.blocks)
-    a, z = b.off, min(b.off + b.span, len(d))
-    if b.off == 0 and rng.random() < 0.8 and len(lay.blocks) > 1:
+    a, z = b.offset, min(b.offset + b.span, len(d))
+    if b.offset == 0 and rng.random() < 0.8 and len(lay.blocks) > 1:
         b = rng.choice(lay.blocks[1:])
-        a, z = b.off, min(b.off + b.span, len(d))
+        a, z = b.offset, min(b.offset + b.span, len(d))
     fix = rng.random() < 0.7
     if rng.random() < 0.5:
         chunk = bytes(d[a:z])
@@ -641,12 +489,12 @@ _PLAIN_MUTATORS: tuple[str, ...] = ("bitflip", "byte", "varint", "restart", "tru
 def m_log_plain(d: bytearray, rng: random.Random, e: Entry, corpus: list[Entry]) -> bytearray:
     """Inflate a log block, mutate the plain bytes (records, restarts, lengths),
     deflate it again and splice it back: reaches the log record decoder."""
-    logs = [b for b in e.layout.blocks if b.typ == BLOCK_LOG]
+    logs = [b for b in e.layout.blocks if b.type == BLOCK_LOG]
     if not logs:
         return m_varint(d, rng, e, corpus)
     b = rng.choice(logs)
     p = bytearray(b.plain)
-    body = b.hoff + 4
+    body = b.header_off + 4
     what = rng.choice(_PLAIN_MUTATORS)
     rs = b.restart_start
     if what == "bitflip" and len(p) > body:
@@ -654,8 +502,8 @@ def m_log_plain(d: bytearray, rng: random.Random, e: Entry, corpus: list[Entry])
             p[rng.randrange(body, len(p))] ^= 1 << rng.randrange(8)
     elif what == "byte" and len(p) > body:
         p[rng.randrange(body, len(p))] = rng.choice(INTERESTING8)
-    elif what == "varint" and b.records:
-        pos = rng.choice(b.records)
+    elif what == "varint" and b.starts:
+        pos = rng.choice(b.starts)
         # walk to one of: prefix, suffix/type, or a varint inside the value
         try:
             _, q = get_varint(p, pos, rs)
@@ -689,11 +537,11 @@ def m_log_plain(d: bytearray, rng: random.Random, e: Entry, corpus: list[Entry])
     # declared length: usually the new plain length, sometimes wrong on purpose
     blen = len(p)
     if what == "len" or rng.random() < 0.1:
-        blen = rng.choice((blen - 1, blen + 1, 0, b.hoff + 6, 0xFFFFFF, blen * 2))
+        blen = rng.choice((blen - 1, blen + 1, 0, b.header_off + 6, 0xFFFFFF, blen * 2))
     header = bytearray(p[:body])
-    header[b.hoff + 1:b.hoff + 4] = (blen & 0xFFFFFF).to_bytes(3, "big")
+    header[b.header_off + 1:b.header_off + 4] = (blen & 0xFFFFFF).to_bytes(3, "big")
     comp = zlib.compress(bytes(p[body:]), rng.choice((0, 1, 6, 9)))
-    a, z = b.off, b.off + b.stored
+    a, z = b.offset, b.offset + b.stored_size
     if z > len(d):
         return d
     new = bytes(header) + comp
@@ -714,17 +562,17 @@ def _bomb(n: int) -> bytes:
 def m_log_bomb(d: bytearray, rng: random.Random, e: Entry, corpus: list[Entry]) -> bytearray:
     """A log block whose header claims a huge inflated size (and a block size allowing
     it), over a stream of zeros that inflates to far more or far less than claimed."""
-    logs = [b for b in e.layout.blocks if b.typ == BLOCK_LOG]
+    logs = [b for b in e.layout.blocks if b.type == BLOCK_LOG]
     b = rng.choice(logs) if logs else rng.choice(e.layout.blocks)
     claim = rng.choice((0xFFFFFF, 0xFFFFFE, 1 << 23, 1 << 20))
     stream = _bomb(rng.choice((0, 1 << 16, 1 << 22, 1 << 24, 1 << 25)))
     if rng.random() < 0.3:
         stream = stream[: rng.randrange(len(stream))]
-    a = b.off + b.hoff
+    a = b.offset + b.header_off
     if a + 4 > len(d):
         return d
     d[a:a + 4] = bytes([BLOCK_LOG]) + claim.to_bytes(3, "big")
-    d[a + 4:b.off + b.stored] = stream
+    d[a + 4:b.offset + b.stored_size] = stream
     d[5:8] = b"\xff\xff\xff"   # block size 2**24-1: the claim passes the size check
     return d
 
@@ -763,7 +611,7 @@ def mutate(e: Entry, rng: random.Random, corpus: list[Entry], kinds: Optional[li
         d = MUTATORS[k](d, rng, e, corpus)
         applied.append(k)
     if rng.random() < 0.9:
-        d = refresh_crc(d, mirror_header=rng.random() < 0.9)
+        d = bytearray(refresh_footer_crc(d, mirror_header=rng.random() < 0.9))
     return bytes(d), applied
 
 

@@ -1,71 +1,22 @@
-"""Helpers shared by the stack, compaction, concurrency, stress, transaction and CLI
-tests (plain module, not a conftest, so worker processes can import it too)."""
+"""Stack helpers: open, write, inspect a stack directory; the workers of the
+multi-process stress test (importable by the processes it spawns)."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import stat
 import subprocess
 import sys
-import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Optional
 
-from reftable import LogRecord, RefRecord
+from reftable import RefRecord
 from reftable._impl import core as _core
 from reftable.jsonio import log_to_json, ref_to_json
 from reftable.stack import TABLE_NAME_RE, Stack, StackOptions
 
-HASH_SIZE = {"sha1": 20, "sha256": 32}
-ZERO = {"sha1": b"\0" * 20, "sha256": b"\0" * 32}
-
-_HERE = Path(__file__).resolve().parent
-ROOT = _HERE.parent
-
-
-def fixtures_root() -> Path:
-    """Git's fixture stacks: the copy in the tree, else the shared read-only one."""
-    local = _HERE / "data" / "git"
-    if local.is_dir() and any((p / "expected.json").is_file() for p in local.iterdir()):
-        return local
-    return Path("/work/shared/fixtures/git")
-
-
-def scenarios() -> list[str]:
-    root = fixtures_root()
-    if not root.is_dir():
-        return []
-    return sorted(p.name for p in root.iterdir() if (p / "expected.json").is_file())
-
-
-def load_expected(scenario: str) -> dict[str, Any]:
-    with open(fixtures_root() / scenario / "expected.json", encoding="utf-8") as f:
-        return json.load(f)  # type: ignore[no-any-return]
-
-
-def copy_fixture(scenario: str, dst: Path) -> Path:
-    """Copy a fixture's ``reftable/`` directory to ``dst`` and make it writable
-    (the originals are read-only and must never be modified)."""
-    src = fixtures_root() / scenario / "reftable"
-    shutil.copytree(src, dst)
-    os.chmod(dst, 0o755)
-    for p in dst.iterdir():
-        os.chmod(p, stat.S_IRUSR | stat.S_IWUSR | stat.S_IRGRP | stat.S_IROTH)
-    return dst
-
-
-def oid(n: int, hash: str = "sha1") -> bytes:
-    """A deterministic object id for ``n`` (never all zeros)."""
-    size = HASH_SIZE[hash]
-    out = b""
-    i = 0
-    while len(out) < size:
-        out += zlib.crc32(n.to_bytes(8, "big") + b"stack-test" + bytes([i])).to_bytes(4, "big")
-        i += 1
-    return out[:size]
+from . import oid
 
 
 def open_stack(d: Path | str, **kw: Any) -> Stack:
@@ -143,6 +94,25 @@ def hold_lock(path: Path | str) -> Any:
     return _core.LockFile(os.fspath(path), 0)
 
 
+def compact_at_first_table_open(monkeypatch: Any, compactor: Stack) -> list[str]:
+    """Make the next ``Table.open`` run ``compactor.compact_all()`` first: a reader that
+    has just read ``tables.list`` finds the tables it names compacted away. Returns the
+    list that receives the path of that open once it happened."""
+    from reftable import Table
+
+    real_open = Table.open
+    fired: list[str] = []
+
+    def racing_open(path: str) -> Table:
+        if not fired:
+            fired.append(path)
+            compactor.compact_all()
+        return real_open(path)
+
+    monkeypatch.setattr(Table, "open", staticmethod(racing_open))
+    return fired
+
+
 def refs_json(st: Stack, prefix: str = "") -> list[dict[str, Any]]:
     return [ref_to_json(r) for r in st.refs(prefix)]
 
@@ -169,11 +139,6 @@ def dead_pid() -> int:
     p = subprocess.Popen([sys.executable, "-c", "pass"])
     p.wait()
     return p.pid
-
-
-def log_update(refname: str, ui: int, old: bytes, new: bytes, time: int = 1_700_000_000,
-               message: str = "msg\n", email: str = "identity@invalid") -> LogRecord:
-    return LogRecord.update(refname, ui, old, new, "A U Thor", email, time, 0, message)
 
 
 # -- workers of the multi-process stress test (importable by spawned processes) -----------------

@@ -1,55 +1,15 @@
-"""Helpers for tests of the repository layer: find and extract the Git repository
-fixtures, run the CLI in-process with Git's fixture environment."""
+"""Helpers for tests of the repository layer: lay out repositories as Git does, run
+the CLI in-process in the environment Git's fixtures were made in."""
 
 from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 import sys
-import tarfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Optional
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def fixtures_dir() -> Optional[Path]:
-    """``$REFTABLE_REPO_FIXTURES``, else ``<repo root>/../shared/fixtures/repos`` (where
-    CI puts them, beside the clone), else the copy in ``tests/data/repos``."""
-    candidates = [os.environ.get("REFTABLE_REPO_FIXTURES"),
-                  ROOT.parent / "shared" / "fixtures" / "repos",
-                  ROOT / "tests" / "data" / "repos"]
-    for c in candidates:
-        if c and Path(c).is_dir():
-            return Path(c)
-    return None
-
-
-def scenarios() -> list[Path]:
-    """Every scenario folder (one with ``expected.json``)."""
-    d = fixtures_dir()
-    if d is None:
-        return []
-    return sorted(p for p in d.iterdir() if (p / "expected.json").is_file())
-
-
-def load(scenario: Path) -> dict[str, Any]:
-    with open(scenario / "expected.json", encoding="utf-8") as f:
-        return json.load(f)  # type: ignore[no-any-return]
-
-
-def extract(scenario: Path, dest: Path, prefix: Optional[str] = None) -> Path:
-    """Extract ``repo.tar`` (members under ``prefix``/ only, when given) keeping modes."""
-    dest.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(scenario / "repo.tar") as t:
-        members = [m for m in t.getmembers()
-                   if prefix is None or m.name == prefix or m.name.startswith(prefix + "/")]
-        t.extractall(dest, members=members, filter="fully_trusted")
-    return dest
-
+from typing import Any
 
 GIT_ENV = {
     "GIT_CONFIG_NOSYSTEM": "1",
