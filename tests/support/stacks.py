@@ -14,7 +14,8 @@ from typing import Any, Optional
 from reftable import RefRecord
 from reftable._impl import core as _core
 from reftable.jsonio import log_to_json, ref_to_json
-from reftable.stack import TABLE_NAME_RE, Stack, StackOptions
+from reftable.stack import Stack, StackOptions
+from reftable.tables_list import TABLE_NAME_RE
 
 from . import oid
 
