@@ -273,6 +273,8 @@ cdef class MergedIter:
                                 &rv)
             it.has_cur = False
             c.add(it.key.p, it.key.len, &rv)
+            if c.n >= COLS_BATCH:
+                c.flush()
         if c is None:
             return ([], b"", b"", b"", {}, {})
         return c.result()

@@ -557,12 +557,15 @@ cdef class TableCore:
 
 cdef int _scan_columns(const TableView* t, BlockView* b, uint32_t* pos, Buf* key,
                        const Buf* stop, bint has_stop, bint one_block, RefColumns c,
-                       uint64_t* eoff) except -1 nogil:
+                       Py_ssize_t limit, bint* more, uint64_t* eoff) except -1 nogil:
     """Decode the rest of a ref section (from ``pos`` in ``b``) into ``c``, up to the
-    first key without the ``stop`` prefix."""
+    first key without the ``stop`` prefix; ``more`` when it stopped after ``limit``
+    records instead (``b``, ``pos`` and ``key`` then say where to go on)."""
     cdef int err, extra
     cdef RefValue rv
-    while True:
+    cdef Py_ssize_t k
+    more[0] = False
+    for k in range(limit):
         if pos[0] >= b.restart_start:
             if one_block or tv_block_type(t, b.offset + b.full_size) != BLOCK_REF:
                 return E_OK
@@ -582,6 +585,8 @@ cdef int _scan_columns(const TableView* t, BlockView* b, uint32_t* pos, Buf* key
             eoff[0] = b.offset + pos[0]
             return err
         c.add(key.p, key.len, &rv)
+    more[0] = True
+    return E_OK
 
 cdef int tv_seek_in_block(const BlockView* b, int typ, const unsigned char* kp, size_t klen,
                           Buf* key, uint32_t* pos, uint32_t* after, int* extra_out,
@@ -1027,55 +1032,70 @@ cdef class RecordIter:
     def count(self):
         """Consume the iterator and return how many records it had (no objects built)."""
         cdef Py_ssize_t n = 0
+        if self.typ == BLOCK_REF:
+            return self._collect(COLS_COUNT)
         while self._advance():
             self._skip()
             n += 1
         return n
 
     def ref_columns(self):
-        """Consume a ref iterator; return ``(names, value types, update indexes (native
-        uint64), object ids (hash_size bytes each, zeros where none), {position: peeled
-        id}, {position: symref target})``. The records are decoded without the GIL."""
+        """Consume a ref iterator; return the columns of ``RefColumns.result``. The
+        records are decoded without the GIL."""
+        if self.typ != BLOCK_REF:
+            raise ValueError("ref_columns needs a ref iterator")
+        return self._collect(COLS_ALL)
+
+    def names(self):
+        """Consume the iterator and return the keys as ``str`` (ref sections: names)."""
+        cdef list out = []
+        if self.typ == BLOCK_REF:
+            return self._collect(COLS_NAMES)
+        while self._advance():
+            out.append(_str(self.key.p, self.key.len))
+            self._skip()
+        return out
+
+    cdef object _collect(self, int mode):
+        """Consume a ref iterator into a ``RefColumns`` of ``mode``; return its result.
+        Batches of records are decoded without the GIL (the table stays mapped until
+        the end, even if closed meanwhile), then turned into objects with it."""
         cdef RefValue rv
         cdef Block b
         cdef BlockView bv
         cdef TableView view
         cdef TableCore t = self.table
-        cdef RefColumns c = new_columns(t.hash_size)
+        cdef RefColumns c = new_columns(t.hash_size, mode)
         cdef uint32_t pos
-        cdef uint64_t eoff = 0, before
+        cdef uint64_t eoff = 0
         cdef int err = E_OK
-        if self.typ != BLOCK_REF:
-            raise ValueError("ref_columns needs a ref iterator")
+        cdef bint more = True
         if self.has_cur:  # a key already decoded (next_key): its record comes first
             b = self.block
             self.pos = ref_decode(t, b.v.data, self.pos, b.v.restart_start, b.v.offset,
                                   self.extra, &rv)
             self.has_cur = False
             c.add(self.key.p, self.key.len, &rv)
+            c.flush()  # (its key is counted already)
         if not self._at_end():
             c.reserve(t.data_end - self.block.v.offset)
             bv = self.block.v
             view = t.view
             pos = self.pos
-            before = c.n
             t._pins += 1
             try:
-                with nogil:
-                    err = _scan_columns(&view, &bv, &pos, &self.key, &self.stop,
-                                        self.has_stop, self.one_block, c, &eoff)
+                while more:
+                    with nogil:
+                        err = _scan_columns(&view, &bv, &pos, &self.key, &self.stop,
+                                            self.has_stop, self.one_block, c, COLS_BATCH,
+                                            &more, &eoff)
+                    t.keys_read += c.n
+                    if err != E_OK:
+                        break
+                    c.flush()
             finally:
                 t._unpin()
-            t.keys_read += c.n - before
         self.done = True
         if err != E_OK:
             raise_format(t, err, eoff)
         return c.result()
-
-    def names(self):
-        """Consume the iterator and return the keys as ``str`` (ref sections: names)."""
-        cdef list out = []
-        while self._advance():
-            out.append(_str(self.key.p, self.key.len))
-            self._skip()
-        return out
