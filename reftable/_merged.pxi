@@ -20,11 +20,22 @@ def merged_lookup(list cores, bytes key, bint suppress_deletions=True):
 
 
 
-def merged_lookup_many(list cores, list keys, bint suppress_deletions=True):
-    """``merged_lookup`` of many keys (``bytes``) at once; the searching runs without
-    the GIL, so threads looking up in the same tables run in parallel. The tables stay
-    mapped until it is done, even if closed meanwhile."""
-    cdef Py_ssize_t m = len(cores), n = len(keys), i, k
+cdef object _to_name_bytes = None
+
+
+def merged_lookup_many(list cores, names, bint suppress_deletions=True):
+    """``merged_lookup`` of many names at once; the searching runs without the GIL, so
+    threads looking up in the same tables run in parallel. The tables stay mapped
+    until it is done, even if closed meanwhile.
+
+    A name is ``bytes`` or ``str``: a ``str`` is searched as its UTF-8 form (no bytes
+    object is made) and becomes the found record's name; anything else goes through
+    ``records.to_name_bytes``. Work done holding the GIL is what two threads cannot
+    share, hence no conversion per name in Python."""
+    global _to_name_bytes
+    cdef tuple held = tuple(names)  # the objects whose bytes are read without the GIL
+    cdef list keep = []        # bytes made from names (kept alive until the end)
+    cdef Py_ssize_t m = len(cores), n = len(held), i, k
     cdef TableView* views = NULL
     cdef const unsigned char** kps = NULL
     cdef size_t* klens = NULL
@@ -32,6 +43,7 @@ def merged_lookup_many(list cores, list keys, bint suppress_deletions=True):
     cdef int* where = NULL
     cdef int* errs = NULL
     cdef uint64_t* eoffs = NULL
+    cdef char* named = NULL    # the name is held[k] itself (an exact str)
     cdef Py_ssize_t pinned = 0
     cdef TableCore c
     cdef Buf key
@@ -40,9 +52,6 @@ def merged_lookup_many(list cores, list keys, bint suppress_deletions=True):
     cdef list out
     key.p = NULL
     key.len = key.cap = 0
-    for k in range(n):
-        if type(keys[k]) is not bytes:
-            raise TypeError("keys must be bytes")
     try:
         views = <TableView*>malloc(sizeof(TableView) * (m + 1))
         kps = <const unsigned char**>malloc(sizeof(void*) * (n + 1))
@@ -51,8 +60,19 @@ def merged_lookup_many(list cores, list keys, bint suppress_deletions=True):
         where = <int*>malloc(sizeof(int) * (n + 1))
         errs = <int*>malloc(sizeof(int) * (n + 1))
         eoffs = <uint64_t*>malloc(sizeof(uint64_t) * (n + 1))
-        if not (views and kps and klens and vals and where and errs and eoffs):
+        named = <char*>malloc(n + 1)
+        if not (views and kps and klens and vals and where and errs and eoffs and named):
             raise MemoryError()
+        for k in range(n):
+            x = held[k]
+            named[k] = type(x) is str
+            if not named[k] and type(x) is not bytes:
+                if _to_name_bytes is None:
+                    from .records import to_name_bytes
+                    _to_name_bytes = to_name_bytes
+                x = _to_name_bytes(x)
+                keep.append(x)
+            kps[k] = _utf8(x, &klens[k], keep)
         for i in range(m):
             c = <TableCore>cores[i]
             c._check_open()
@@ -60,9 +80,6 @@ def merged_lookup_many(list cores, list keys, bint suppress_deletions=True):
             views[i] = c.view
             c._pins += 1
             pinned += 1
-        for k in range(n):
-            kps[k] = <const unsigned char*>PyBytes_AS_STRING(keys[k])
-            klens[k] = <size_t>PyBytes_GET_SIZE(keys[k])
         with nogil:
             for k in range(n):
                 where[k] = -1
@@ -88,7 +105,8 @@ def merged_lookup_many(list cores, list keys, bint suppress_deletions=True):
                 raise_format(c, errs[k], eoffs[k])
             if suppress_deletions and vals[k].value_type == 0:
                 continue
-            out[k] = ref_object(kps[k], klens[k], &vals[k], c.hash_size, True, c._reuse)
+            x = held[k] if named[k] else _str(kps[k], klens[k])
+            out[k] = ref_object_named(x, &vals[k], c.hash_size, True, c._reuse)
         return out
     finally:
         for i in range(pinned):
@@ -101,6 +119,7 @@ def merged_lookup_many(list cores, list keys, bint suppress_deletions=True):
         free(where)
         free(errs)
         free(eoffs)
+        free(named)
 
 
 cdef class MergedIter:

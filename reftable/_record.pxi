@@ -536,10 +536,15 @@ cdef int _load_record_types() except -1:
 cdef inline object ref_object(const unsigned char* name, size_t nlen, const RefValue* v,
                        int hash_size, bint records, Reuse reuse):
     """A ``RefRecord`` (``records``) or a tuple of the same fields."""
+    return ref_object_named(_str(name, nlen), v, hash_size, records, reuse)
+
+
+cdef inline object ref_object_named(object nm, const RefValue* v, int hash_size,
+                                    bint records, Reuse reuse):
+    """``ref_object`` with the name given as a ``str`` already."""
     cdef PyObject* o
     if records and _RefCls is None:
         _load_record_types()
-    nm = _str(name, nlen)
     ui = reuse.update_index(v.update_index)
     value = _opt_bytes(v.value, hash_size)
     peeled = _opt_bytes(v.target_value, hash_size)

@@ -10,15 +10,15 @@
 cimport cython
 from libc.errno cimport errno, EINTR, EEXIST, ENOENT, EINVAL, ENOSPC, EAGAIN
 from libc.stdio cimport rename as c_rename
-from posix.unistd cimport (write as c_write, read as c_read, fsync as c_fsync,
-                           close as c_close, unlink as c_unlink, getpid)
+from posix.unistd cimport (write as c_write, read as c_read, pread as c_pread,
+                           fsync as c_fsync, close as c_close, unlink as c_unlink, getpid)
 from posix.fcntl cimport (open as c_open, O_CREAT, O_EXCL, O_WRONLY, O_RDONLY, O_CLOEXEC,
                           O_DIRECTORY, O_NONBLOCK)
 from posix.stat cimport struct_stat, fstat as c_fstat, S_ISREG
 from posix.mman cimport (mmap as c_mmap, munmap as c_munmap, madvise, PROT_READ,
                          MAP_PRIVATE, MAP_FAILED, MADV_DONTNEED)
 from posix.time cimport clock_gettime, nanosleep, timespec, CLOCK_MONOTONIC
-from posix.types cimport mode_t
+from posix.types cimport mode_t, off_t
 from cpython.exc cimport PyErr_CheckSignals
 
 cdef extern from *:
@@ -115,6 +115,19 @@ cdef ssize_t _sys_read(int fd, void* buf, size_t n) noexcept:
         return -1
     with nogil:
         r = c_read(fd, buf, n)
+        err = errno
+    rt_set_errno(err)
+    return r
+
+
+cdef ssize_t _sys_pread(int fd, void* buf, size_t n, uint64_t off) noexcept:
+    cdef ssize_t r
+    cdef int err = _hook_err(RT_IO_READ)
+    if err:
+        rt_set_errno(err)
+        return -1
+    with nogil:
+        r = c_pread(fd, buf, n, <off_t>off)
         err = errno
     rt_set_errno(err)
     return r
@@ -278,14 +291,48 @@ cdef int _open_regular(bytes bpath, object path, uint64_t* size) except -1:
     return fd
 
 
-cdef const unsigned char* sys_map_file(bytes bpath, object path, uint64_t* size) except NULL:
-    """Map a whole regular file read-only; unmap with ``sys_unmap``."""
+cdef int _pread_all(int fd, unsigned char* p, size_t n, uint64_t off) noexcept:
+    """Read exactly ``n`` bytes at ``off``: 0, an errno, or -1 when the file ends first."""
+    cdef ssize_t r
+    while n > 0:
+        r = _sys_pread(fd, p, n, off)
+        if r < 0:
+            if errno == EINTR:
+                continue
+            return errno
+        if r == 0:
+            return -1
+        p += r
+        n -= <size_t>r
+        off += <uint64_t>r
+    return 0
+
+
+cdef const unsigned char* sys_map_file(bytes bpath, object path, uint64_t* size,
+                                       unsigned char* head, size_t head_len,
+                                       unsigned char* tail, size_t tail_len) except NULL:
+    """Map a whole regular file read-only; unmap with ``sys_unmap``. Its first
+    ``head_len`` and last ``tail_len`` bytes (fewer when the file is smaller) are also
+    read into ``head`` and ``tail``: for a point lookup in a large table, faulting the
+    first and the last page of the mapping in costs more than these two reads."""
     cdef int err
     cdef void* p
     cdef int fd = _open_regular(bpath, path, size)
     if size[0] == 0 or size[0] > <uint64_t>(<size_t>-1):
         _sys_close(fd, RT_IO_CLOSE_READ)
         raise FormatError(f"file of {size[0]} bytes is not a reftable", path, 0)
+    if head_len > size[0]:
+        head_len = <size_t>size[0]
+    if tail_len > size[0]:
+        tail_len = <size_t>size[0]
+    err = _pread_all(fd, head, head_len, 0)
+    if err == 0:
+        err = _pread_all(fd, tail, tail_len, size[0] - tail_len)
+    if err:
+        _sys_close(fd, RT_IO_CLOSE_READ)
+        if err < 0:
+            raise FormatError("file shrank while it was opened", path, 0)
+        _raise_io(err, path)
     p = _sys_mmap(fd, <size_t>size[0])
     err = errno
     _sys_close(fd, RT_IO_CLOSE_READ)  # the mapping stays valid; a failed close changes nothing

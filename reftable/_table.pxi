@@ -27,14 +27,21 @@ cdef uint32_t crc32_of(const unsigned char* p, size_t n) noexcept nogil:
     return <uint32_t>zlib_crc32(0, p, <unsigned int>n)
 
 
+cdef enum:
+    EDGE_HEAD = HEADER_SIZE_V2 + 1              # a header and the first block's type
+    EDGE_TAIL = HEADER_SIZE_V2 + FOOTER_EXTRA   # the longest footer
+
+
 def open_table(path):
     """Map the table file at ``path`` and check its header and footer.
     ``NotExistError`` when it does not exist; ``FormatError`` for a file that is not
     a regular file or not a table."""
+    cdef unsigned char head[EDGE_HEAD]
+    cdef unsigned char tail[EDGE_TAIL]
     cdef TableCore t = TableCore.__new__(TableCore, None, path)
-    t.buf = sys_map_file(_os.fsencode(path), path, &t.size)
+    t.buf = sys_map_file(_os.fsencode(path), path, &t.size, head, EDGE_HEAD, tail, EDGE_TAIL)
     t.mapped = True
-    t._parse()
+    t._parse(head, tail)
     return t
 
 
@@ -95,7 +102,7 @@ cdef class TableCore:
             self._has_buf = True
             self.buf = <const unsigned char*>self._pybuf.buf
             self.size = <uint64_t>self._pybuf.len
-            self._parse()
+            self._parse(self.buf, self.buf + self.size - min(self.size, <uint64_t>EDGE_TAIL))
 
     def __dealloc__(self):
         self._free()
@@ -219,8 +226,10 @@ cdef class TableCore:
             raise ValueError("table is closed")
         return 0
 
-    cdef int _parse(self) except -1:
-        cdef const unsigned char* b = self.buf
+    cdef int _parse(self, const unsigned char* b, const unsigned char* tail) except -1:
+        """Check the header and footer. ``b`` holds the table's first
+        ``min(size, EDGE_HEAD)`` bytes, ``tail`` its last ``min(size, EDGE_TAIL)``
+        (copies of a mapped file's, read without touching the mapping)."""
         cdef const unsigned char* f
         cdef uint64_t field
         cdef uint32_t crc_stored, crc
@@ -252,7 +261,7 @@ cdef class TableCore:
         self.min_update_index = get_be64(b + 8)
         self.max_update_index = get_be64(b + 16)
         self.data_end = self.size - self.footer_size
-        f = b + self.data_end
+        f = tail + EDGE_TAIL - self.footer_size  # (the size is over EDGE_TAIL here)
         if memcmp(f, b, self.header_size) != 0:
             raise self._err("footer does not repeat the header (truncated or corrupt table)",
                             self.data_end)

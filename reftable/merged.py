@@ -82,8 +82,7 @@ class MergedTable:
     def read_refs(self, names: Iterable[NameLike]) -> list[Optional[RefRecord]]:
         """``read_ref`` of many names at once; the search runs without the GIL, so
         threads reading the same tables run in parallel."""
-        keys = [to_name_bytes(n) for n in names]
-        return _core.merged_lookup_many(self._cores, keys, self.suppress_deletions)
+        return _core.merged_lookup_many(self._cores, names, self.suppress_deletions)
 
     def log_tuples(self, refname: Optional[NameLike] = None) -> Iterator[tuple[Any, ...]]:
         key = b"" if refname is None else to_name_bytes(refname) + b"\0"

@@ -303,6 +303,7 @@ class _Closed:
 
 
 _CLOSED = StackSnapshot((), (), None, 1 << 62, merged=_Closed())  # type: ignore[arg-type]
+_EMPTY = StackSnapshot((), (), None)  # the view of a handle before its first load
 
 
 class Stack(Closing):
@@ -338,13 +339,15 @@ class Stack(Closing):
         self._mutex = threading.Lock()
         self._turns = _Turns()
         self._seq = 0
-        self._snap = StackSnapshot((), (), None)
-        if not os.path.exists(self.list_path):  # (one stat when the stack exists)
+        self._snap = _EMPTY
+        self.reload()
+        # A missing list reads as an empty stack: only then is the directory checked
+        # (no stat on the way of a short-lived reader of a stack with tables).
+        if not self._snap.names and not os.path.exists(self.list_path):
             if not os.path.isdir(self.directory):
                 raise NotExistError(f"{self.directory}: no such directory")
             if create:
                 self._create_list()
-        self.reload()
         h = self._snap.merged.hash
         if self.options.hash is None:
             self.hash = h or "sha1"

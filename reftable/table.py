@@ -202,8 +202,7 @@ class Table(Closing):
     def read_refs(self, names: Iterable[NameLike]) -> list[Optional[RefRecord]]:
         """``read_ref`` of many names at once (deletions included); the search runs
         without the GIL, so other threads keep running."""
-        keys = [to_name_bytes(n) for n in names]
-        return _core.merged_lookup_many([self._core], keys, False)
+        return _core.merged_lookup_many([self._core], names, False)
 
     # -- logs ------------------------------------------------------------------
 

@@ -23,7 +23,8 @@ import iofaults
 import pytest
 
 import reftable
-from reftable.stack import Stack, StackOptions
+from reftable._impl import core as _core
+from reftable.stack import Stack, StackOptions, read_tables_list
 from reftable.transaction import LogEntry
 
 OPS = ("open", "write", "fsync", "rename", "unlink", "close")
@@ -199,12 +200,13 @@ def test_reads_are_counted(tmp_path):
     with Stack.open(template) as st:
         ntables = len(st.names)
     counts = iofaults.io_counts()
-    # tables.list is read with one read; tables are mapped
+    # tables.list is read with one read; tables are mapped, their header and footer
+    # read with one read each (not faulted in through the mapping)
     assert counts["open_read"] == ntables + 1
     assert counts["fstat"] == ntables + 1
     assert counts["mmap"] == ntables
     assert counts["close_read"] == ntables + 1
-    assert counts["read"] == 1
+    assert counts["read"] == 1 + 2 * ntables
     assert counts["write"] == counts["open"] == 0
 
 
@@ -232,6 +234,42 @@ def test_every_read_call_can_fail(tmp_path, op):
         assert [r.name for r in st.refs()] == before
         st.reload()
         assert "refs/heads/other" in [r.name for r in st.refs()]
+
+
+@pytest.mark.parametrize("nth", [1, 2])
+def test_header_and_footer_reads_can_fail(tmp_path, nth):
+    """A table's header and footer are read (not faulted in through its mapping):
+    either read failing is a ReftableIOError, and the next open works."""
+    d = str(tmp_path / "s")
+    make_template(d, 1, auto=False)
+    path = os.path.join(d, read_tables_list(d)[0])
+    iofaults.set_fault("read", nth, errno.EIO)
+    with pytest.raises(reftable.ReftableIOError) as ei:
+        reftable.Table.open(path)
+    iofaults.clear_faults()
+    assert ei.value.errno == errno.EIO
+    with reftable.Table.open(path) as t:
+        assert t.count_refs() > 0
+
+
+def test_table_that_shrinks_while_opened(tmp_path):
+    """A table cut short between its fstat and the read of its footer is a
+    FormatError, not a read of stale or missing bytes."""
+    d = str(tmp_path / "s")
+    make_template(d, 1, auto=False)
+    path = os.path.join(d, read_tables_list(d)[0])
+
+    def shrink(op):
+        if op == "read":
+            os.truncate(path, 10)
+        return 0
+
+    _core._set_io_hook(shrink)
+    try:
+        with pytest.raises(reftable.FormatError, match="shrank"):
+            reftable.Table.open(path)
+    finally:
+        iofaults.install()
 
 
 @pytest.mark.parametrize("kind", ["fifo", "directory", "device"])

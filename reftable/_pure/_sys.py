@@ -170,12 +170,43 @@ def _open_regular(path: str) -> tuple[int, int]:
     return fd, st.st_size
 
 
-def map_file(path: str) -> mmap.mmap:
-    """Map a whole regular file read-only."""
+def _pread_all(fd: int, n: int, off: int) -> tuple[bytes, int]:
+    """Exactly ``n`` bytes at ``off``: (bytes, 0), (b"", errno), or (short, -1) when the
+    file ends first."""
+    got = b""
+    while len(got) < n:
+        err = _hit("read")
+        if err:
+            return b"", err
+        try:
+            b = os.pread(fd, n - len(got), off + len(got))
+        except OSError as e:
+            if e.errno == _errno.EINTR:
+                continue
+            return b"", e.errno or _errno.EIO
+        if not b:
+            return got, -1
+        got += b
+    return got, 0
+
+
+def map_file(path: str, head_len: int, tail_len: int) -> tuple[mmap.mmap, bytes, bytes]:
+    """Map a whole regular file read-only; also read its first ``head_len`` and last
+    ``tail_len`` bytes (fewer when it is smaller), as the compiled core does (it reads
+    them rather than fault in the first and last page of a large mapping)."""
     fd, size = _open_regular(path)
     if size == 0:
         _close(fd, "close_read")
         raise FormatError(f"file of {size} bytes is not a reftable", path, 0)
+    head, err = _pread_all(fd, min(head_len, size), 0)
+    tail = b""
+    if not err:
+        tail, err = _pread_all(fd, min(tail_len, size), size - min(tail_len, size))
+    if err:
+        _close(fd, "close_read")
+        if err < 0:
+            raise FormatError("file shrank while it was opened", path, 0)
+        raise _io_error(err, path)
     err = _hit("mmap")
     m = None
     if not err:
@@ -186,7 +217,7 @@ def map_file(path: str) -> mmap.mmap:
     _close(fd, "close_read")  # the mapping stays valid; a failed close changes nothing
     if m is None:
         raise _io_error(err, path)
-    return m
+    return m, head, tail
 
 
 def read_file(path: str, limit: int) -> bytes:
