@@ -197,3 +197,23 @@ def test_merged_iter_init_failure_keeps_it_usable():
     with pytest.raises(TypeError):
         m.__init__([object()], BLOCK_REF)
     assert [r.name for r in m] == ["refs/heads/a"]
+
+
+def test_merged_order_compares_whole_keys_bytewise():
+    """The merge compares keys a word at a time: prefixes, lengths around word sizes
+    and bytes above 0x7f still sort as unsigned bytes."""
+    from reftable import MergedTable
+
+    names = sorted({"a", "ab", "abcdefgh", "abcdefgi", "abcdefgh\u00e9", "abcdefghZ",
+                    "refs/heads/" + "x" * 13, "refs/heads/" + "x" * 14, "refs/heads/\u00ff",
+                    "refs/heads/\u0100", "refs/heads/xxxxxxxx\u00e9a", "zz"},
+                   key=lambda n: n.encode())
+    tables = []
+    for k in range(3):
+        part = [RefRecord.val1(n, k + 1, oid(i)) for i, n in enumerate(names) if i % 3 != k]
+        tables.append(Table.from_bytes(write_table_bytes(part, min_update_index=k + 1,
+                                                         max_update_index=k + 1)))
+    got = list(MergedTable(tables).refs())
+    assert [r.name for r in got] == names
+    # each name is in two tables: the newer one wins
+    assert [r.update_index for r in got] == [3 if i % 3 != 2 else 2 for i in range(len(names))]
