@@ -618,6 +618,9 @@ cdef enum:
 
 cdef extern from "Python.h":
     int PyList_Append(object l, object x) except -1
+    list PyList_New(Py_ssize_t n)
+    void PyList_SET_ITEM(object l, Py_ssize_t i, object x)   # steals a reference
+    void Py_SET_SIZE(object o, Py_ssize_t n)
 
 
 cdef PyObject* _new_bytes(Py_ssize_t n) except NULL:
@@ -641,6 +644,9 @@ cdef class RefColumns:
     cdef Py_ssize_t n        # records in the batch
     cdef Py_ssize_t total    # records flushed
     cdef Py_ssize_t cap      # records the output bytes objects have room for
+    cdef Py_ssize_t slots    # records the batch buffers (ends, types, uis, ids) hold
+    cdef Py_ssize_t est      # records expected
+    cdef Py_ssize_t listed   # length the names list was made with (est when made)
     cdef list out_names
     cdef PyObject* out_types
     cdef PyObject* out_uis
@@ -665,8 +671,9 @@ cdef class RefColumns:
     cdef int reserve(self, uint64_t data_bytes) except -1:
         """Size the result for about ``data_bytes`` of ref blocks (it grows as needed)."""
         cdef uint64_t est = data_bytes // 32 + 16
-        if self.mode == COLS_ALL and self.cap < <Py_ssize_t>est:
-            self._grow(<Py_ssize_t>est)
+        self.est = <Py_ssize_t>est
+        if self.mode == COLS_ALL and self.cap < self.est:
+            self._grow(self.est)
         return 0
 
     cdef int _grow(self, Py_ssize_t cap) except -1:
@@ -683,34 +690,45 @@ cdef class RefColumns:
         self.cap = cap
         return 0
 
+    cdef int _more_slots(self) except -1 nogil:
+        cdef size_t k = <size_t>(self.slots * 2 if self.slots else COLS_BATCH)
+        buf_reserve(&self.ends, k * sizeof(size_t) - self.ends.len)
+        buf_reserve(&self.types, k - self.types.len)
+        buf_reserve(&self.uis, k * 8 - self.uis.len)
+        buf_reserve(&self.ids, k * <size_t>self.hash_size - self.ids.len)
+        self.slots = <Py_ssize_t>k
+        return 0
+
     cdef int add(self, const unsigned char* name, size_t nlen,
                  const RefValue* v) except -1 nogil:
-        cdef unsigned char vt = <unsigned char>v.value_type
-        cdef uint64_t ui = v.update_index
-        cdef size_t end
+        cdef Py_ssize_t i = self.n
+        cdef int hs = self.hash_size
+        cdef unsigned char* id_at
         cdef ColExtra e
         if self.mode == COLS_COUNT:
             self.n += 1
             return 0
+        if i >= self.slots:
+            self._more_slots()
         buf_append(&self.names, name, nlen)
-        end = self.names.len
-        buf_append(&self.ends, <const unsigned char*>&end, sizeof(size_t))
+        (<size_t*>self.ends.p)[i] = self.names.len
         if self.mode == COLS_NAMES:
             self.n += 1
             return 0
-        buf_append(&self.types, &vt, 1)
-        buf_append(&self.uis, <const unsigned char*>&ui, 8)
-        if v.value != NULL:
-            buf_append(&self.ids, v.value, self.hash_size)
+        self.types.p[i] = <unsigned char>v.value_type
+        (<uint64_t*>self.uis.p)[i] = v.update_index
+        id_at = self.ids.p + i * hs
+        if v.value == NULL:
+            memset(id_at, 0, hs)
+        elif hs == 20:
+            memcpy(id_at, v.value, 20)   # (a constant size: no call)
         else:
-            buf_reserve(&self.ids, self.hash_size)
-            memset(self.ids.p + self.ids.len, 0, self.hash_size)
-            self.ids.len += self.hash_size
+            memcpy(id_at, v.value, hs)
         if v.target_value != NULL or v.target != NULL:
-            e.i = self.n
+            e.i = i
             e.target = v.target != NULL
             e.start = self.extra_data.len
-            e.n = v.target_len if e.target else <size_t>self.hash_size
+            e.n = v.target_len if e.target else <size_t>hs
             buf_append(&self.extra_data, v.target if e.target else v.target_value, e.n)
             buf_append(&self.extras, <const unsigned char*>&e, sizeof(ColExtra))
         self.n += 1
@@ -723,12 +741,21 @@ cdef class RefColumns:
         cdef size_t start = 0
         cdef Py_ssize_t i, m = self.n, at = self.total
         if self.out_names is None:
-            self.out_names = []
+            # made as long as expected, its slots filled in order (unfilled ones are
+            # NULL, which the list's traversal and deallocation allow); result() cuts
+            # it to the records found. Growing it by appends would copy it repeatedly.
+            self.listed = self.est if self.mode != COLS_COUNT else 0
+            self.out_names = PyList_New(self.listed)
             self.peeled = {}
             self.targets = {}
         if self.mode != COLS_COUNT:
             for i in range(m):
-                PyList_Append(self.out_names, _str(self.names.p + start, ends[i] - start))
+                s = _str(self.names.p + start, ends[i] - start)
+                if at + i < self.listed:
+                    Py_INCREF(s)
+                    PyList_SET_ITEM(self.out_names, at + i, s)
+                else:
+                    PyList_Append(self.out_names, s)
                 start = ends[i]
         if self.mode == COLS_ALL and m:
             if at + m > self.cap:
@@ -744,8 +771,7 @@ cdef class RefColumns:
                     self.peeled[at + ex[i].i] = _bytes(self.extra_data.p + ex[i].start, ex[i].n)
         self.total += m
         self.n = 0
-        self.names.len = self.ends.len = self.types.len = self.uis.len = self.ids.len = 0
-        self.extras.len = self.extra_data.len = 0
+        self.names.len = self.extras.len = self.extra_data.len = 0
         return 0
 
     cdef list records(self):
@@ -781,6 +807,8 @@ cdef class RefColumns:
         uint64), object ids (hash_size bytes each, zeros where none), {position: peeled
         id}, {position: symref target})``), the names (``COLS_NAMES``) or the count."""
         self.flush()
+        if self.total < self.listed:
+            Py_SET_SIZE(self.out_names, self.total)  # the unfilled tail: capacity only
         if self.mode == COLS_COUNT:
             return self.total
         if self.mode == COLS_NAMES:

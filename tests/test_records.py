@@ -217,3 +217,21 @@ def test_merged_order_compares_whole_keys_bytewise():
     assert [r.name for r in got] == names
     # each name is in two tables: the newer one wins
     assert [r.update_index for r in got] == [3 if i % 3 != 2 else 2 for i in range(len(names))]
+
+
+@pytest.mark.parametrize("kind", ["tiny", "long"])
+def test_bulk_readers_whatever_the_record_sizes(kind):
+    """The names list is sized from the table's bytes: tables of tiny records (more
+    refs than expected) and of long ones (fewer) give every name once, in order."""
+    from reftable import MergedTable
+
+    if kind == "tiny":
+        refs = [RefRecord.deletion(f"{i:04x}", 1) for i in range(5000)]
+    else:
+        refs = [RefRecord.symref(f"refs/heads/{'n' * 200}{i:04d}", 1, "t" * 300 + str(i))
+                for i in range(700)]
+    t = Table.from_bytes(write_table_bytes(refs, min_update_index=1, max_update_index=1))
+    names = [r.name for r in refs]
+    assert t.ref_names() == names and t.ref_columns().names == names
+    assert MergedTable([t], suppress_deletions=False).ref_columns().names == names
+    assert len(t.ref_columns().value_types) == len(refs) == t.count_refs()
