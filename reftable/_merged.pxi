@@ -148,6 +148,7 @@ cdef class MergedIter:
     cdef int typ
     cdef bint suppress
     cdef Py_ssize_t* heap      # iterator indices, a binary heap by (key, newest first)
+    cdef Buf** keys            # the current key of each iterator (inside it: stable)
     cdef Py_ssize_t hlen
     cdef bint primed
     cdef Py_ssize_t pending    # the winner handed out last; consumed by the caller
@@ -155,26 +156,34 @@ cdef class MergedIter:
 
     def __cinit__(self):
         self.heap = NULL
+        self.keys = NULL
         self.pending = -1
 
     def __dealloc__(self):
         free(self.heap)
+        free(self.keys)
         buf_free(&self.last)
 
     def __init__(self, iters, int typ, bint suppress_deletions=True):
-        self.iters = list(iters)
-        for it in self.iters:
+        cdef Py_ssize_t i
+        cdef list its = list(iters)
+        for it in its:
             # _step and copy_to cast without checking, and copy_to decodes values by
             # self.typ after validating them by the iterator's own type
             if not isinstance(it, RecordIter) or (<RecordIter>it).typ != typ:
                 raise TypeError("MergedIter needs RecordIters over one section type")
-        self.n = len(self.iters)
+        self.iters = its
+        self.n = len(its)
         self.typ = typ
         self.suppress = suppress_deletions
         free(self.heap)
+        free(self.keys)
         self.heap = <Py_ssize_t*>malloc((self.n + 1) * sizeof(Py_ssize_t))
-        if self.heap == NULL:
+        self.keys = <Buf**>malloc((self.n + 1) * sizeof(Buf*))
+        if self.heap == NULL or self.keys == NULL:
             raise MemoryError()
+        for i in range(self.n):
+            self.keys[i] = &(<RecordIter>self.iters[i]).key
         self.hlen = 0
         self.primed = False
         self.pending = -1
@@ -183,9 +192,9 @@ cdef class MergedIter:
         return self
 
     cdef inline bint _less(self, Py_ssize_t a, Py_ssize_t b) noexcept:
-        cdef RecordIter x = <RecordIter>self.iters[a]
-        cdef RecordIter y = <RecordIter>self.iters[b]
-        cdef int c = key_cmp(x.key.p, x.key.len, y.key.p, y.key.len)
+        cdef const Buf* x = self.keys[a]
+        cdef const Buf* y = self.keys[b]
+        cdef int c = key_cmp(x.p, x.len, y.p, y.len)
         if c:
             return c < 0
         return a > b  # same key: the newer table first

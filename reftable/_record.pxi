@@ -19,6 +19,7 @@ cdef extern from "Python.h":
     unsigned long Py_TPFLAGS_HAVE_GC
     void PyObject_GC_UnTrack(void* o)
     void PyTuple_SET_ITEM(object t, Py_ssize_t i, PyObject* o)
+    PyObject* PyTuple_GET_ITEM(object t, Py_ssize_t i)
     ctypedef struct PyMemberDef:
         Py_ssize_t offset
         int type
@@ -365,6 +366,7 @@ cdef Py_ssize_t _log_offs[10]
 cdef bint _fast_records = False
 cdef bint _exact_records = False   # the slots are all of each object: allocate unzeroed
 cdef tuple _ref_vts = (0, 1, 2, 3)
+cdef tuple _ints = (0, 1, 2, 3)
 cdef tuple _log_vts = (0, 1)
 _REF_FIELDS = ("name", "update_index", "value_type", "value", "target_value", "target")
 _LOG_FIELDS = ("refname", "update_index", "value_type", "old_id", "new_id", "name", "email",
@@ -413,13 +415,17 @@ cdef extern from "Python.h":
 cdef inline bint _is_ascii(const unsigned char* p, size_t n) noexcept nogil:
     cdef uint64_t w, acc = 0
     cdef size_t i = 0
+    if n < 8:
+        while i < n:
+            acc |= p[i]
+            i += 1
+        return (acc & 0x80) == 0
     while i + 8 <= n:
         memcpy(&w, p + i, 8)
         acc |= w
         i += 8
-    while i < n:
-        acc |= p[i]
-        i += 1
+    memcpy(&w, p + n - 8, 8)  # the tail: the last 8 bytes, overlapping the words read
+    acc |= w
     return (acc & <uint64_t>0x8080808080808080ULL) == 0
 
 
@@ -544,7 +550,7 @@ cdef inline object ref_object_named(object nm, const RefValue* v, int hash_size,
     peeled = _opt_bytes(v.target_value, hash_size)
     target = None if v.target == NULL else _str(v.target, v.target_len)
     if not records:
-        return (nm, ui, v.value_type, value, peeled, target)
+        return (nm, ui, <object>PyTuple_GET_ITEM(_ints, v.value_type), value, peeled, target)
     if not _fast_records:
         return _RefCls(nm, ui, _ref_vts[v.value_type], value, peeled, target)
     o = _alloc(_RefCls)

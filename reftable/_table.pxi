@@ -958,11 +958,18 @@ cdef class RecordIter:
 
     cdef int _advance(self) except -1:
         """Decode the next record's key (value left unread). 0 at the end."""
+        cdef uint64_t eoff = 0
+        cdef int err
         if self.has_cur:
             return 1
-        if self._at_end():
-            return 0
-        self._decode_key(&self.extra)
+        # (the common case inline: one more record in the current block)
+        if self.done or self.table.released or self.pos >= self.block.v.restart_start:
+            if self._at_end():
+                return 0
+        self.table.keys_read += 1
+        err = bv_decode_key(&self.block.v, &self.pos, &self.key, &self.extra, &eoff)
+        if err != E_OK:
+            raise_format(self.table, err, eoff)
         if self.has_stop and (self.key.len < self.stop.len or
                               memcmp(self.key.p, self.stop.p, self.stop.len) != 0):
             self.done = True
@@ -1029,9 +1036,41 @@ cdef class RecordIter:
         return 0
 
     def __next__(self):
+        if self.typ == BLOCK_REF:
+            return self._next_ref()
         if not self._advance():
             raise StopIteration
         return self._make()
+
+    cdef object _next_ref(self):
+        """``__next__`` of a ref iterator, the common case (one more record in the
+        current block) decoded inline."""
+        cdef Block blk = self.block
+        cdef TableCore t = self.table
+        cdef RefValue rv
+        cdef uint64_t eoff = 0
+        cdef uint32_t pos = self.pos
+        cdef int err, extra
+        if self.has_cur or self.done or t.released or pos >= blk.v.restart_start:
+            if not self._advance():
+                raise StopIteration
+            return self._make()
+        err = bv_decode_key(&blk.v, &pos, &self.key, &extra, &eoff)
+        if err == E_OK:
+            t.keys_read += 1
+            if self.has_stop and (self.key.len < self.stop.len or
+                                  memcmp(self.key.p, self.stop.p, self.stop.len) != 0):
+                self.pos = pos
+                self.done = True
+                raise StopIteration
+            err = ref_value_decode(blk.v.data, &pos, blk.v.restart_start, t.hash_size,
+                                   t.min_update_index, extra, &rv)
+            if err != E_OK:
+                eoff = blk.v.offset + pos
+        if err != E_OK:
+            raise_format(t, err, eoff)
+        self.pos = pos
+        return ref_object(self.key.p, self.key.len, &rv, t.hash_size, self.records, self.reuse)
 
     def next_key(self):
         """Return the key of the next record without consuming it, or None."""

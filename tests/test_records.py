@@ -156,3 +156,44 @@ def test_ref_columns_across_blocks_and_prefixes():
     it = t._core.iter_section(BLOCK_REF)
     assert it.next_key() == b"HEAD"  # a key already decoded is part of the columns
     assert it.ref_columns()[0] == cols.names
+
+
+def test_ref_columns_names_and_counts_over_many_batches():
+    """The bulk readers decode a few hundred refs at a time: peeled ids and symref
+    targets keep their positions across batches, in one table and merged."""
+    from reftable import MergedTable
+
+    refs = []
+    for i in range(2500):
+        name = f"refs/heads/{i:05d}"
+        if i % 97 == 0:
+            refs.append(RefRecord.symref(name, 1, f"refs/heads/{i + 1:05d}"))
+        elif i % 89 == 0:
+            refs.append(RefRecord.val2(name, 1, oid(i), oid(i + 1)))
+        else:
+            refs.append(RefRecord.val1(name, 1, oid(i)))
+    t = Table.from_bytes(write_table_bytes(refs, min_update_index=1, max_update_index=1,
+                                           block_size=1024))
+    want_targets = {i: r.target for i, r in enumerate(refs) if r.target is not None}
+    want_peeled = {i: r.target_value for i, r in enumerate(refs) if r.target_value}
+    for cols in (t.ref_columns(), MergedTable([t]).ref_columns()):
+        assert cols.names == [r.name for r in refs]
+        assert cols.targets == want_targets and cols.peeled == want_peeled
+        assert [cols.value(i) for i in range(len(refs))] == [r.value for r in refs]
+    assert t.ref_names() == [r.name for r in refs] and t.count_refs() == len(refs)
+    assert t.ref_names("refs/heads/01") == [r.name for r in refs[1000:2000]]
+    assert t.count_refs("refs/heads/02") == 500
+    sub = t.ref_columns("refs/heads/02")
+    assert sub.targets == {i - 2000: v for i, v in want_targets.items() if i >= 2000}
+
+
+@pytest.mark.skipif(PURE, reason="the compiled core's merge state lives in C arrays")
+def test_merged_iter_init_failure_keeps_it_usable():
+    from reftable import _core
+
+    t = Table.from_bytes(write_table_bytes([RefRecord.val1("refs/heads/a", 1, oid(1))],
+                                           min_update_index=1, max_update_index=1))
+    m = _core.MergedIter([t._core.iter_section(BLOCK_REF, True)], BLOCK_REF)
+    with pytest.raises(TypeError):
+        m.__init__([object()], BLOCK_REF)
+    assert [r.name for r in m] == ["refs/heads/a"]
