@@ -44,6 +44,8 @@ def merged_lookup_many(list cores, names, bint suppress_deletions=True):
     cdef int* errs = NULL
     cdef uint64_t* eoffs = NULL
     cdef char* named = NULL    # the name is held[k] itself (an exact str)
+    cdef unsigned char* ids = NULL  # copies of the found ids, 2 * HASH_MAX bytes a name
+    cdef unsigned char* slot
     cdef Py_ssize_t pinned = 0
     cdef TableCore c
     cdef Buf key
@@ -61,7 +63,9 @@ def merged_lookup_many(list cores, names, bint suppress_deletions=True):
         errs = <int*>malloc(sizeof(int) * (n + 1))
         eoffs = <uint64_t*>malloc(sizeof(uint64_t) * (n + 1))
         named = <char*>malloc(n + 1)
-        if not (views and kps and klens and vals and where and errs and eoffs and named):
+        ids = <unsigned char*>malloc(2 * HASH_MAX * (n + 1))
+        if not (views and kps and klens and vals and where and errs and eoffs and named
+                and ids):
             raise MemoryError()
         for k in range(n):
             x = held[k]
@@ -94,6 +98,16 @@ def merged_lookup_many(list cores, names, bint suppress_deletions=True):
                         break
                     if found:
                         where[k] = <int>i
+                        # Copy the ids while their block is in the cache: read back
+                        # later, holding the GIL, they cost a cache miss each (that
+                        # was most of the time two threads could not share).
+                        slot = ids + 2 * HASH_MAX * k
+                        if vals[k].value != NULL:
+                            memcpy(slot, vals[k].value, views[i].hash_size)
+                            vals[k].value = slot
+                        if vals[k].target_value != NULL:
+                            memcpy(slot + HASH_MAX, vals[k].target_value, views[i].hash_size)
+                            vals[k].target_value = slot + HASH_MAX
                         break
                     i -= 1
         out = [None] * n
@@ -120,6 +134,7 @@ def merged_lookup_many(list cores, names, bint suppress_deletions=True):
         free(errs)
         free(eoffs)
         free(named)
+        free(ids)
 
 
 cdef inline int _key_cmp_words(const unsigned char* a, size_t alen,

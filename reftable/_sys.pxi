@@ -362,8 +362,8 @@ def read_file(path, Py_ssize_t limit):
     cdef Py_ssize_t want, got = 0
     cdef int fd = _open_regular(bpath, path, &size)
     want = <Py_ssize_t>size if size <= <uint64_t>limit else limit + 1
-    cdef bytearray out = bytearray(want)
-    cdef char* p = out
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, want)  # filled in place
+    cdef char* p = PyBytes_AS_STRING(out)
     while got < want:
         r = _sys_read(fd, p + got, want - got)
         if r < 0:
@@ -377,7 +377,7 @@ def read_file(path, Py_ssize_t limit):
     _sys_close(fd, RT_IO_CLOSE_READ)
     if err:
         _raise_io(err, path)
-    return bytes(out[:got])
+    return out if got == want else out[:got]  # (shorter only if the file shrank)
 
 
 # ---------------------------------------------------------------------------

@@ -452,17 +452,19 @@ cdef class TableCore:
     def refs_for_many(self, list oids):
         """For each object id (raw bytes of the table's hash size), the refs (records,
         tombstones excluded) whose value or peeled value it is. The search runs without
-        the GIL."""
-        cdef Py_ssize_t n = len(oids), k
-        cdef list cols = [new_columns(self.hash_size) for _ in range(n)]
+        the GIL (and never takes it back before it is done: the matches of every id
+        go into one batch, cut up afterwards)."""
+        cdef Py_ssize_t n = len(oids), k, prev = 0
+        cdef RefColumns c = new_columns(self.hash_size)
         cdef const unsigned char** ids = NULL
+        cdef Py_ssize_t* ends = NULL
         cdef Buf key, positions
         cdef TableView view
         cdef uint64_t eoff = 0
         cdef int err = E_OK
         cdef int id_len = 0
         cdef bint present = False
-        cdef RefColumns c
+        cdef list recs
         cdef uint64_t obj_off = self.obj_offset, obj_ioff = self.obj_index_offset
         for o in oids:
             if type(o) is not bytes or PyBytes_GET_SIZE(o) != self.hash_size:
@@ -474,7 +476,10 @@ cdef class TableCore:
         key.p = positions.p = NULL
         key.len = key.cap = positions.len = positions.cap = 0
         ids = <const unsigned char**>malloc(sizeof(void*) * (n + 1))
-        if ids == NULL:
+        ends = <Py_ssize_t*>malloc(sizeof(Py_ssize_t) * (n + 1))
+        if ids == NULL or ends == NULL:
+            free(ids)
+            free(ends)
             raise MemoryError()
         for k in range(n):
             ids[k] = <const unsigned char*>PyBytes_AS_STRING(oids[k])
@@ -483,18 +488,23 @@ cdef class TableCore:
         try:
             with nogil:
                 for k in range(n):
-                    with gil:
-                        c = <RefColumns>cols[k]
                     err = tv_refs_for(&view, ids[k], obj_off, obj_ioff, id_len, &key,
                                       &positions, c, &eoff)
                     if err != E_OK:
                         break
+                    ends[k] = c.n  # the matches of ids[k] end here
             if err != E_OK:
                 raise_format(self, err, eoff)
-            return [(<RefColumns>c).records() for c in cols]
+            recs = c.records()
+            out = []
+            for k in range(n):
+                out.append(recs[prev:ends[k]])
+                prev = ends[k]
+            return out
         finally:
             self._unpin()
             free(ids)
+            free(ends)
             buf_free(&key)
             buf_free(&positions)
 

@@ -464,10 +464,11 @@ class Stack(Closing):
                     t = Table.open(os.path.join(self.directory, n))
                     opened.append(t)
                 new.append(t)
-            for prev, nxt in zip(new, new[1:], strict=False):
-                if nxt._core.min_update_index <= prev._core.max_update_index:
+            cores = [t._core for t in new]
+            for i in range(1, len(cores)):
+                if cores[i].min_update_index <= cores[i - 1].max_update_index:
                     raise FormatError(
-                        f"update index ranges overlap: {prev.name} and {nxt.name}",
+                        f"update index ranges overlap: {new[i - 1].name} and {new[i].name}",
                         self.list_path)
             snap = StackSnapshot(names, new, data, seq)
             # A handle keeps its hash (set when it was opened): if another process

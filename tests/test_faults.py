@@ -210,6 +210,24 @@ def test_reads_are_counted(tmp_path):
     assert counts["write"] == counts["open"] == 0
 
 
+def test_single_ref_addition_makes_gits_calls_only(tmp_path):
+    """An addition on an open handle does Git's file operations and no more: take the
+    lock, read the list under it, write + fsync + rename the table, write + fsync +
+    rename the list (no directory fsync when off, as in Git). The committed view is
+    made from the bytes written: no re-read of the list, no mapping of the new table."""
+    d = str(tmp_path / "s")
+    make_template(d, 2, auto=False)
+    with Stack.open(d, StackOptions(auto_compact=False, fsync_directory=False)) as st:
+        iofaults.reset_io_counts()
+        with st.transaction() as tx:
+            tx.update("refs/heads/one-more", oid(99))
+        counts = iofaults.io_counts()
+        assert st.read_ref("refs/heads/one-more") is not None
+    assert counts == dict.fromkeys(counts, 0) | {
+        "open": 2, "write": 2, "fsync": 2, "close": 2, "rename": 2,
+        "open_read": 1, "fstat": 1, "read": 1, "close_read": 1}
+
+
 @pytest.mark.parametrize("op", ["open_read", "fstat", "read", "mmap"])
 def test_every_read_call_can_fail(tmp_path, op):
     """A failing read is a ReftableIOError; a handle whose reload fails keeps serving

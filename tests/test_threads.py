@@ -88,8 +88,10 @@ def test_batch_lookups_take_names_of_every_kind():
     the record's name), bytes, bytearray, memoryview, names with surrogate escapes
     (non-UTF-8 bytes) and any iterable; anything else is a TypeError."""
     names = ["refs/heads/caf\u00e9", "refs/heads/main", "refs/heads/x\udcff"]
-    recs = [RefRecord(n, 1, RefValueType.VAL1, oid(i)) for i, n in enumerate(sorted(
-        names, key=lambda n: n.encode("utf-8", "surrogateescape")))]
+    ordered = sorted(names, key=lambda n: n.encode("utf-8", "surrogateescape"))
+    recs = [RefRecord(ordered[0], 1, RefValueType.VAL2, oid(1), oid(2)),
+            RefRecord(ordered[1], 1, RefValueType.VAL1, oid(3)),
+            RefRecord(ordered[2], 1, RefValueType.SYMREF, target="refs/heads/main")]
     t = Table.from_bytes(write_table_bytes(recs, min_update_index=1, max_update_index=1))
     merged = MergedTable([t])
     want = {r.name: r for r in recs}
