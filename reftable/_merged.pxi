@@ -398,9 +398,15 @@ cdef class MergedIter:
         return (<RecordIter>self.iters[i])._make()
 
     def ref_columns(self):
-        """Consume a merged ref iterator; the columns of ``RecordIter.ref_columns``. The
-        merge runs without the GIL a batch at a time (the tables stay mapped until the
-        end, even if closed meanwhile)."""
+        """Consume a merged ref iterator; the columns of ``RecordIter.ref_columns``."""
+        if self.typ != BLOCK_REF:
+            raise ValueError("ref_columns needs ref iterators")
+        return self._collect(COLS_ALL)
+
+    cdef object _collect(self, int mode):
+        """Consume a merged ref iterator into a ``RefColumns`` of ``mode``; return its
+        result. The merge runs without the GIL a batch at a time (the tables stay mapped
+        until the end, even if closed meanwhile)."""
         cdef RecordIter it
         cdef RefColumns c
         cdef MergeSrc* srcs = NULL
@@ -408,13 +414,11 @@ cdef class MergedIter:
         cdef uint64_t eoff = 0
         cdef int err = E_OK
         cdef bint more = True
-        if self.typ != BLOCK_REF:
-            raise ValueError("ref_columns needs ref iterators")
         if self._step() < 0:  # primes the heap: each live iterator has its key decoded
-            return ([], b"", b"", b"", {}, {})
+            return new_columns(20, mode).result()
         self.pending = -1
         it = <RecordIter>self.iters[self.heap[0]]
-        c = new_columns(it.table.hash_size)
+        c = new_columns(it.table.hash_size, mode)
         c.reserve(sum([(<RecordIter>x).table.data_end for x in self.iters]))
         srcs = <MergeSrc*>calloc(self.n + 1, sizeof(MergeSrc))
         if srcs == NULL:
@@ -453,6 +457,8 @@ cdef class MergedIter:
 
     def count(self):
         cdef Py_ssize_t i, c = 0
+        if self.typ == BLOCK_REF:
+            return self._collect(COLS_COUNT)
         while True:
             i = self._step()
             if i < 0:

@@ -278,4 +278,5 @@ def test_merged_columns_equal_merged_records(seed):
                                    if r.target_value is not None}
             assert cols.targets == {i: r.target for i, r in enumerate(want)
                                     if r.target is not None}
+            assert m.count_refs(prefix) == len(want)
         assert m.count_refs() == len(list(m.refs()))
