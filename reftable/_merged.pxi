@@ -159,6 +159,127 @@ cdef inline int _key_cmp_words(const unsigned char* a, size_t alen,
     return 1 if alen > blen else 0
 
 
+cdef inline bint _heap_less(Buf** keys, Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    cdef int c = _key_cmp_words(keys[a].p, keys[a].len, keys[b].p, keys[b].len)
+    if c:
+        return c < 0
+    return a > b  # same key: the newer table first
+
+
+cdef void _heap_sift_down(Py_ssize_t* h, Py_ssize_t hlen, Buf** keys,
+                          Py_ssize_t pos) noexcept nogil:
+    """Restore the heap of source indexes (by key, newest first) below ``pos``."""
+    cdef Py_ssize_t child, t
+    while True:
+        child = 2 * pos + 1
+        if child >= hlen:
+            return
+        if child + 1 < hlen and _heap_less(keys, h[child + 1], h[child]):
+            child += 1
+        if not _heap_less(keys, h[child], h[pos]):
+            return
+        t = h[pos]
+        h[pos] = h[child]
+        h[child] = t
+        pos = child
+
+
+cdef struct MergeSrc:
+    # one table's ref iterator, detached from its RecordIter to run without the GIL:
+    # its key (``keys[i]``, inside the RecordIter) is decoded, its value unread
+    TableView view
+    BlockView b
+    uint32_t pos
+    int extra
+    const Buf* stop
+    bint has_stop
+    bint one_block
+    uint64_t keys_read
+
+
+cdef int _src_next(MergeSrc* s, Buf* key, bint* live, uint64_t* eoff) except -1 nogil:
+    """Skip the current record's value, then decode the next key (``live`` false at the
+    end of the section or of the stop prefix)."""
+    cdef RefValue rv
+    cdef int err = ref_value_decode(s.b.data, &s.pos, s.b.restart_start, s.view.hash_size,
+                                    s.view.min_update_index, s.extra, &rv)
+    if err != E_OK:
+        eoff[0] = s.b.offset + s.pos
+        return err
+    return _src_key(s, key, live, eoff)
+
+
+cdef int _src_key(MergeSrc* s, Buf* key, bint* live, uint64_t* eoff) except -1 nogil:
+    cdef int err
+    live[0] = False
+    if s.pos >= s.b.restart_start:
+        if s.one_block or tv_block_type(&s.view, s.b.offset + s.b.full_size) != BLOCK_REF:
+            return E_OK
+        err = bv_parse(&s.view, s.b.offset + s.b.full_size, &s.b, eoff)
+        if err != E_OK:
+            return err
+        s.pos = s.b.rec_start
+        key.len = 0
+    err = bv_decode_key(&s.b, &s.pos, key, &s.extra, eoff)
+    if err != E_OK:
+        return err
+    s.keys_read += 1
+    if s.has_stop and (key.len < s.stop.len or memcmp(key.p, s.stop.p, s.stop.len) != 0):
+        return E_OK
+    live[0] = True
+    return E_OK
+
+
+cdef int _merge_columns(MergeSrc* srcs, Py_ssize_t* heap, Py_ssize_t* hlen, Buf** keys,
+                        Buf* last, bint suppress, RefColumns c, Py_ssize_t limit,
+                        bint* more, Py_ssize_t* bad, uint64_t* eoff) except -1 nogil:
+    """The k-way merge of ``MergedIter`` over detached sources: add up to ``limit``
+    visible refs to ``c`` (``more`` when it stopped there); on damage, the source in
+    ``bad`` and an error code."""
+    cdef Py_ssize_t k, i
+    cdef MergeSrc* s
+    cdef RefValue rv
+    cdef bint live
+    cdef int err
+    more[0] = False
+    k = 0
+    while hlen[0]:
+        i = heap[0]
+        s = &srcs[i]
+        bad[0] = i
+        if k == limit:
+            more[0] = True
+            return E_OK
+        buf_set(last, keys[i].p, keys[i].len)
+        if not (suppress and s.extra == 0):  # (a tombstone hides older records only)
+            err = ref_value_decode(s.b.data, &s.pos, s.b.restart_start, s.view.hash_size,
+                                   s.view.min_update_index, s.extra, &rv)
+            if err != E_OK:
+                eoff[0] = s.b.offset + s.pos
+                return err
+            c.add(last.p, last.len, &rv)
+            k += 1
+            err = _src_key(s, keys[i], &live, eoff)
+        else:
+            err = _src_next(s, keys[i], &live, eoff)
+        # the winner moved on, then every older record of the same key is dropped
+        while True:
+            if err != E_OK:
+                return err
+            if not live:
+                hlen[0] -= 1
+                heap[0] = heap[hlen[0]]
+            _heap_sift_down(heap, hlen[0], keys, 0)
+            if not hlen[0]:
+                break
+            i = heap[0]
+            if _key_cmp_words(keys[i].p, keys[i].len, last.p, last.len) != 0:
+                break
+            bad[0] = i
+            err = _src_next(&srcs[i], keys[i], &live, eoff)
+    return E_OK
+
+
 cdef class MergedIter:
     """k-way merge of the same section of several tables (given oldest first): for
     each key the newest table's record wins; with ``suppress_deletions`` tombstones
@@ -213,29 +334,8 @@ cdef class MergedIter:
     def __iter__(self):
         return self
 
-    cdef inline bint _less(self, Py_ssize_t a, Py_ssize_t b) noexcept:
-        cdef const Buf* x = self.keys[a]
-        cdef const Buf* y = self.keys[b]
-        cdef int c = _key_cmp_words(x.p, x.len, y.p, y.len)
-        if c:
-            return c < 0
-        return a > b  # same key: the newer table first
-
-    cdef void _sift_down(self, Py_ssize_t pos) noexcept:
-        cdef Py_ssize_t child, t
-        cdef Py_ssize_t* h = self.heap
-        while True:
-            child = 2 * pos + 1
-            if child >= self.hlen:
-                return
-            if child + 1 < self.hlen and self._less(h[child + 1], h[child]):
-                child += 1
-            if not self._less(h[child], h[pos]):
-                return
-            t = h[pos]
-            h[pos] = h[child]
-            h[child] = t
-            pos = child
+    cdef inline void _sift_down(self, Py_ssize_t pos) noexcept:
+        _heap_sift_down(self.heap, self.hlen, self.keys, pos)
 
     cdef int _refill_top(self) except -1:
         """The top iterator's record was consumed: advance it and restore the heap."""
@@ -299,34 +399,66 @@ cdef class MergedIter:
 
     def ref_columns(self):
         """Consume a merged ref iterator; the columns of ``RecordIter.ref_columns``."""
-        cdef RefValue rv
-        cdef RecordIter it
-        cdef Block b
-        cdef Py_ssize_t i
-        cdef RefColumns c = None
         if self.typ != BLOCK_REF:
             raise ValueError("ref_columns needs ref iterators")
-        while True:
-            i = self._step()
-            if i < 0:
-                break
-            it = <RecordIter>self.iters[i]
-            if c is None:
-                c = new_columns(it.table.hash_size)
-                c.reserve(sum([(<RecordIter>x).table.data_end for x in self.iters]))
-            b = it.block
-            it.pos = ref_decode(it.table, b.v.data, it.pos, b.v.restart_start, b.v.offset, it.extra,
-                                &rv)
-            it.has_cur = False
-            c.add(it.key.p, it.key.len, &rv)
-            if c.n >= COLS_BATCH:
+        return self._collect(COLS_ALL)
+
+    cdef object _collect(self, int mode):
+        """Consume a merged ref iterator into a ``RefColumns`` of ``mode``; return its
+        result. The merge runs without the GIL a batch at a time (the tables stay mapped
+        until the end, even if closed meanwhile)."""
+        cdef RecordIter it
+        cdef RefColumns c
+        cdef MergeSrc* srcs = NULL
+        cdef Py_ssize_t i, bad = 0, pinned = 0
+        cdef uint64_t eoff = 0
+        cdef int err = E_OK
+        cdef bint more = True
+        if self._step() < 0:  # primes the heap: each live iterator has its key decoded
+            return new_columns(20, mode).result()
+        self.pending = -1
+        it = <RecordIter>self.iters[self.heap[0]]
+        c = new_columns(it.table.hash_size, mode)
+        c.reserve(sum([(<RecordIter>x).table.data_end for x in self.iters]))
+        srcs = <MergeSrc*>calloc(self.n + 1, sizeof(MergeSrc))
+        if srcs == NULL:
+            raise MemoryError()
+        try:
+            for i in range(self.n):
+                it = <RecordIter>self.iters[i]
+                it.table._check_open()
+                it.table._pins += 1
+                pinned += 1
+                if it.block is not None:
+                    srcs[i].b = it.block.v
+                srcs[i].view = it.table.view
+                srcs[i].pos = it.pos
+                srcs[i].extra = it.extra
+                srcs[i].stop = &it.stop
+                srcs[i].has_stop = it.has_stop
+                srcs[i].one_block = it.one_block
+                it.done = True    # its state moves to srcs[i] (and keys[i])
+                it.has_cur = False
+            while more:
+                with nogil:
+                    err = _merge_columns(srcs, self.heap, &self.hlen, self.keys, &self.last,
+                                         self.suppress, c, COLS_BATCH, &more, &bad, &eoff)
+                if err != E_OK:
+                    self.hlen = 0
+                    raise_format((<RecordIter>self.iters[bad]).table, err, eoff)
                 c.flush()
-        if c is None:
-            return ([], b"", b"", b"", {}, {})
+        finally:
+            for i in range(pinned):
+                it = <RecordIter>self.iters[i]
+                it.table.keys_read += srcs[i].keys_read
+                it.table._unpin()
+            free(srcs)
         return c.result()
 
     def count(self):
         cdef Py_ssize_t i, c = 0
+        if self.typ == BLOCK_REF:
+            return self._collect(COLS_COUNT)
         while True:
             i = self._step()
             if i < 0:

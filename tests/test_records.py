@@ -235,3 +235,48 @@ def test_bulk_readers_whatever_the_record_sizes(kind):
     assert t.ref_names() == names and t.ref_columns().names == names
     assert MergedTable([t], suppress_deletions=False).ref_columns().names == names
     assert len(t.ref_columns().value_types) == len(refs) == t.count_refs()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_merged_columns_equal_merged_records(seed):
+    """Merged columns (merged without the GIL, in batches) hold exactly the records the
+    merged iterator yields: newest wins, tombstones hide, prefixes stop."""
+    import random
+
+    from reftable import MergedTable
+
+    rng = random.Random(seed)
+    tables = []
+    for k in range(4):
+        recs = {}
+        for _ in range(rng.randrange(200, 900)):
+            name = f"refs/{rng.choice(['heads', 'tags'])}/{rng.randrange(1500):x}"
+            kind = rng.randrange(10)
+            if kind == 0:
+                recs[name] = RefRecord.deletion(name, k + 1)
+            elif kind == 1:
+                recs[name] = RefRecord.symref(name, k + 1, f"refs/heads/t{rng.randrange(99)}")
+            elif kind == 2:
+                recs[name] = RefRecord.val2(name, k + 1, oid(rng.randrange(1, 999)),
+                                            oid(rng.randrange(1, 999)))
+            else:
+                recs[name] = RefRecord.val1(name, k + 1, oid(rng.randrange(1, 999)))
+        data = write_table_bytes(sorted(recs.values(), key=lambda r: r.name.encode()),
+                                 min_update_index=k + 1, max_update_index=k + 1,
+                                 block_size=rng.choice([256, 1024]))
+        tables.append(Table.from_bytes(data))
+    for suppress in (True, False):
+        m = MergedTable(tables, suppress_deletions=suppress)
+        for prefix in ("", "refs/heads/", "refs/tags/1", "refs/zz"):
+            want = list(m.refs(prefix))
+            cols = m.ref_columns(prefix)
+            assert cols.names == [r.name for r in want]
+            assert list(cols.value_types) == [r.value_type for r in want]
+            assert cols.update_indexes.tolist() == [r.update_index for r in want]
+            assert [cols.value(i) for i in range(len(want))] == [r.value for r in want]
+            assert cols.peeled == {i: r.target_value for i, r in enumerate(want)
+                                   if r.target_value is not None}
+            assert cols.targets == {i: r.target for i, r in enumerate(want)
+                                    if r.target is not None}
+            assert m.count_refs(prefix) == len(want)
+        assert m.count_refs() == len(list(m.refs()))
