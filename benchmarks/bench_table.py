@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 from reftable import LogRecord, LogValueType, Table, TableWriter, write_table_bytes
 
 from . import peer_dulwich as dw
-from .common import Config, Dataset, Row, median, per_op, repeat
+from .common import Config, Dataset, Row, median, per_op, repeat, timed
 
 _CONSUME = deque  # deque(it, maxlen=0) drains an iterator at C speed
 
@@ -125,6 +126,7 @@ def bench_iterate(cfg: Config, ds: Dataset, path: str, dpath: str | None) -> lis
         tt = repeat(bulk2, reps, 1, cfg.keep_gc)
         extra_rows.append(Row("iterate", rid, label, ds.n, "s", median(tt), tt,
                               extra={"records": ds.n}))
+    extra_rows.append(threads_columns(cfg, ds, path))
     if dpath is not None:
         got = len(dw.read_all(dpath))
         times = repeat(lambda: dw.read_all(dpath), reps, 1, cfg.keep_gc)
@@ -135,6 +137,33 @@ def bench_iterate(cfg: Config, ds: Dataset, path: str, dpath: str | None) -> lis
     elif cfg.dulwich and dw.AVAILABLE and ds.n > 400_000:
         rec.note = "dulwich cannot write this table"
     return [rec, blk, *extra_rows]
+
+
+def threads_columns(cfg: Config, ds: Dataset, path: str) -> Row:
+    """Two threads reading every ref of one shared table as columns (decoded without
+    the GIL, turned into objects with it): throughput against one thread."""
+    with Table.open(path) as t:
+
+        def one() -> None:
+            t.ref_columns()
+
+        def two() -> None:
+            threads = [threading.Thread(target=one) for _ in range(2)]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+
+        ratios = []
+        for _ in range(cfg.reps(ds.n, 5)):  # paired: the machine's load drifts
+            t1, _ = timed(one, cfg.keep_gc)
+            t2, _ = timed(two, cfg.keep_gc)
+            ratios.append(2 * t1 / t2)
+    cores = len(os.sched_getaffinity(0))
+    return Row("iterate", "threads_columns",
+               "2 threads of Table.ref_columns on one table: throughput vs 1 thread", ds.n,
+               "x", median(ratios), ratios,
+               note=f"{cores} cores; load average {os.getloadavg()[0]:.1f}")
 
 
 # -- 3. point lookups in one table -------------------------------------------------

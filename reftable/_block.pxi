@@ -322,28 +322,45 @@ cdef inline int bv_decode_key(const BlockView* b, uint32_t* pos, Buf* key, int* 
     into ``key``; advance ``pos`` to the record's value. An error code, or -1 with a
     MemoryError."""
     cdef const unsigned char* p = b.data
-    cdef uint32_t end = b.restart_start
+    cdef uint32_t at = pos[0], end = b.restart_start
     cdef uint64_t prefix, st, suffix
-    cdef int n = get_varint(p + pos[0], end - pos[0], &prefix)
-    cdef int m
-    eoff[0] = b.offset + pos[0]
-    if n < 0:
-        return E_KEY_VARINT
-    m = get_varint(p + pos[0] + n, end - pos[0] - n, &st)
-    if m < 0:
-        return E_KEY_VARINT
+    cdef uint64_t w0, w1
+    cdef int n, m
+    if at + 2 <= end and p[at] < 0x80 and p[at + 1] < 0x80:  # both varints one byte
+        prefix = p[at]
+        st = p[at + 1]
+        n = m = 1
+    else:
+        n = get_varint(p + at, end - at, &prefix)
+        if n < 0:
+            eoff[0] = b.offset + at
+            return E_KEY_VARINT
+        m = get_varint(p + at + n, end - at - n, &st)
+        if m < 0:
+            eoff[0] = b.offset + at
+            return E_KEY_VARINT
     suffix = st >> 3
+    eoff[0] = b.offset + at
     if prefix > key.len:
         return E_KEY_PREFIX
-    if suffix > end - pos[0] - n - m:
+    if suffix > end - at - n - m:
         return E_KEY_PAST_END
     if prefix + suffix == 0:
         return E_EMPTY_KEY
-    pos[0] += n + m
+    at += n + m
     extra[0] = <int>(st & 7)
-    key.len = <size_t>prefix
-    buf_append(key, p + pos[0], <size_t>suffix)
-    pos[0] += <uint32_t>suffix
+    if suffix <= 16 and prefix + 16 <= key.cap and at + 16 <= b.length:
+        # a short suffix: copied as two words (the bytes after it still lie in the
+        # block, and the key buffer has room for them)
+        memcpy(&w0, p + at, 8)
+        memcpy(&w1, p + at + 8, 8)
+        memcpy(key.p + prefix, &w0, 8)
+        memcpy(key.p + prefix + 8, &w1, 8)
+        key.len = <size_t>(prefix + suffix)
+    else:
+        key.len = <size_t>prefix
+        buf_append(key, p + at, <size_t>suffix)
+    pos[0] = at + <uint32_t>suffix
     return E_OK
 
 

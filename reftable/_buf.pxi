@@ -25,6 +25,7 @@ cdef enum:
     MAX_INDEX_LEVELS = 32   # a table of 2^64 bytes needs far fewer; bounds hostile loops
     HASH_ID_SHA1 = 0x73686131    # "sha1"
     HASH_ID_SHA256 = 0x73323536  # "s256"
+    HASH_MAX = 32                # bytes of the longest object id (sha256)
     # File header: "REFT", version, block size (24 bits), min and max update index;
     # version 2 appends the hash id. The footer repeats the header, then five 64-bit
     # section offsets and a CRC-32.

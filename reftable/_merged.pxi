@@ -20,11 +20,22 @@ def merged_lookup(list cores, bytes key, bint suppress_deletions=True):
 
 
 
-def merged_lookup_many(list cores, list keys, bint suppress_deletions=True):
-    """``merged_lookup`` of many keys (``bytes``) at once; the searching runs without
-    the GIL, so threads looking up in the same tables run in parallel. The tables stay
-    mapped until it is done, even if closed meanwhile."""
-    cdef Py_ssize_t m = len(cores), n = len(keys), i, k
+cdef object _to_name_bytes = None
+
+
+def merged_lookup_many(list cores, names, bint suppress_deletions=True):
+    """``merged_lookup`` of many names at once; the searching runs without the GIL, so
+    threads looking up in the same tables run in parallel. The tables stay mapped
+    until it is done, even if closed meanwhile.
+
+    A name is ``bytes`` or ``str``: a ``str`` is searched as its UTF-8 form (no bytes
+    object is made) and becomes the found record's name; anything else goes through
+    ``records.to_name_bytes``. Work done holding the GIL is what two threads cannot
+    share, hence no conversion per name in Python."""
+    global _to_name_bytes
+    cdef tuple held = tuple(names)  # the objects whose bytes are read without the GIL
+    cdef list keep = []        # bytes made from names (kept alive until the end)
+    cdef Py_ssize_t m = len(cores), n = len(held), i, k
     cdef TableView* views = NULL
     cdef const unsigned char** kps = NULL
     cdef size_t* klens = NULL
@@ -32,6 +43,9 @@ def merged_lookup_many(list cores, list keys, bint suppress_deletions=True):
     cdef int* where = NULL
     cdef int* errs = NULL
     cdef uint64_t* eoffs = NULL
+    cdef char* named = NULL    # the name is held[k] itself (an exact str)
+    cdef unsigned char* ids = NULL  # copies of the found ids, 2 * HASH_MAX bytes a name
+    cdef unsigned char* slot
     cdef Py_ssize_t pinned = 0
     cdef TableCore c
     cdef Buf key
@@ -40,9 +54,6 @@ def merged_lookup_many(list cores, list keys, bint suppress_deletions=True):
     cdef list out
     key.p = NULL
     key.len = key.cap = 0
-    for k in range(n):
-        if type(keys[k]) is not bytes:
-            raise TypeError("keys must be bytes")
     try:
         views = <TableView*>malloc(sizeof(TableView) * (m + 1))
         kps = <const unsigned char**>malloc(sizeof(void*) * (n + 1))
@@ -51,8 +62,21 @@ def merged_lookup_many(list cores, list keys, bint suppress_deletions=True):
         where = <int*>malloc(sizeof(int) * (n + 1))
         errs = <int*>malloc(sizeof(int) * (n + 1))
         eoffs = <uint64_t*>malloc(sizeof(uint64_t) * (n + 1))
-        if not (views and kps and klens and vals and where and errs and eoffs):
+        named = <char*>malloc(n + 1)
+        ids = <unsigned char*>malloc(2 * HASH_MAX * (n + 1))
+        if not (views and kps and klens and vals and where and errs and eoffs and named
+                and ids):
             raise MemoryError()
+        for k in range(n):
+            x = held[k]
+            named[k] = type(x) is str
+            if not named[k] and type(x) is not bytes:
+                if _to_name_bytes is None:
+                    from .records import to_name_bytes
+                    _to_name_bytes = to_name_bytes
+                x = _to_name_bytes(x)
+                keep.append(x)
+            kps[k] = _utf8(x, &klens[k], keep)
         for i in range(m):
             c = <TableCore>cores[i]
             c._check_open()
@@ -60,9 +84,6 @@ def merged_lookup_many(list cores, list keys, bint suppress_deletions=True):
             views[i] = c.view
             c._pins += 1
             pinned += 1
-        for k in range(n):
-            kps[k] = <const unsigned char*>PyBytes_AS_STRING(keys[k])
-            klens[k] = <size_t>PyBytes_GET_SIZE(keys[k])
         with nogil:
             for k in range(n):
                 where[k] = -1
@@ -77,6 +98,16 @@ def merged_lookup_many(list cores, list keys, bint suppress_deletions=True):
                         break
                     if found:
                         where[k] = <int>i
+                        # Copy the ids while their block is in the cache: read back
+                        # later, holding the GIL, they cost a cache miss each (that
+                        # was most of the time two threads could not share).
+                        slot = ids + 2 * HASH_MAX * k
+                        if vals[k].value != NULL:
+                            memcpy(slot, vals[k].value, views[i].hash_size)
+                            vals[k].value = slot
+                        if vals[k].target_value != NULL:
+                            memcpy(slot + HASH_MAX, vals[k].target_value, views[i].hash_size)
+                            vals[k].target_value = slot + HASH_MAX
                         break
                     i -= 1
         out = [None] * n
@@ -88,7 +119,8 @@ def merged_lookup_many(list cores, list keys, bint suppress_deletions=True):
                 raise_format(c, errs[k], eoffs[k])
             if suppress_deletions and vals[k].value_type == 0:
                 continue
-            out[k] = ref_object(kps[k], klens[k], &vals[k], c.hash_size, True, c._reuse)
+            x = held[k] if named[k] else _str(kps[k], klens[k])
+            out[k] = ref_object_named(x, &vals[k], c.hash_size, True, c._reuse)
         return out
     finally:
         for i in range(pinned):
@@ -101,6 +133,151 @@ def merged_lookup_many(list cores, list keys, bint suppress_deletions=True):
         free(where)
         free(errs)
         free(eoffs)
+        free(named)
+        free(ids)
+
+
+cdef inline int _key_cmp_words(const unsigned char* a, size_t alen,
+                               const unsigned char* b, size_t blen) noexcept nogil:
+    """``key_cmp`` a word at a time: merged keys share long prefixes (refs/heads/...),
+    and the merge compares several per record."""
+    cdef size_t n = alen if alen < blen else blen
+    cdef size_t i = 0
+    cdef uint64_t x, y
+    while i + 8 <= n:
+        x = get_be64(a + i)
+        y = get_be64(b + i)
+        if x != y:
+            return -1 if x < y else 1
+        i += 8
+    while i < n:
+        if a[i] != b[i]:
+            return -1 if a[i] < b[i] else 1
+        i += 1
+    if alen < blen:
+        return -1
+    return 1 if alen > blen else 0
+
+
+cdef inline bint _heap_less(Buf** keys, Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    cdef int c = _key_cmp_words(keys[a].p, keys[a].len, keys[b].p, keys[b].len)
+    if c:
+        return c < 0
+    return a > b  # same key: the newer table first
+
+
+cdef void _heap_sift_down(Py_ssize_t* h, Py_ssize_t hlen, Buf** keys,
+                          Py_ssize_t pos) noexcept nogil:
+    """Restore the heap of source indexes (by key, newest first) below ``pos``."""
+    cdef Py_ssize_t child, t
+    while True:
+        child = 2 * pos + 1
+        if child >= hlen:
+            return
+        if child + 1 < hlen and _heap_less(keys, h[child + 1], h[child]):
+            child += 1
+        if not _heap_less(keys, h[child], h[pos]):
+            return
+        t = h[pos]
+        h[pos] = h[child]
+        h[child] = t
+        pos = child
+
+
+cdef struct MergeSrc:
+    # one table's ref iterator, detached from its RecordIter to run without the GIL:
+    # its key (``keys[i]``, inside the RecordIter) is decoded, its value unread
+    TableView view
+    BlockView b
+    uint32_t pos
+    int extra
+    const Buf* stop
+    bint has_stop
+    bint one_block
+    uint64_t keys_read
+
+
+cdef int _src_next(MergeSrc* s, Buf* key, bint* live, uint64_t* eoff) except -1 nogil:
+    """Skip the current record's value, then decode the next key (``live`` false at the
+    end of the section or of the stop prefix)."""
+    cdef RefValue rv
+    cdef int err = ref_value_decode(s.b.data, &s.pos, s.b.restart_start, s.view.hash_size,
+                                    s.view.min_update_index, s.extra, &rv)
+    if err != E_OK:
+        eoff[0] = s.b.offset + s.pos
+        return err
+    return _src_key(s, key, live, eoff)
+
+
+cdef int _src_key(MergeSrc* s, Buf* key, bint* live, uint64_t* eoff) except -1 nogil:
+    cdef int err
+    live[0] = False
+    if s.pos >= s.b.restart_start:
+        if s.one_block or tv_block_type(&s.view, s.b.offset + s.b.full_size) != BLOCK_REF:
+            return E_OK
+        err = bv_parse(&s.view, s.b.offset + s.b.full_size, &s.b, eoff)
+        if err != E_OK:
+            return err
+        s.pos = s.b.rec_start
+        key.len = 0
+    err = bv_decode_key(&s.b, &s.pos, key, &s.extra, eoff)
+    if err != E_OK:
+        return err
+    s.keys_read += 1
+    if s.has_stop and (key.len < s.stop.len or memcmp(key.p, s.stop.p, s.stop.len) != 0):
+        return E_OK
+    live[0] = True
+    return E_OK
+
+
+cdef int _merge_columns(MergeSrc* srcs, Py_ssize_t* heap, Py_ssize_t* hlen, Buf** keys,
+                        Buf* last, bint suppress, RefColumns c, Py_ssize_t limit,
+                        bint* more, Py_ssize_t* bad, uint64_t* eoff) except -1 nogil:
+    """The k-way merge of ``MergedIter`` over detached sources: add up to ``limit``
+    visible refs to ``c`` (``more`` when it stopped there); on damage, the source in
+    ``bad`` and an error code."""
+    cdef Py_ssize_t k, i
+    cdef MergeSrc* s
+    cdef RefValue rv
+    cdef bint live
+    cdef int err
+    more[0] = False
+    k = 0
+    while hlen[0]:
+        i = heap[0]
+        s = &srcs[i]
+        bad[0] = i
+        if k == limit:
+            more[0] = True
+            return E_OK
+        buf_set(last, keys[i].p, keys[i].len)
+        if not (suppress and s.extra == 0):  # (a tombstone hides older records only)
+            err = ref_value_decode(s.b.data, &s.pos, s.b.restart_start, s.view.hash_size,
+                                   s.view.min_update_index, s.extra, &rv)
+            if err != E_OK:
+                eoff[0] = s.b.offset + s.pos
+                return err
+            c.add(last.p, last.len, &rv)
+            k += 1
+            err = _src_key(s, keys[i], &live, eoff)
+        else:
+            err = _src_next(s, keys[i], &live, eoff)
+        # the winner moved on, then every older record of the same key is dropped
+        while True:
+            if err != E_OK:
+                return err
+            if not live:
+                hlen[0] -= 1
+                heap[0] = heap[hlen[0]]
+            _heap_sift_down(heap, hlen[0], keys, 0)
+            if not hlen[0]:
+                break
+            i = heap[0]
+            if _key_cmp_words(keys[i].p, keys[i].len, last.p, last.len) != 0:
+                break
+            bad[0] = i
+            err = _src_next(&srcs[i], keys[i], &live, eoff)
+    return E_OK
 
 
 cdef class MergedIter:
@@ -114,6 +291,7 @@ cdef class MergedIter:
     cdef int typ
     cdef bint suppress
     cdef Py_ssize_t* heap      # iterator indices, a binary heap by (key, newest first)
+    cdef Buf** keys            # the current key of each iterator (inside it: stable)
     cdef Py_ssize_t hlen
     cdef bint primed
     cdef Py_ssize_t pending    # the winner handed out last; consumed by the caller
@@ -121,26 +299,34 @@ cdef class MergedIter:
 
     def __cinit__(self):
         self.heap = NULL
+        self.keys = NULL
         self.pending = -1
 
     def __dealloc__(self):
         free(self.heap)
+        free(self.keys)
         buf_free(&self.last)
 
     def __init__(self, iters, int typ, bint suppress_deletions=True):
-        self.iters = list(iters)
-        for it in self.iters:
+        cdef Py_ssize_t i
+        cdef list its = list(iters)
+        for it in its:
             # _step and copy_to cast without checking, and copy_to decodes values by
             # self.typ after validating them by the iterator's own type
             if not isinstance(it, RecordIter) or (<RecordIter>it).typ != typ:
                 raise TypeError("MergedIter needs RecordIters over one section type")
-        self.n = len(self.iters)
+        self.iters = its
+        self.n = len(its)
         self.typ = typ
         self.suppress = suppress_deletions
         free(self.heap)
+        free(self.keys)
         self.heap = <Py_ssize_t*>malloc((self.n + 1) * sizeof(Py_ssize_t))
-        if self.heap == NULL:
+        self.keys = <Buf**>malloc((self.n + 1) * sizeof(Buf*))
+        if self.heap == NULL or self.keys == NULL:
             raise MemoryError()
+        for i in range(self.n):
+            self.keys[i] = &(<RecordIter>self.iters[i]).key
         self.hlen = 0
         self.primed = False
         self.pending = -1
@@ -148,29 +334,8 @@ cdef class MergedIter:
     def __iter__(self):
         return self
 
-    cdef inline bint _less(self, Py_ssize_t a, Py_ssize_t b) noexcept:
-        cdef RecordIter x = <RecordIter>self.iters[a]
-        cdef RecordIter y = <RecordIter>self.iters[b]
-        cdef int c = key_cmp(x.key.p, x.key.len, y.key.p, y.key.len)
-        if c:
-            return c < 0
-        return a > b  # same key: the newer table first
-
-    cdef void _sift_down(self, Py_ssize_t pos) noexcept:
-        cdef Py_ssize_t child, t
-        cdef Py_ssize_t* h = self.heap
-        while True:
-            child = 2 * pos + 1
-            if child >= self.hlen:
-                return
-            if child + 1 < self.hlen and self._less(h[child + 1], h[child]):
-                child += 1
-            if not self._less(h[child], h[pos]):
-                return
-            t = h[pos]
-            h[pos] = h[child]
-            h[child] = t
-            pos = child
+    cdef inline void _sift_down(self, Py_ssize_t pos) noexcept:
+        _heap_sift_down(self.heap, self.hlen, self.keys, pos)
 
     cdef int _refill_top(self) except -1:
         """The top iterator's record was consumed: advance it and restore the heap."""
@@ -187,7 +352,7 @@ cdef class MergedIter:
         cdef RecordIter it
         while self.hlen:
             it = <RecordIter>self.iters[self.heap[0]]
-            if key_cmp(it.key.p, it.key.len, self.last.p, self.last.len) != 0:
+            if _key_cmp_words(it.key.p, it.key.len, self.last.p, self.last.len) != 0:
                 return 0
             it._skip()
             self._refill_top()
@@ -234,32 +399,66 @@ cdef class MergedIter:
 
     def ref_columns(self):
         """Consume a merged ref iterator; the columns of ``RecordIter.ref_columns``."""
-        cdef RefValue rv
-        cdef RecordIter it
-        cdef Block b
-        cdef Py_ssize_t i
-        cdef RefColumns c = None
         if self.typ != BLOCK_REF:
             raise ValueError("ref_columns needs ref iterators")
-        while True:
-            i = self._step()
-            if i < 0:
-                break
-            it = <RecordIter>self.iters[i]
-            if c is None:
-                c = new_columns(it.table.hash_size)
-                c.reserve(sum([(<RecordIter>x).table.data_end for x in self.iters]))
-            b = it.block
-            it.pos = ref_decode(it.table, b.v.data, it.pos, b.v.restart_start, b.v.offset, it.extra,
-                                &rv)
-            it.has_cur = False
-            c.add(it.key.p, it.key.len, &rv)
-        if c is None:
-            return ([], b"", b"", b"", {}, {})
+        return self._collect(COLS_ALL)
+
+    cdef object _collect(self, int mode):
+        """Consume a merged ref iterator into a ``RefColumns`` of ``mode``; return its
+        result. The merge runs without the GIL a batch at a time (the tables stay mapped
+        until the end, even if closed meanwhile)."""
+        cdef RecordIter it
+        cdef RefColumns c
+        cdef MergeSrc* srcs = NULL
+        cdef Py_ssize_t i, bad = 0, pinned = 0
+        cdef uint64_t eoff = 0
+        cdef int err = E_OK
+        cdef bint more = True
+        if self._step() < 0:  # primes the heap: each live iterator has its key decoded
+            return new_columns(20, mode).result()
+        self.pending = -1
+        it = <RecordIter>self.iters[self.heap[0]]
+        c = new_columns(it.table.hash_size, mode)
+        c.reserve(sum([(<RecordIter>x).table.data_end for x in self.iters]))
+        srcs = <MergeSrc*>calloc(self.n + 1, sizeof(MergeSrc))
+        if srcs == NULL:
+            raise MemoryError()
+        try:
+            for i in range(self.n):
+                it = <RecordIter>self.iters[i]
+                it.table._check_open()
+                it.table._pins += 1
+                pinned += 1
+                if it.block is not None:
+                    srcs[i].b = it.block.v
+                srcs[i].view = it.table.view
+                srcs[i].pos = it.pos
+                srcs[i].extra = it.extra
+                srcs[i].stop = &it.stop
+                srcs[i].has_stop = it.has_stop
+                srcs[i].one_block = it.one_block
+                it.done = True    # its state moves to srcs[i] (and keys[i])
+                it.has_cur = False
+            while more:
+                with nogil:
+                    err = _merge_columns(srcs, self.heap, &self.hlen, self.keys, &self.last,
+                                         self.suppress, c, COLS_BATCH, &more, &bad, &eoff)
+                if err != E_OK:
+                    self.hlen = 0
+                    raise_format((<RecordIter>self.iters[bad]).table, err, eoff)
+                c.flush()
+        finally:
+            for i in range(pinned):
+                it = <RecordIter>self.iters[i]
+                it.table.keys_read += srcs[i].keys_read
+                it.table._unpin()
+            free(srcs)
         return c.result()
 
     def count(self):
         cdef Py_ssize_t i, c = 0
+        if self.typ == BLOCK_REF:
+            return self._collect(COLS_COUNT)
         while True:
             i = self._step()
             if i < 0:

@@ -14,8 +14,12 @@ import types as _types
 
 cdef extern from "Python.h":
     PyObject* PyType_GenericAlloc(PyTypeObject* t, Py_ssize_t n)
+    PyObject* _PyObject_GC_New(PyTypeObject* t)
+    unsigned long PyType_GetFlags(PyTypeObject* t)
+    unsigned long Py_TPFLAGS_HAVE_GC
     void PyObject_GC_UnTrack(void* o)
     void PyTuple_SET_ITEM(object t, Py_ssize_t i, PyObject* o)
+    PyObject* PyTuple_GET_ITEM(object t, Py_ssize_t i)
     ctypedef struct PyMemberDef:
         Py_ssize_t offset
         int type
@@ -360,7 +364,9 @@ cdef object _LogCls = None
 cdef Py_ssize_t _ref_offs[6]
 cdef Py_ssize_t _log_offs[10]
 cdef bint _fast_records = False
+cdef bint _exact_records = False   # the slots are all of each object: allocate unzeroed
 cdef tuple _ref_vts = (0, 1, 2, 3)
+cdef tuple _ints = (0, 1, 2, 3)
 cdef tuple _log_vts = (0, 1)
 _REF_FIELDS = ("name", "update_index", "value_type", "value", "target_value", "target")
 _LOG_FIELDS = ("refname", "update_index", "value_type", "old_id", "new_id", "name", "email",
@@ -370,27 +376,34 @@ _LOG_FIELDS = ("refname", "update_index", "value_type", "old_id", "new_id", "nam
 def register_record_types(refcls, logcls, ref_vts, log_vts):
     """Tell the core which classes to build for ref and log records (done once by
     ``reftable.records``)."""
-    global _RefCls, _LogCls, _fast_records, _ref_vts, _log_vts
+    global _RefCls, _LogCls, _fast_records, _exact_records, _ref_vts, _log_vts
     cdef int i
+    cdef Py_ssize_t* offs
     _RefCls = refcls
     _LogCls = logcls
     _ref_vts = tuple(ref_vts)
     _log_vts = tuple(log_vts)
-    ok = True
+    ok = exact = True
     for cls, fields in ((refcls, _REF_FIELDS), (logcls, _LOG_FIELDS)):
         if getattr(cls, "__dictoffset__", 1) != 0 or "__slots__" not in cls.__dict__:
             ok = False
             break
+        offs = &_ref_offs[0] if cls is refcls else &_log_offs[0]
         for i in range(len(fields)):
             d = cls.__dict__.get(fields[i])
             if type(d) is not _types.MemberDescriptorType:
                 ok = False
                 break
-            if cls is refcls:
-                _ref_offs[i] = (<PyMemberDescrObject*>d).d_member.offset
-            else:
-                _log_offs[i] = (<PyMemberDescrObject*>d).d_member.offset
+            offs[i] = (<PyMemberDescrObject*>d).d_member.offset
+        # the fields fill the whole object (nothing else to initialise) and it is a GC
+        # type: records can then skip the zeroing and GC tracking of tp_alloc
+        exact = exact and ok and cls.__itemsize__ == 0 and \
+            PyType_GetFlags(<PyTypeObject*>cls) & Py_TPFLAGS_HAVE_GC and \
+            cls.__basicsize__ == sizeof(PyObject) + len(fields) * sizeof(PyObject*) and \
+            sorted([offs[i] for i in range(len(fields))]) == \
+            [sizeof(PyObject) + i * sizeof(PyObject*) for i in range(len(fields))]
     _fast_records = ok
+    _exact_records = ok and exact
     return ok
 
 
@@ -402,13 +415,17 @@ cdef extern from "Python.h":
 cdef inline bint _is_ascii(const unsigned char* p, size_t n) noexcept nogil:
     cdef uint64_t w, acc = 0
     cdef size_t i = 0
+    if n < 8:
+        while i < n:
+            acc |= p[i]
+            i += 1
+        return (acc & 0x80) == 0
     while i + 8 <= n:
         memcpy(&w, p + i, 8)
         acc |= w
         i += 8
-    while i < n:
-        acc |= p[i]
-        i += 1
+    memcpy(&w, p + n - 8, 8)  # the tail: the last 8 bytes, overlapping the words read
+    acc |= w
     return (acc & <uint64_t>0x8080808080808080ULL) == 0
 
 
@@ -486,17 +503,24 @@ cdef inline void _put(PyObject* o, Py_ssize_t off, object v) noexcept:
 
 
 cdef inline PyObject* _alloc(object cls) except NULL:
-    """A new instance of a registered record class with empty slots (a new reference)."""
-    cdef PyObject* o = PyType_GenericAlloc(<PyTypeObject*>cls, 0)
+    """A new instance of a registered record class (a new reference) whose slots the
+    caller fills, every one of them, before anything else runs. Its fields are strings,
+    numbers and bytes: it cannot be part of a cycle, so the garbage collector need not
+    track it. Where the slots are the whole object, its memory is left unzeroed."""
+    cdef PyObject* o
+    if _exact_records:
+        o = _PyObject_GC_New(<PyTypeObject*>cls)
+    else:
+        o = PyType_GenericAlloc(<PyTypeObject*>cls, 0)
+        if o != NULL:
+            PyObject_GC_UnTrack(o)
     if o == NULL:
         raise MemoryError()
     return o
 
 
 cdef inline object _done(PyObject* o):
-    """Hand out a record whose slots are filled. Its fields are strings, numbers and
-    bytes: it cannot be part of a cycle, so the garbage collector need not track it."""
-    PyObject_GC_UnTrack(o)
+    """Hand out a record whose slots are filled."""
     r = <object>o
     Py_DECREF(r)   # the cast took a reference of its own
     return r
@@ -512,16 +536,21 @@ cdef int _load_record_types() except -1:
 cdef inline object ref_object(const unsigned char* name, size_t nlen, const RefValue* v,
                        int hash_size, bint records, Reuse reuse):
     """A ``RefRecord`` (``records``) or a tuple of the same fields."""
+    return ref_object_named(_str(name, nlen), v, hash_size, records, reuse)
+
+
+cdef inline object ref_object_named(object nm, const RefValue* v, int hash_size,
+                                    bint records, Reuse reuse):
+    """``ref_object`` with the name given as a ``str`` already."""
     cdef PyObject* o
     if records and _RefCls is None:
         _load_record_types()
-    nm = _str(name, nlen)
     ui = reuse.update_index(v.update_index)
     value = _opt_bytes(v.value, hash_size)
     peeled = _opt_bytes(v.target_value, hash_size)
     target = None if v.target == NULL else _str(v.target, v.target_len)
     if not records:
-        return (nm, ui, v.value_type, value, peeled, target)
+        return (nm, ui, <object>PyTuple_GET_ITEM(_ints, v.value_type), value, peeled, target)
     if not _fast_records:
         return _RefCls(nm, ui, _ref_vts[v.value_type], value, peeled, target)
     o = _alloc(_RefCls)
@@ -574,21 +603,58 @@ cdef object log_object(const unsigned char* key, size_t klen, const LogValue* v,
 
 
 cdef struct ColExtra:
-    Py_ssize_t i          # position of the ref
-    const unsigned char* p
+    Py_ssize_t i          # position of the ref in the batch
+    size_t start          # its bytes in the extras buffer
     size_t n
     bint target           # a symref target (else a peeled id)
 
 
-cdef class RefColumns:
-    """Accumulates refs column by column in C buffers (``add`` needs no GIL): names
-    back to back, value types, update indexes and object ids; peeled ids and symref
-    targets (rare) by position, pointing into the tables, which must stay mapped until
-    ``result`` builds the Python objects."""
+cdef enum:
+    COLS_ALL = 0          # every column
+    COLS_NAMES = 1        # names only
+    COLS_COUNT = 2        # nothing but the count
+    COLS_BATCH = 512      # records decoded without the GIL between two flushes
 
-    cdef Buf names, ends, types, uis, ids, extras
+
+cdef extern from "Python.h":
+    int PyList_Append(object l, object x) except -1
+    list PyList_New(Py_ssize_t n)
+    void PyList_SET_ITEM(object l, Py_ssize_t i, object x)   # steals a reference
+    void Py_SET_SIZE(object o, Py_ssize_t n)
+
+
+cdef PyObject* _new_bytes(Py_ssize_t n) except NULL:
+    """An uninitialised bytes object of ``n`` bytes, as an owned pointer."""
+    o = PyBytes_FromStringAndSize(NULL, n)
+    Py_INCREF(o)
+    return <PyObject*>o
+
+
+cdef class RefColumns:
+    """Builds refs column by column. ``add`` (no GIL) collects a batch in C buffers that
+    are reused from batch to batch (so that they stay in the cache and cost no fresh
+    pages): names back to back, value types, update indexes, object ids, and the rare
+    peeled ids and symref targets (copied: the batch does not point into any table).
+    ``flush`` (GIL held) moves a batch into the result's objects; ``result`` returns them.
+    ``records`` instead makes ``RefRecord`` objects of an unflushed batch."""
+
+    cdef Buf names, ends, types, uis, ids, extras, extra_data
     cdef int hash_size
-    cdef Py_ssize_t n
+    cdef int mode
+    cdef Py_ssize_t n        # records in the batch
+    cdef Py_ssize_t total    # records flushed
+    cdef Py_ssize_t cap      # records the output bytes objects have room for
+    cdef Py_ssize_t slots    # records the batch buffers (ends, types, uis, ids) hold
+    cdef Py_ssize_t est      # records expected
+    cdef Py_ssize_t listed   # length the names list was made with (est when made)
+    cdef list out_names
+    cdef PyObject* out_types
+    cdef PyObject* out_uis
+    cdef PyObject* out_ids
+    cdef dict peeled, targets
+
+    def __cinit__(self):
+        self.out_types = self.out_uis = self.out_ids = NULL
 
     def __dealloc__(self):
         buf_free(&self.names)
@@ -597,47 +663,120 @@ cdef class RefColumns:
         buf_free(&self.uis)
         buf_free(&self.ids)
         buf_free(&self.extras)
+        buf_free(&self.extra_data)
+        Py_XDECREF(self.out_types)
+        Py_XDECREF(self.out_uis)
+        Py_XDECREF(self.out_ids)
 
     cdef int reserve(self, uint64_t data_bytes) except -1:
-        """Reserve room for the records of ``data_bytes`` of ref blocks at once (a record
-        takes 4 bytes at least): untouched reserved memory costs nothing, while growing
-        by doubling would copy and fault in every page several times."""
-        cdef size_t n = <size_t>(data_bytes // 4 + 16)
-        buf_reserve(&self.ends, n * sizeof(size_t))
-        buf_reserve(&self.types, n)
-        buf_reserve(&self.uis, n * 8)
-        buf_reserve(&self.ids, n * <size_t>self.hash_size)
-        buf_reserve(&self.names, n * 8)
+        """Size the result for about ``data_bytes`` of ref blocks (it grows as needed)."""
+        cdef uint64_t est = data_bytes // 32 + 16
+        self.est = <Py_ssize_t>est
+        if self.mode == COLS_ALL and self.cap < self.est:
+            self._grow(self.est)
+        return 0
+
+    cdef int _grow(self, Py_ssize_t cap) except -1:
+        # realloc: a large result grows in place (mremap), without copying or faulting
+        # its pages in again
+        if self.out_types == NULL:
+            self.out_types = _new_bytes(cap)
+            self.out_uis = _new_bytes(cap * 8)
+            self.out_ids = _new_bytes(cap * self.hash_size)
+        else:
+            _PyBytes_Resize(&self.out_types, cap)
+            _PyBytes_Resize(&self.out_uis, cap * 8)
+            _PyBytes_Resize(&self.out_ids, cap * self.hash_size)
+        self.cap = cap
+        return 0
+
+    cdef int _more_slots(self) except -1 nogil:
+        cdef size_t k = <size_t>(self.slots * 2 if self.slots else COLS_BATCH)
+        buf_reserve(&self.ends, k * sizeof(size_t) - self.ends.len)
+        buf_reserve(&self.types, k - self.types.len)
+        buf_reserve(&self.uis, k * 8 - self.uis.len)
+        buf_reserve(&self.ids, k * <size_t>self.hash_size - self.ids.len)
+        self.slots = <Py_ssize_t>k
         return 0
 
     cdef int add(self, const unsigned char* name, size_t nlen,
                  const RefValue* v) except -1 nogil:
-        cdef unsigned char vt = <unsigned char>v.value_type
-        cdef uint64_t ui = v.update_index
-        cdef size_t end
+        cdef Py_ssize_t i = self.n
+        cdef int hs = self.hash_size
+        cdef unsigned char* id_at
         cdef ColExtra e
+        if self.mode == COLS_COUNT:
+            self.n += 1
+            return 0
+        if i >= self.slots:
+            self._more_slots()
         buf_append(&self.names, name, nlen)
-        end = self.names.len
-        buf_append(&self.ends, <const unsigned char*>&end, sizeof(size_t))
-        buf_append(&self.types, &vt, 1)
-        buf_append(&self.uis, <const unsigned char*>&ui, 8)
-        if v.value != NULL:
-            buf_append(&self.ids, v.value, self.hash_size)
+        (<size_t*>self.ends.p)[i] = self.names.len
+        if self.mode == COLS_NAMES:
+            self.n += 1
+            return 0
+        self.types.p[i] = <unsigned char>v.value_type
+        (<uint64_t*>self.uis.p)[i] = v.update_index
+        id_at = self.ids.p + i * hs
+        if v.value == NULL:
+            memset(id_at, 0, hs)
+        elif hs == 20:
+            memcpy(id_at, v.value, 20)   # (a constant size: no call)
         else:
-            buf_reserve(&self.ids, self.hash_size)
-            memset(self.ids.p + self.ids.len, 0, self.hash_size)
-            self.ids.len += self.hash_size
+            memcpy(id_at, v.value, hs)
         if v.target_value != NULL or v.target != NULL:
-            e.i = self.n
+            e.i = i
             e.target = v.target != NULL
-            e.p = v.target if e.target else v.target_value
-            e.n = v.target_len if e.target else <size_t>self.hash_size
+            e.start = self.extra_data.len
+            e.n = v.target_len if e.target else <size_t>hs
+            buf_append(&self.extra_data, v.target if e.target else v.target_value, e.n)
             buf_append(&self.extras, <const unsigned char*>&e, sizeof(ColExtra))
         self.n += 1
         return 0
 
+    cdef int flush(self) except -1:
+        """Move the batch into the result and empty it."""
+        cdef const size_t* ends = <const size_t*>self.ends.p
+        cdef const ColExtra* ex = <const ColExtra*>self.extras.p
+        cdef size_t start = 0
+        cdef Py_ssize_t i, m = self.n, at = self.total
+        if self.out_names is None:
+            # made as long as expected, its slots filled in order (unfilled ones are
+            # NULL, which the list's traversal and deallocation allow); result() cuts
+            # it to the records found. Growing it by appends would copy it repeatedly.
+            self.listed = self.est if self.mode != COLS_COUNT else 0
+            self.out_names = PyList_New(self.listed)
+            self.peeled = {}
+            self.targets = {}
+        if self.mode != COLS_COUNT:
+            for i in range(m):
+                s = _str(self.names.p + start, ends[i] - start)
+                if at + i < self.listed:
+                    Py_INCREF(s)
+                    PyList_SET_ITEM(self.out_names, at + i, s)
+                else:
+                    PyList_Append(self.out_names, s)
+                start = ends[i]
+        if self.mode == COLS_ALL and m:
+            if at + m > self.cap:
+                self._grow(max(2 * self.cap, at + m, 1024))
+            memcpy(PyBytes_AS_STRING(<object>self.out_types) + at, self.types.p, m)
+            memcpy(PyBytes_AS_STRING(<object>self.out_uis) + at * 8, self.uis.p, m * 8)
+            memcpy(PyBytes_AS_STRING(<object>self.out_ids) + at * self.hash_size, self.ids.p,
+                   m * self.hash_size)
+            for i in range(<Py_ssize_t>(self.extras.len // sizeof(ColExtra))):
+                if ex[i].target:
+                    self.targets[at + ex[i].i] = _str(self.extra_data.p + ex[i].start, ex[i].n)
+                else:
+                    self.peeled[at + ex[i].i] = _bytes(self.extra_data.p + ex[i].start, ex[i].n)
+        self.total += m
+        self.n = 0
+        self.names.len = self.extras.len = self.extra_data.len = 0
+        return 0
+
     cdef list records(self):
-        """The refs as ``RefRecord`` objects (few: the matches of a reverse lookup)."""
+        """The refs of the batch as ``RefRecord`` objects (few: the matches of a reverse
+        lookup)."""
         cdef list out = []
         cdef const size_t* ends = <const size_t*>self.ends.p
         cdef const ColExtra* ex = <const ColExtra*>self.extras.p
@@ -653,38 +792,43 @@ cdef class RefColumns:
             v.target_len = 0
             while x < nex and ex[x].i == i:
                 if ex[x].target:
-                    v.target = ex[x].p
+                    v.target = self.extra_data.p + ex[x].start
                     v.target_len = ex[x].n
                 else:
-                    v.target_value = ex[x].p
+                    v.target_value = self.extra_data.p + ex[x].start
                 x += 1
             out.append(ref_object(self.names.p + start, ends[i] - start, &v, self.hash_size,
                                   True, reuse))
             start = ends[i]
         return out
 
-    cdef tuple result(self):
-        cdef list names = [None] * self.n
-        cdef dict peeled = {}, targets = {}
-        cdef const size_t* ends = <const size_t*>self.ends.p
-        cdef const ColExtra* ex = <const ColExtra*>self.extras.p
-        cdef size_t start = 0
-        cdef Py_ssize_t i
-        for i in range(self.n):
-            names[i] = _str(self.names.p + start, ends[i] - start)
-            start = ends[i]
-        for i in range(<Py_ssize_t>(self.extras.len // sizeof(ColExtra))):
-            if ex[i].target:
-                targets[ex[i].i] = _str(ex[i].p, ex[i].n)
-            else:
-                peeled[ex[i].i] = _bytes(ex[i].p, ex[i].n)
-        return (names, _bytes(self.types.p, self.types.len), _bytes(self.uis.p, self.uis.len),
-                _bytes(self.ids.p, self.ids.len), peeled, targets)
+    cdef object result(self):
+        """The columns (``COLS_ALL``: ``(names, value types, update indexes (native
+        uint64), object ids (hash_size bytes each, zeros where none), {position: peeled
+        id}, {position: symref target})``), the names (``COLS_NAMES``) or the count."""
+        self.flush()
+        if self.total < self.listed:
+            Py_SET_SIZE(self.out_names, self.total)  # the unfilled tail: capacity only
+        if self.mode == COLS_COUNT:
+            return self.total
+        if self.mode == COLS_NAMES:
+            return self.out_names
+        if self.out_types == NULL:
+            return (self.out_names, b"", b"", b"", self.peeled, self.targets)
+        self._grow(self.total)
+        r = (self.out_names, <object>self.out_types, <object>self.out_uis,
+             <object>self.out_ids, self.peeled, self.targets)
+        Py_DECREF(<object>self.out_types)   # the tuple holds them now
+        Py_DECREF(<object>self.out_uis)
+        Py_DECREF(<object>self.out_ids)
+        self.out_types = self.out_uis = self.out_ids = NULL
+        return r
 
 
-cdef RefColumns new_columns(int hash_size):
+cdef RefColumns new_columns(int hash_size, int mode=COLS_ALL):
     cdef RefColumns c = RefColumns.__new__(RefColumns)
     c.hash_size = hash_size
+    c.mode = mode
     return c
 
 

@@ -10,15 +10,15 @@
 cimport cython
 from libc.errno cimport errno, EINTR, EEXIST, ENOENT, EINVAL, ENOSPC, EAGAIN
 from libc.stdio cimport rename as c_rename
-from posix.unistd cimport (write as c_write, read as c_read, fsync as c_fsync,
-                           close as c_close, unlink as c_unlink, getpid)
+from posix.unistd cimport (write as c_write, read as c_read, pread as c_pread,
+                           fsync as c_fsync, close as c_close, unlink as c_unlink, getpid)
 from posix.fcntl cimport (open as c_open, O_CREAT, O_EXCL, O_WRONLY, O_RDONLY, O_CLOEXEC,
                           O_DIRECTORY, O_NONBLOCK)
 from posix.stat cimport struct_stat, fstat as c_fstat, S_ISREG
 from posix.mman cimport (mmap as c_mmap, munmap as c_munmap, madvise, PROT_READ,
                          MAP_PRIVATE, MAP_FAILED, MADV_DONTNEED)
 from posix.time cimport clock_gettime, nanosleep, timespec, CLOCK_MONOTONIC
-from posix.types cimport mode_t
+from posix.types cimport mode_t, off_t
 from cpython.exc cimport PyErr_CheckSignals
 
 cdef extern from *:
@@ -115,6 +115,19 @@ cdef ssize_t _sys_read(int fd, void* buf, size_t n) noexcept:
         return -1
     with nogil:
         r = c_read(fd, buf, n)
+        err = errno
+    rt_set_errno(err)
+    return r
+
+
+cdef ssize_t _sys_pread(int fd, void* buf, size_t n, uint64_t off) noexcept:
+    cdef ssize_t r
+    cdef int err = _hook_err(RT_IO_READ)
+    if err:
+        rt_set_errno(err)
+        return -1
+    with nogil:
+        r = c_pread(fd, buf, n, <off_t>off)
         err = errno
     rt_set_errno(err)
     return r
@@ -278,20 +291,66 @@ cdef int _open_regular(bytes bpath, object path, uint64_t* size) except -1:
     return fd
 
 
-cdef const unsigned char* sys_map_file(bytes bpath, object path, uint64_t* size) except NULL:
-    """Map a whole regular file read-only; unmap with ``sys_unmap``."""
+cdef int _pread_all(int fd, unsigned char* p, size_t n, uint64_t off) noexcept:
+    """Read exactly ``n`` bytes at ``off``: 0, an errno, or -1 when the file ends first."""
+    cdef ssize_t r
+    while n > 0:
+        r = _sys_pread(fd, p, n, off)
+        if r < 0:
+            if errno == EINTR:
+                continue
+            return errno
+        if r == 0:
+            return -1
+        p += r
+        n -= <size_t>r
+        off += <uint64_t>r
+    return 0
+
+
+cdef object sys_open_table_file(bytes bpath, object path, uint64_t* size, uint64_t whole_max,
+                                const unsigned char** mapped,
+                                unsigned char* head, size_t head_len,
+                                unsigned char* tail, size_t tail_len):
+    """Open a regular file for reading as a table. One of at most ``whole_max`` bytes is
+    read whole and returned (bytes): for a small file, one read costs less than a
+    mapping and its page faults. A larger one is mapped read-only into ``mapped[0]``
+    (unmap with ``sys_unmap``; None is returned), and its first ``head_len`` and last
+    ``tail_len`` bytes are read into ``head`` and ``tail``: for a point lookup in a
+    large table, faulting the first and the last page of the mapping in costs more
+    than these two reads."""
     cdef int err
     cdef void* p
+    cdef bytes data
     cdef int fd = _open_regular(bpath, path, size)
+    mapped[0] = NULL
     if size[0] == 0 or size[0] > <uint64_t>(<size_t>-1):
         _sys_close(fd, RT_IO_CLOSE_READ)
         raise FormatError(f"file of {size[0]} bytes is not a reftable", path, 0)
+    if size[0] <= whole_max:
+        data = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>size[0])
+        err = _pread_all(fd, <unsigned char*>PyBytes_AS_STRING(data), <size_t>size[0], 0)
+    else:
+        data = None
+        err = _pread_all(fd, head, head_len if head_len < size[0] else <size_t>size[0], 0)
+        if tail_len > size[0]:
+            tail_len = <size_t>size[0]
+        if err == 0:
+            err = _pread_all(fd, tail, tail_len, size[0] - tail_len)
+    if err or data is not None:
+        _sys_close(fd, RT_IO_CLOSE_READ)
+        if err < 0:
+            raise FormatError("file shrank while it was opened", path, 0)
+        if err:
+            _raise_io(err, path)
+        return data
     p = _sys_mmap(fd, <size_t>size[0])
     err = errno
     _sys_close(fd, RT_IO_CLOSE_READ)  # the mapping stays valid; a failed close changes nothing
     if p == MAP_FAILED:
         _raise_io(err, path)
-    return <const unsigned char*>p
+    mapped[0] = <const unsigned char*>p
+    return None
 
 
 cdef void sys_unmap(const unsigned char* p, uint64_t size) noexcept nogil:
@@ -315,8 +374,8 @@ def read_file(path, Py_ssize_t limit):
     cdef Py_ssize_t want, got = 0
     cdef int fd = _open_regular(bpath, path, &size)
     want = <Py_ssize_t>size if size <= <uint64_t>limit else limit + 1
-    cdef bytearray out = bytearray(want)
-    cdef char* p = out
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, want)  # filled in place
+    cdef char* p = PyBytes_AS_STRING(out)
     while got < want:
         r = _sys_read(fd, p + got, want - got)
         if r < 0:
@@ -330,7 +389,7 @@ def read_file(path, Py_ssize_t limit):
     _sys_close(fd, RT_IO_CLOSE_READ)
     if err:
         _raise_io(err, path)
-    return bytes(out[:got])
+    return out if got == want else out[:got]  # (shorter only if the file shrank)
 
 
 # ---------------------------------------------------------------------------

@@ -27,14 +27,30 @@ cdef uint32_t crc32_of(const unsigned char* p, size_t n) noexcept nogil:
     return <uint32_t>zlib_crc32(0, p, <unsigned int>n)
 
 
+cdef enum:
+    EDGE_HEAD = HEADER_SIZE_V2 + 1              # a header and the first block's type
+    EDGE_TAIL = HEADER_SIZE_V2 + FOOTER_EXTRA   # the longest footer
+    READ_WHOLE_MAX = 65536                      # smaller table files are read, not mapped
+
+
 def open_table(path):
-    """Map the table file at ``path`` and check its header and footer.
-    ``NotExistError`` when it does not exist; ``FormatError`` for a file that is not
-    a regular file or not a table."""
-    cdef TableCore t = TableCore.__new__(TableCore, None, path)
-    t.buf = sys_map_file(_os.fsencode(path), path, &t.size)
+    """Open the table file at ``path`` (mapped, or read whole when small) and check its
+    header and footer. ``NotExistError`` when it does not exist; ``FormatError`` for a
+    file that is not a regular file or not a table."""
+    cdef unsigned char head[EDGE_HEAD]
+    cdef unsigned char tail[EDGE_TAIL]
+    cdef const unsigned char* mapped = NULL
+    cdef uint64_t size = 0
+    cdef TableCore t
+    data = sys_open_table_file(_os.fsencode(path), path, &size, READ_WHOLE_MAX, &mapped,
+                               head, EDGE_HEAD, tail, EDGE_TAIL)
+    if data is not None:
+        return TableCore.__new__(TableCore, data, path)
+    t = TableCore.__new__(TableCore, None, path)
+    t.buf = mapped
+    t.size = size
     t.mapped = True
-    t._parse()
+    t._parse(head, tail)
     return t
 
 
@@ -44,7 +60,7 @@ cdef class TableCore:
 
     cdef Py_buffer _pybuf
     cdef bint _has_buf
-    cdef readonly bint mapped   # a file mapped by open_table
+    cdef readonly bint mapped   # a (large) file mapped by open_table
     cdef const unsigned char* buf
     cdef readonly uint64_t size
     cdef readonly object path
@@ -95,7 +111,7 @@ cdef class TableCore:
             self._has_buf = True
             self.buf = <const unsigned char*>self._pybuf.buf
             self.size = <uint64_t>self._pybuf.len
-            self._parse()
+            self._parse(self.buf, self.buf + self.size - min(self.size, <uint64_t>EDGE_TAIL))
 
     def __dealloc__(self):
         self._free()
@@ -219,8 +235,10 @@ cdef class TableCore:
             raise ValueError("table is closed")
         return 0
 
-    cdef int _parse(self) except -1:
-        cdef const unsigned char* b = self.buf
+    cdef int _parse(self, const unsigned char* b, const unsigned char* tail) except -1:
+        """Check the header and footer. ``b`` holds the table's first
+        ``min(size, EDGE_HEAD)`` bytes, ``tail`` its last ``min(size, EDGE_TAIL)``
+        (copies of a mapped file's, read without touching the mapping)."""
         cdef const unsigned char* f
         cdef uint64_t field
         cdef uint32_t crc_stored, crc
@@ -252,7 +270,7 @@ cdef class TableCore:
         self.min_update_index = get_be64(b + 8)
         self.max_update_index = get_be64(b + 16)
         self.data_end = self.size - self.footer_size
-        f = b + self.data_end
+        f = tail + EDGE_TAIL - self.footer_size  # (the size is over EDGE_TAIL here)
         if memcmp(f, b, self.header_size) != 0:
             raise self._err("footer does not repeat the header (truncated or corrupt table)",
                             self.data_end)
@@ -443,17 +461,19 @@ cdef class TableCore:
     def refs_for_many(self, list oids):
         """For each object id (raw bytes of the table's hash size), the refs (records,
         tombstones excluded) whose value or peeled value it is. The search runs without
-        the GIL."""
-        cdef Py_ssize_t n = len(oids), k
-        cdef list cols = [new_columns(self.hash_size) for _ in range(n)]
+        the GIL (and never takes it back before it is done: the matches of every id
+        go into one batch, cut up afterwards)."""
+        cdef Py_ssize_t n = len(oids), k, prev = 0
+        cdef RefColumns c = new_columns(self.hash_size)
         cdef const unsigned char** ids = NULL
+        cdef Py_ssize_t* ends = NULL
         cdef Buf key, positions
         cdef TableView view
         cdef uint64_t eoff = 0
         cdef int err = E_OK
         cdef int id_len = 0
         cdef bint present = False
-        cdef RefColumns c
+        cdef list recs
         cdef uint64_t obj_off = self.obj_offset, obj_ioff = self.obj_index_offset
         for o in oids:
             if type(o) is not bytes or PyBytes_GET_SIZE(o) != self.hash_size:
@@ -465,7 +485,10 @@ cdef class TableCore:
         key.p = positions.p = NULL
         key.len = key.cap = positions.len = positions.cap = 0
         ids = <const unsigned char**>malloc(sizeof(void*) * (n + 1))
-        if ids == NULL:
+        ends = <Py_ssize_t*>malloc(sizeof(Py_ssize_t) * (n + 1))
+        if ids == NULL or ends == NULL:
+            free(ids)
+            free(ends)
             raise MemoryError()
         for k in range(n):
             ids[k] = <const unsigned char*>PyBytes_AS_STRING(oids[k])
@@ -474,18 +497,23 @@ cdef class TableCore:
         try:
             with nogil:
                 for k in range(n):
-                    with gil:
-                        c = <RefColumns>cols[k]
                     err = tv_refs_for(&view, ids[k], obj_off, obj_ioff, id_len, &key,
                                       &positions, c, &eoff)
                     if err != E_OK:
                         break
+                    ends[k] = c.n  # the matches of ids[k] end here
             if err != E_OK:
                 raise_format(self, err, eoff)
-            return [(<RefColumns>c).records() for c in cols]
+            recs = c.records()
+            out = []
+            for k in range(n):
+                out.append(recs[prev:ends[k]])
+                prev = ends[k]
+            return out
         finally:
             self._unpin()
             free(ids)
+            free(ends)
             buf_free(&key)
             buf_free(&positions)
 
@@ -548,12 +576,15 @@ cdef class TableCore:
 
 cdef int _scan_columns(const TableView* t, BlockView* b, uint32_t* pos, Buf* key,
                        const Buf* stop, bint has_stop, bint one_block, RefColumns c,
-                       uint64_t* eoff) except -1 nogil:
+                       Py_ssize_t limit, bint* more, uint64_t* eoff) except -1 nogil:
     """Decode the rest of a ref section (from ``pos`` in ``b``) into ``c``, up to the
-    first key without the ``stop`` prefix."""
+    first key without the ``stop`` prefix; ``more`` when it stopped after ``limit``
+    records instead (``b``, ``pos`` and ``key`` then say where to go on)."""
     cdef int err, extra
     cdef RefValue rv
-    while True:
+    cdef Py_ssize_t k
+    more[0] = False
+    for k in range(limit):
         if pos[0] >= b.restart_start:
             if one_block or tv_block_type(t, b.offset + b.full_size) != BLOCK_REF:
                 return E_OK
@@ -573,6 +604,8 @@ cdef int _scan_columns(const TableView* t, BlockView* b, uint32_t* pos, Buf* key
             eoff[0] = b.offset + pos[0]
             return err
         c.add(key.p, key.len, &rv)
+    more[0] = True
+    return E_OK
 
 cdef int tv_seek_in_block(const BlockView* b, int typ, const unsigned char* kp, size_t klen,
                           Buf* key, uint32_t* pos, uint32_t* after, int* extra_out,
@@ -934,11 +967,18 @@ cdef class RecordIter:
 
     cdef int _advance(self) except -1:
         """Decode the next record's key (value left unread). 0 at the end."""
+        cdef uint64_t eoff = 0
+        cdef int err
         if self.has_cur:
             return 1
-        if self._at_end():
-            return 0
-        self._decode_key(&self.extra)
+        # (the common case inline: one more record in the current block)
+        if self.done or self.table.released or self.pos >= self.block.v.restart_start:
+            if self._at_end():
+                return 0
+        self.table.keys_read += 1
+        err = bv_decode_key(&self.block.v, &self.pos, &self.key, &self.extra, &eoff)
+        if err != E_OK:
+            raise_format(self.table, err, eoff)
         if self.has_stop and (self.key.len < self.stop.len or
                               memcmp(self.key.p, self.stop.p, self.stop.len) != 0):
             self.done = True
@@ -1005,9 +1045,41 @@ cdef class RecordIter:
         return 0
 
     def __next__(self):
+        if self.typ == BLOCK_REF:
+            return self._next_ref()
         if not self._advance():
             raise StopIteration
         return self._make()
+
+    cdef object _next_ref(self):
+        """``__next__`` of a ref iterator, the common case (one more record in the
+        current block) decoded inline."""
+        cdef Block blk = self.block
+        cdef TableCore t = self.table
+        cdef RefValue rv
+        cdef uint64_t eoff = 0
+        cdef uint32_t pos = self.pos
+        cdef int err, extra
+        if self.has_cur or self.done or t.released or pos >= blk.v.restart_start:
+            if not self._advance():
+                raise StopIteration
+            return self._make()
+        err = bv_decode_key(&blk.v, &pos, &self.key, &extra, &eoff)
+        if err == E_OK:
+            t.keys_read += 1
+            if self.has_stop and (self.key.len < self.stop.len or
+                                  memcmp(self.key.p, self.stop.p, self.stop.len) != 0):
+                self.pos = pos
+                self.done = True
+                raise StopIteration
+            err = ref_value_decode(blk.v.data, &pos, blk.v.restart_start, t.hash_size,
+                                   t.min_update_index, extra, &rv)
+            if err != E_OK:
+                eoff = blk.v.offset + pos
+        if err != E_OK:
+            raise_format(t, err, eoff)
+        self.pos = pos
+        return ref_object(self.key.p, self.key.len, &rv, t.hash_size, self.records, self.reuse)
 
     def next_key(self):
         """Return the key of the next record without consuming it, or None."""
@@ -1018,55 +1090,70 @@ cdef class RecordIter:
     def count(self):
         """Consume the iterator and return how many records it had (no objects built)."""
         cdef Py_ssize_t n = 0
+        if self.typ == BLOCK_REF:
+            return self._collect(COLS_COUNT)
         while self._advance():
             self._skip()
             n += 1
         return n
 
     def ref_columns(self):
-        """Consume a ref iterator; return ``(names, value types, update indexes (native
-        uint64), object ids (hash_size bytes each, zeros where none), {position: peeled
-        id}, {position: symref target})``. The records are decoded without the GIL."""
+        """Consume a ref iterator; return the columns of ``RefColumns.result``. The
+        records are decoded without the GIL."""
+        if self.typ != BLOCK_REF:
+            raise ValueError("ref_columns needs a ref iterator")
+        return self._collect(COLS_ALL)
+
+    def names(self):
+        """Consume the iterator and return the keys as ``str`` (ref sections: names)."""
+        cdef list out = []
+        if self.typ == BLOCK_REF:
+            return self._collect(COLS_NAMES)
+        while self._advance():
+            out.append(_str(self.key.p, self.key.len))
+            self._skip()
+        return out
+
+    cdef object _collect(self, int mode):
+        """Consume a ref iterator into a ``RefColumns`` of ``mode``; return its result.
+        Batches of records are decoded without the GIL (the table stays mapped until
+        the end, even if closed meanwhile), then turned into objects with it."""
         cdef RefValue rv
         cdef Block b
         cdef BlockView bv
         cdef TableView view
         cdef TableCore t = self.table
-        cdef RefColumns c = new_columns(t.hash_size)
+        cdef RefColumns c = new_columns(t.hash_size, mode)
         cdef uint32_t pos
-        cdef uint64_t eoff = 0, before
+        cdef uint64_t eoff = 0
         cdef int err = E_OK
-        if self.typ != BLOCK_REF:
-            raise ValueError("ref_columns needs a ref iterator")
+        cdef bint more = True
         if self.has_cur:  # a key already decoded (next_key): its record comes first
             b = self.block
             self.pos = ref_decode(t, b.v.data, self.pos, b.v.restart_start, b.v.offset,
                                   self.extra, &rv)
             self.has_cur = False
             c.add(self.key.p, self.key.len, &rv)
+            c.flush()  # (its key is counted already)
         if not self._at_end():
             c.reserve(t.data_end - self.block.v.offset)
             bv = self.block.v
             view = t.view
             pos = self.pos
-            before = c.n
             t._pins += 1
             try:
-                with nogil:
-                    err = _scan_columns(&view, &bv, &pos, &self.key, &self.stop,
-                                        self.has_stop, self.one_block, c, &eoff)
+                while more:
+                    with nogil:
+                        err = _scan_columns(&view, &bv, &pos, &self.key, &self.stop,
+                                            self.has_stop, self.one_block, c, COLS_BATCH,
+                                            &more, &eoff)
+                    t.keys_read += c.n
+                    if err != E_OK:
+                        break
+                    c.flush()
             finally:
                 t._unpin()
-            t.keys_read += c.n - before
         self.done = True
         if err != E_OK:
             raise_format(t, err, eoff)
         return c.result()
-
-    def names(self):
-        """Consume the iterator and return the keys as ``str`` (ref sections: names)."""
-        cdef list out = []
-        while self._advance():
-            out.append(_str(self.key.p, self.key.len))
-            self._skip()
-        return out

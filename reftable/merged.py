@@ -35,10 +35,11 @@ class MergedTable:
         self.tables: list[Table] = list(tables)
         self._cores = [t._core for t in self.tables]
         self.suppress_deletions = suppress_deletions
-        hashes = {t.hash for t in self.tables}
-        if len(hashes) > 1:
-            raise FormatError(f"tables of different hashes in one stack: {sorted(hashes)}")
-        self.hash = hashes.pop() if hashes else None
+        sizes = {c.hash_size for c in self._cores}  # (one C attribute per table)
+        if len(sizes) > 1:
+            hashes = sorted({t.hash for t in self.tables})
+            raise FormatError(f"tables of different hashes in one stack: {hashes}")
+        self.hash = (self.tables[0].hash if self.tables else None)
 
     @property
     def min_update_index(self) -> int:
@@ -82,8 +83,7 @@ class MergedTable:
     def read_refs(self, names: Iterable[NameLike]) -> list[Optional[RefRecord]]:
         """``read_ref`` of many names at once; the search runs without the GIL, so
         threads reading the same tables run in parallel."""
-        keys = [to_name_bytes(n) for n in names]
-        return _core.merged_lookup_many(self._cores, keys, self.suppress_deletions)
+        return _core.merged_lookup_many(self._cores, names, self.suppress_deletions)
 
     def log_tuples(self, refname: Optional[NameLike] = None) -> Iterator[tuple[Any, ...]]:
         key = b"" if refname is None else to_name_bytes(refname) + b"\0"

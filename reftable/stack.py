@@ -299,6 +299,7 @@ class _Closed:
 
 
 _CLOSED = StackSnapshot((), (), None, 1 << 62, merged=_Closed())  # type: ignore[arg-type]
+_EMPTY = StackSnapshot((), (), None)  # the view of a handle before its first load
 
 
 class Stack(Closing):
@@ -334,13 +335,15 @@ class Stack(Closing):
         self._mutex = threading.Lock()
         self._turns = _Turns()
         self._seq = 0
-        self._snap = StackSnapshot((), (), None)
-        if not os.path.exists(self.list_path):  # (one stat when the stack exists)
+        self._snap = _EMPTY
+        self.reload()
+        # A missing list reads as an empty stack: only then is the directory checked
+        # (no stat on the way of a short-lived reader of a stack with tables).
+        if not self._snap.names and not os.path.exists(self.list_path):
             if not os.path.isdir(self.directory):
                 raise NotExistError(f"{self.directory}: no such directory")
             if create:
                 self._create_list()
-        self.reload()
         h = self._snap.merged.hash
         if self.options.hash is None:
             self.hash = h or "sha1"
@@ -460,10 +463,11 @@ class Stack(Closing):
                     t = Table.open(os.path.join(self.directory, n))
                     opened.append(t)
                 new.append(t)
-            for prev, nxt in zip(new, new[1:], strict=False):
-                if nxt._core.min_update_index <= prev._core.max_update_index:
+            cores = [t._core for t in new]
+            for i in range(1, len(cores)):
+                if cores[i].min_update_index <= cores[i - 1].max_update_index:
                     raise FormatError(
-                        f"update index ranges overlap: {prev.name} and {nxt.name}",
+                        f"update index ranges overlap: {new[i - 1].name} and {new[i].name}",
                         self.list_path)
             snap = StackSnapshot(names, new, data, seq)
             # A handle keeps its hash (set when it was opened): if another process

@@ -25,6 +25,7 @@ from support import oid
 from support.faults import LOG, OPS, SCENARIOS, make_template, prepare, view
 
 import reftable
+from reftable._impl import core as _core
 from reftable.stack import Stack, StackOptions
 
 
@@ -33,6 +34,14 @@ def leftovers(directory: str) -> list[str]:
         st.clean()
         listed = set(st.names)
     return sorted(e for e in os.listdir(directory) if e != "tables.list" and e not in listed)
+
+
+def add_big_table(st: Stack, tag: str = "big") -> None:
+    """A table over 64 KiB: the core maps it (smaller ones are read whole)."""
+    with st.transaction() as tx:
+        for i in range(2500):
+            tx.update(f"refs/heads/{tag}/{i:05d}", oid(70000 + i))
+    assert os.path.getsize(st.table_path(st.names[-1])) > 65536
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
@@ -114,17 +123,39 @@ READ_OPS = ("open_read", "fstat", "read", "mmap", "close_read")
 def test_reads_are_counted(tmp_path):
     template = str(tmp_path / "s")
     make_template(template, 2)
+    with Stack.open(template, StackOptions(auto_compact=False)) as st:
+        add_big_table(st)
     iofaults.reset_io_counts()
     with Stack.open(template) as st:
         ntables = len(st.names)
     counts = iofaults.io_counts()
-    # tables.list is read with one read; tables are mapped
+    # tables.list is read with one read; small tables with one read each; the large
+    # one is mapped, its header and footer read with one read each (not faulted in
+    # through the mapping)
     assert counts["open_read"] == ntables + 1
     assert counts["fstat"] == ntables + 1
-    assert counts["mmap"] == ntables
+    assert counts["mmap"] == 1
     assert counts["close_read"] == ntables + 1
-    assert counts["read"] == 1
+    assert counts["read"] == 1 + (ntables - 1) + 2
     assert counts["write"] == counts["open"] == 0
+
+
+def test_single_ref_addition_makes_gits_calls_only(tmp_path):
+    """An addition on an open handle does Git's file operations and no more: take the
+    lock, read the list under it, write + fsync + rename the table, write + fsync +
+    rename the list (no directory fsync when off, as in Git). The committed view is
+    made from the bytes written: no re-read of the list, no mapping of the new table."""
+    d = str(tmp_path / "s")
+    make_template(d, 2)
+    with Stack.open(d, StackOptions(auto_compact=False, fsync_directory=False)) as st:
+        iofaults.reset_io_counts()
+        with st.transaction() as tx:
+            tx.update("refs/heads/one-more", oid(99))
+        counts = iofaults.io_counts()
+        assert st.read_ref("refs/heads/one-more") is not None
+    assert counts == dict.fromkeys(counts, 0) | {
+        "open": 2, "write": 2, "fsync": 2, "close": 2, "rename": 2,
+        "open_read": 1, "fstat": 1, "read": 1, "close_read": 1}
 
 
 @pytest.mark.parametrize("op", ["open_read", "fstat", "read", "mmap"])
@@ -133,6 +164,9 @@ def test_every_read_call_can_fail(tmp_path, op):
     the tables it had, and the next reload succeeds."""
     d = str(tmp_path / "s")
     make_template(d, 2)
+    if op == "mmap":  # only large tables are mapped
+        with Stack.open(d, StackOptions(auto_compact=False)) as st:
+            add_big_table(st)
     iofaults.set_fault(op, 1, errno.EIO)
     with pytest.raises(reftable.ReftableIOError) as ei:
         Stack.open(d)
@@ -141,9 +175,11 @@ def test_every_read_call_can_fail(tmp_path, op):
     with Stack.open(d, StackOptions(auto_compact=False)) as st, \
             Stack.open(d, StackOptions(auto_compact=False)) as other:
         before = [r.name for r in st.refs()]
+        if op == "mmap":
+            add_big_table(other, "other-big")
         with other.transaction() as tx:
             tx.update("refs/heads/other", oid(7))
-        # the list is read first, then only the new table is mapped
+        # the list is read first, then only the new tables are read or mapped
         iofaults.set_fault(op, 1, errno.EIO)
         with pytest.raises(reftable.ReftableIOError):
             st.reload()
@@ -151,6 +187,55 @@ def test_every_read_call_can_fail(tmp_path, op):
         assert [r.name for r in st.refs()] == before
         st.reload()
         assert "refs/heads/other" in [r.name for r in st.refs()]
+
+
+@pytest.mark.parametrize(("big", "nth"), [(False, 1), (True, 1), (True, 2)])
+def test_table_reads_can_fail(tmp_path, big, nth):
+    """A small table is read whole with one read, a large one's header and footer with
+    one read each (not faulted in through its mapping): a failing read is a
+    ReftableIOError, and the next open works."""
+    d = str(tmp_path / "s")
+    make_template(d, 1)
+    with Stack.open(d, StackOptions(auto_compact=False)) as st:
+        if big:
+            add_big_table(st)
+        path = st.table_path(st.names[-1])
+    iofaults.reset_io_counts()
+    with reftable.Table.open(path) as t:
+        assert t.count_refs() > 0
+    assert iofaults.io_counts()["read"] == (2 if big else 1)
+    assert iofaults.io_counts()["mmap"] == (1 if big else 0)
+    iofaults.set_fault("read", nth, errno.EIO)
+    with pytest.raises(reftable.ReftableIOError) as ei:
+        reftable.Table.open(path)
+    iofaults.clear_faults()
+    assert ei.value.errno == errno.EIO
+    with reftable.Table.open(path) as t:
+        assert t.count_refs() > 0
+
+
+@pytest.mark.parametrize("big", [False, True])
+def test_table_that_shrinks_while_opened(tmp_path, big):
+    """A table cut short between its fstat and the reads of its bytes is a
+    FormatError, not a read of stale or missing bytes."""
+    d = str(tmp_path / "s")
+    make_template(d, 1)
+    with Stack.open(d, StackOptions(auto_compact=False)) as st:
+        if big:
+            add_big_table(st)
+        path = st.table_path(st.names[-1])
+
+    def shrink(op):
+        if op == "read":
+            os.truncate(path, 10)
+        return 0
+
+    _core._set_io_hook(shrink)
+    try:
+        with pytest.raises(reftable.FormatError, match="shrank"):
+            reftable.Table.open(path)
+    finally:
+        iofaults.install()
 
 
 @pytest.mark.parametrize("kind", ["fifo", "directory", "device"])

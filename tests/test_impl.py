@@ -155,6 +155,8 @@ def test_both_cores_write_the_same_bytes_and_read_each_other(seed):
     assert merged[0].ref_columns() == merged[1].ref_columns()
     keys = [r.name.encode() for r in refs[::5]] + [b"refs/heads/absent"]
     assert compiled.merged_lookup_many([a], keys) == pure.merged_lookup_many([b], keys)
+    names = [k.decode("utf-8", "surrogateescape") for k in keys]  # str names: no bytes copies
+    assert compiled.merged_lookup_many([a], names) == pure.merged_lookup_many([b], keys)
     ids = [r.value for r in refs[::9] if r.value is not None] + [bytes(hash_size)]
     assert a.refs_for_many(ids) == b.refs_for_many(ids)
     assert compiled.log_key(b"refs/heads/x", 7) == pure.log_key(b"refs/heads/x", 7)

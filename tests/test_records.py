@@ -157,3 +157,127 @@ def test_ref_columns_across_blocks_and_prefixes():
     it = t._core.iter_section(BLOCK_REF)
     assert it.next_key() == b"HEAD"  # a key already decoded is part of the columns
     assert it.ref_columns()[0] == cols.names
+
+
+def test_ref_columns_names_and_counts_over_many_batches():
+    """The bulk readers decode a few hundred refs at a time: peeled ids and symref
+    targets keep their positions across batches, in one table and merged."""
+    from reftable import MergedTable
+
+    refs = []
+    for i in range(2500):
+        name = f"refs/heads/{i:05d}"
+        if i % 97 == 0:
+            refs.append(RefRecord.symref(name, 1, f"refs/heads/{i + 1:05d}"))
+        elif i % 89 == 0:
+            refs.append(RefRecord.val2(name, 1, oid(i), oid(i + 1)))
+        else:
+            refs.append(RefRecord.val1(name, 1, oid(i)))
+    t = Table.from_bytes(write_table_bytes(refs, min_update_index=1, max_update_index=1,
+                                           block_size=1024))
+    want_targets = {i: r.target for i, r in enumerate(refs) if r.target is not None}
+    want_peeled = {i: r.target_value for i, r in enumerate(refs) if r.target_value}
+    for cols in (t.ref_columns(), MergedTable([t]).ref_columns()):
+        assert cols.names == [r.name for r in refs]
+        assert cols.targets == want_targets and cols.peeled == want_peeled
+        assert [cols.value(i) for i in range(len(refs))] == [r.value for r in refs]
+    assert t.ref_names() == [r.name for r in refs] and t.count_refs() == len(refs)
+    assert t.ref_names("refs/heads/01") == [r.name for r in refs[1000:2000]]
+    assert t.count_refs("refs/heads/02") == 500
+    sub = t.ref_columns("refs/heads/02")
+    assert sub.targets == {i - 2000: v for i, v in want_targets.items() if i >= 2000}
+
+
+@pytest.mark.skipif(PURE, reason="the compiled core's merge state lives in C arrays")
+def test_merged_iter_init_failure_keeps_it_usable():
+    from reftable import _core
+
+    t = Table.from_bytes(write_table_bytes([RefRecord.val1("refs/heads/a", 1, oid(1))],
+                                           min_update_index=1, max_update_index=1))
+    m = _core.MergedIter([t._core.iter_section(BLOCK_REF, True)], BLOCK_REF)
+    with pytest.raises(TypeError):
+        m.__init__([object()], BLOCK_REF)
+    assert [r.name for r in m] == ["refs/heads/a"]
+
+
+def test_merged_order_compares_whole_keys_bytewise():
+    """The merge compares keys a word at a time: prefixes, lengths around word sizes
+    and bytes above 0x7f still sort as unsigned bytes."""
+    from reftable import MergedTable
+
+    names = sorted({"a", "ab", "abcdefgh", "abcdefgi", "abcdefgh\u00e9", "abcdefghZ",
+                    "refs/heads/" + "x" * 13, "refs/heads/" + "x" * 14, "refs/heads/\u00ff",
+                    "refs/heads/\u0100", "refs/heads/xxxxxxxx\u00e9a", "zz"},
+                   key=lambda n: n.encode())
+    tables = []
+    for k in range(3):
+        part = [RefRecord.val1(n, k + 1, oid(i)) for i, n in enumerate(names) if i % 3 != k]
+        tables.append(Table.from_bytes(write_table_bytes(part, min_update_index=k + 1,
+                                                         max_update_index=k + 1)))
+    got = list(MergedTable(tables).refs())
+    assert [r.name for r in got] == names
+    # each name is in two tables: the newer one wins
+    assert [r.update_index for r in got] == [3 if i % 3 != 2 else 2 for i in range(len(names))]
+
+
+@pytest.mark.parametrize("kind", ["tiny", "long"])
+def test_bulk_readers_whatever_the_record_sizes(kind):
+    """The names list is sized from the table's bytes: tables of tiny records (more
+    refs than expected) and of long ones (fewer) give every name once, in order."""
+    from reftable import MergedTable
+
+    if kind == "tiny":
+        refs = [RefRecord.deletion(f"{i:04x}", 1) for i in range(5000)]
+    else:
+        refs = [RefRecord.symref(f"refs/heads/{'n' * 200}{i:04d}", 1, "t" * 300 + str(i))
+                for i in range(700)]
+    t = Table.from_bytes(write_table_bytes(refs, min_update_index=1, max_update_index=1))
+    names = [r.name for r in refs]
+    assert t.ref_names() == names and t.ref_columns().names == names
+    assert MergedTable([t], suppress_deletions=False).ref_columns().names == names
+    assert len(t.ref_columns().value_types) == len(refs) == t.count_refs()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_merged_columns_equal_merged_records(seed):
+    """Merged columns (merged without the GIL, in batches) hold exactly the records the
+    merged iterator yields: newest wins, tombstones hide, prefixes stop."""
+    import random
+
+    from reftable import MergedTable
+
+    rng = random.Random(seed)
+    tables = []
+    for k in range(4):
+        recs = {}
+        for _ in range(rng.randrange(200, 900)):
+            name = f"refs/{rng.choice(['heads', 'tags'])}/{rng.randrange(1500):x}"
+            kind = rng.randrange(10)
+            if kind == 0:
+                recs[name] = RefRecord.deletion(name, k + 1)
+            elif kind == 1:
+                recs[name] = RefRecord.symref(name, k + 1, f"refs/heads/t{rng.randrange(99)}")
+            elif kind == 2:
+                recs[name] = RefRecord.val2(name, k + 1, oid(rng.randrange(1, 999)),
+                                            oid(rng.randrange(1, 999)))
+            else:
+                recs[name] = RefRecord.val1(name, k + 1, oid(rng.randrange(1, 999)))
+        data = write_table_bytes(sorted(recs.values(), key=lambda r: r.name.encode()),
+                                 min_update_index=k + 1, max_update_index=k + 1,
+                                 block_size=rng.choice([256, 1024]))
+        tables.append(Table.from_bytes(data))
+    for suppress in (True, False):
+        m = MergedTable(tables, suppress_deletions=suppress)
+        for prefix in ("", "refs/heads/", "refs/tags/1", "refs/zz"):
+            want = list(m.refs(prefix))
+            cols = m.ref_columns(prefix)
+            assert cols.names == [r.name for r in want]
+            assert list(cols.value_types) == [r.value_type for r in want]
+            assert cols.update_indexes.tolist() == [r.update_index for r in want]
+            assert [cols.value(i) for i in range(len(want))] == [r.value for r in want]
+            assert cols.peeled == {i: r.target_value for i, r in enumerate(want)
+                                   if r.target_value is not None}
+            assert cols.targets == {i: r.target for i, r in enumerate(want)
+                                    if r.target is not None}
+            assert m.count_refs(prefix) == len(want)
+        assert m.count_refs() == len(list(m.refs()))

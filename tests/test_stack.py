@@ -74,6 +74,25 @@ def test_open_missing_directory_is_not_exist(tmp_path):
         Stack.open(str(tmp_path / "nope"))
 
 
+def test_open_of_a_stack_with_tables_checks_no_path(tmp_path, monkeypatch):
+    """A short-lived reader pays for reading the list and mapping the tables, not for
+    stat calls: only an empty view makes Stack.open look at the directory."""
+    d = str(tmp_path / "s")
+    os.makedirs(d)
+    with Stack.open(d) as st:
+        with st.transaction() as tx:
+            tx.update("refs/heads/main", oid(1))
+    looked: list[str] = []
+    real_exists = os.path.exists
+    monkeypatch.setattr(os.path, "exists", lambda p: looked.append(p) or real_exists(p))
+    with Stack.open(d) as st:
+        assert st.read_ref("refs/heads/main") is not None
+    assert looked == []
+    with Stack.open(str(tmp_path), create=False) as st:  # (no tables.list there)
+        assert st.names == []
+    assert looked  # an empty view: the list and the directory are checked
+
+
 def test_add_one(tmp_path):
     old = os.umask(0o002)
     try:

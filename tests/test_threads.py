@@ -83,6 +83,34 @@ def test_batch_lookups_match_single_lookups(tmp_path):
         assert t.read_refs(names) == [t.read_ref(n) for n in names]
 
 
+def test_batch_lookups_take_names_of_every_kind():
+    """read_refs takes str (searched as UTF-8 without a bytes copy, and handed back as
+    the record's name), bytes, bytearray, memoryview, names with surrogate escapes
+    (non-UTF-8 bytes) and any iterable; anything else is a TypeError."""
+    names = ["refs/heads/caf\u00e9", "refs/heads/main", "refs/heads/x\udcff"]
+    ordered = sorted(names, key=lambda n: n.encode("utf-8", "surrogateescape"))
+    recs = [RefRecord(ordered[0], 1, RefValueType.VAL2, oid(1), oid(2)),
+            RefRecord(ordered[1], 1, RefValueType.VAL1, oid(3)),
+            RefRecord(ordered[2], 1, RefValueType.SYMREF, target="refs/heads/main")]
+    t = Table.from_bytes(write_table_bytes(recs, min_update_index=1, max_update_index=1))
+    merged = MergedTable([t])
+    want = {r.name: r for r in recs}
+    asked = ["refs/heads/main", b"refs/heads/caf\xc3\xa9", bytearray(b"refs/heads/x\xff"),
+             memoryview(b"refs/heads/main"), "refs/heads/x\udcff", "refs/heads/caf\u00e9",
+             "refs/heads/absent", b"refs/heads/absent"]
+    expect = [want["refs/heads/main"], want["refs/heads/caf\u00e9"],
+              want["refs/heads/x\udcff"], want["refs/heads/main"],
+              want["refs/heads/x\udcff"], want["refs/heads/caf\u00e9"], None, None]
+    for reader in (t, merged):
+        assert reader.read_refs(asked) == expect
+        assert reader.read_refs(tuple(asked)) == expect
+        assert reader.read_refs(n for n in asked) == expect
+        got = reader.read_refs(["refs/heads/main"])[0]
+        assert got is not None and type(got.name) is str
+        with pytest.raises(TypeError):
+            reader.read_refs(["refs/heads/main", 7])
+
+
 def test_batch_lookups_in_threads_while_tables_close(tmp_path):
     """Threads doing batch lookups on one shared stack all get the right answers; a
     table closed meanwhile stays mapped until the lookups using it are done."""

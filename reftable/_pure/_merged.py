@@ -8,7 +8,7 @@ shadowed records and tombstones are skipped without building anything, and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from heapq import heapify, heappop, heapreplace
 from typing import Any, Optional
 
@@ -32,13 +32,13 @@ def merged_lookup(cores: list[TableCore], key: bytes, suppress_deletions: bool =
     return None
 
 
-def merged_lookup_many(cores: list[TableCore], keys: list[bytes],
+def merged_lookup_many(cores: list[TableCore], names: Iterable[Any],
                        suppress_deletions: bool = True) -> list[Any]:
-    """``merged_lookup`` of many keys (``bytes``) at once."""
-    for key in keys:
-        if type(key) is not bytes:
-            raise TypeError("keys must be bytes")
-    return [merged_lookup(cores, key, suppress_deletions) for key in keys]
+    """``merged_lookup`` of many names (``str`` or ``bytes``, converted like
+    ``records.to_name_bytes``) at once."""
+    from ..records import to_name_bytes
+
+    return [merged_lookup(cores, to_name_bytes(n), suppress_deletions) for n in names]
 
 
 class MergedIter:

@@ -16,13 +16,13 @@ import random
 import stat
 import time
 from collections.abc import Callable
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 from ..errors import ApiError, FormatError, LockError, NotExistError, ReftableIOError
 
 __all__ = [
     "IO_OPS", "LockFile", "_set_io_hook", "fsync_dir", "io_close", "io_fsync", "io_open",
-    "io_rename", "io_unlink", "io_write", "map_file", "read_file",
+    "io_rename", "io_unlink", "io_write", "open_table_file", "read_file",
 ]
 
 IO_OPS = ("open", "write", "fsync", "rename", "unlink", "close",
@@ -170,12 +170,53 @@ def _open_regular(path: str) -> tuple[int, int]:
     return fd, st.st_size
 
 
-def map_file(path: str) -> mmap.mmap:
-    """Map a whole regular file read-only."""
+def _pread_all(fd: int, n: int, off: int) -> tuple[bytes, int]:
+    """Exactly ``n`` bytes at ``off``: (bytes, 0), (b"", errno), or (short, -1) when the
+    file ends first."""
+    got = b""
+    while len(got) < n:
+        err = _hit("read")
+        if err:
+            return b"", err
+        try:
+            b = os.pread(fd, n - len(got), off + len(got))
+        except OSError as e:
+            if e.errno == _errno.EINTR:
+                continue
+            return b"", e.errno or _errno.EIO
+        if not b:
+            return got, -1
+        got += b
+    return got, 0
+
+
+def open_table_file(path: str, whole_max: int, head_len: int,
+                    tail_len: int) -> tuple[Union[bytes, mmap.mmap], bytes, bytes]:
+    """Open a regular file for reading as a table, as the compiled core does: one of at
+    most ``whole_max`` bytes is read whole (returned as bytes, with empty head and
+    tail); a larger one is mapped read-only, and its first ``head_len`` and last
+    ``tail_len`` bytes are read (rather than faulted in through the mapping)."""
     fd, size = _open_regular(path)
     if size == 0:
         _close(fd, "close_read")
         raise FormatError(f"file of {size} bytes is not a reftable", path, 0)
+    if size <= whole_max:
+        data, err = _pread_all(fd, size, 0)
+        _close(fd, "close_read")
+        if err < 0:
+            raise FormatError("file shrank while it was opened", path, 0)
+        if err:
+            raise _io_error(err, path)
+        return data, b"", b""
+    head, err = _pread_all(fd, min(head_len, size), 0)
+    tail = b""
+    if not err:
+        tail, err = _pread_all(fd, min(tail_len, size), size - min(tail_len, size))
+    if err:
+        _close(fd, "close_read")
+        if err < 0:
+            raise FormatError("file shrank while it was opened", path, 0)
+        raise _io_error(err, path)
     err = _hit("mmap")
     m = None
     if not err:
@@ -186,7 +227,7 @@ def map_file(path: str) -> mmap.mmap:
     _close(fd, "close_read")  # the mapping stays valid; a failed close changes nothing
     if m is None:
         raise _io_error(err, path)
-    return m
+    return m, head, tail
 
 
 def read_file(path: str, limit: int) -> bytes:

@@ -26,7 +26,7 @@ from ._record import (
     ref_columns,
     ref_values,
 )
-from ._sys import map_file
+from ._sys import open_table_file
 
 __all__ = ["RecordIter", "TableCore", "open_table"]
 
@@ -34,14 +34,19 @@ MAX_INDEX_LEVELS = 32  # a table of 2**64 bytes needs far fewer; bounds hostile 
 HASH_ID_SHA1 = 0x73686131    # "sha1"
 HASH_ID_SHA256 = 0x73323536  # "s256"
 _CACHE_BLOCKS = 4096  # seek cache bound (about 16 MiB of 4 KiB blocks)
+_EDGE_HEAD = 29  # a v2 header and the first block's type
+_EDGE_TAIL = 72  # a v2 footer
+_READ_WHOLE_MAX = 65536  # smaller table files are read, not mapped
 
 def open_table(path: str) -> TableCore:
-    """Map the table file at ``path`` and check its header and footer.
-    ``NotExistError`` when it does not exist; ``FormatError`` for a file that is not
-    a regular file or not a table."""
-    m = map_file(path)
+    """Open the table file at ``path`` (mapped, or read whole when small) and check its
+    header and footer. ``NotExistError`` when it does not exist; ``FormatError`` for a
+    file that is not a regular file or not a table."""
+    m, head, tail = open_table_file(path, _READ_WHOLE_MAX, _EDGE_HEAD, _EDGE_TAIL)
+    if isinstance(m, bytes):
+        return TableCore(m, path)
     try:
-        return TableCore(m, path, mapped=True)
+        return TableCore(m, path, mapped=True, edges=(head, tail))
     except BaseException:
         m.close()
         raise
@@ -52,7 +57,8 @@ class TableCore:
     buffer. ``keys_read`` counts the record keys decoded so far (the work done; the
     twin decodes whole blocks)."""
 
-    def __init__(self, data: Any, path: Optional[str] = None, mapped: bool = False) -> None:
+    def __init__(self, data: Any, path: Optional[str] = None, mapped: bool = False,
+                 edges: Optional[tuple[bytes, bytes]] = None) -> None:
         self.mapped = mapped  # owns the mmap ``data`` (open_table)
         self.keys_read = 0
         self.reuse: dict[int, tuple[bytes, str]] = {}
@@ -63,7 +69,8 @@ class TableCore:
         self._cache: dict[int, Block] = {}
         self._evict = False
         try:
-            self._parse()
+            self._parse(*(edges or (bytes(self._mv[:_EDGE_HEAD]),
+                                    bytes(self._mv[-_EDGE_TAIL:]))))
         except BaseException:
             self.release()  # the caller may close the mmap now
             raise
@@ -71,12 +78,12 @@ class TableCore:
     def err(self, msg: str, offset: int) -> FormatError:
         return FormatError(msg, self.path, offset)
 
-    def _parse(self) -> None:
-        mv = self._mv
+    def _parse(self, head: bytes, tail: bytes) -> None:
+        """Check the header and footer: ``head`` and ``tail`` are the first and last
+        bytes of the table (up to _EDGE_HEAD and _EDGE_TAIL)."""
         size = self.size
         if size < 24:
             raise self.err(f"file of {size} bytes is too small for a reftable", 0)
-        head = bytes(mv[:28])
         if head[:4] != b"REFT":
             raise self.err("bad magic: not a reftable", 0)
         self.version = head[4]
@@ -101,7 +108,7 @@ class TableCore:
         self.min_update_index = BE64.unpack_from(head, 8)[0]
         self.max_update_index = BE64.unpack_from(head, 16)[0]
         self.data_end = end = size - self.footer_size
-        footer = bytes(mv[end:])
+        footer = tail[-self.footer_size:]
         if footer[:hsz] != head[:hsz]:
             raise self.err("footer does not repeat the header (truncated or corrupt table)", end)
         crc_stored = BE32.unpack_from(footer, self.footer_size - 4)[0]
@@ -115,7 +122,7 @@ class TableCore:
         self.object_id_len = field & 0x1F
         if self.ref_index_offset >= end and self.ref_index_offset != 0:
             raise self.err(f"ref index offset {self.ref_index_offset} points past the data", end)
-        first = mv[hsz] if end > hsz else 0
+        first = head[hsz] if end > hsz else 0
         self.ref_present = first == BLOCK_REF
         self.obj_present = self.obj_offset > 0
         self.log_present = first == BLOCK_LOG or self.log_offset > 0

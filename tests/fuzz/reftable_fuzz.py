@@ -748,6 +748,9 @@ def _exercise_table(t: Table, e: Entry, rng: random.Random, st: Stats, budget: B
     n = _try(st, lambda: t.count_refs())
     if n is not None and names is not None and n != len(names):
         raise Crash(f"count_refs {n} but {len(names)} names")
+    cols = _try(st, lambda: t.ref_columns())
+    if cols is not None and names is not None and cols.names != names:
+        raise Crash("ref_columns names differ from ref_names")
     logs = _try(st, lambda: budget.take(t.logs())) or []
     for lg in logs:
         _check_log(lg, hs)
@@ -829,7 +832,10 @@ def _exercise_merged(t: Table, valid: Table, e: Entry, rng: random.Random, st: S
         refs = _try(st, lambda m=m: budget.take(m.refs())) or []
         for r in refs:
             _check_ref(r, hs)
-        _try(st, lambda m=m: m.count_refs())
+        n = _try(st, lambda m=m: m.count_refs())
+        cols = _try(st, lambda m=m: m.ref_columns())
+        if cols is not None and n is not None and len(cols.names) != n:
+            raise Crash(f"merged ref_columns has {len(cols.names)} refs, count_refs {n}")
         _try(st, lambda m=m: budget.take(m.logs()))
         for key in e.ref_names[:2] + [b"refs/heads/"]:
             name = key.decode("utf-8", "surrogateescape")
