@@ -308,37 +308,49 @@ cdef int _pread_all(int fd, unsigned char* p, size_t n, uint64_t off) noexcept:
     return 0
 
 
-cdef const unsigned char* sys_map_file(bytes bpath, object path, uint64_t* size,
-                                       unsigned char* head, size_t head_len,
-                                       unsigned char* tail, size_t tail_len) except NULL:
-    """Map a whole regular file read-only; unmap with ``sys_unmap``. Its first
-    ``head_len`` and last ``tail_len`` bytes (fewer when the file is smaller) are also
-    read into ``head`` and ``tail``: for a point lookup in a large table, faulting the
-    first and the last page of the mapping in costs more than these two reads."""
+cdef object sys_open_table_file(bytes bpath, object path, uint64_t* size, uint64_t whole_max,
+                                const unsigned char** mapped,
+                                unsigned char* head, size_t head_len,
+                                unsigned char* tail, size_t tail_len):
+    """Open a regular file for reading as a table. One of at most ``whole_max`` bytes is
+    read whole and returned (bytes): for a small file, one read costs less than a
+    mapping and its page faults. A larger one is mapped read-only into ``mapped[0]``
+    (unmap with ``sys_unmap``; None is returned), and its first ``head_len`` and last
+    ``tail_len`` bytes are read into ``head`` and ``tail``: for a point lookup in a
+    large table, faulting the first and the last page of the mapping in costs more
+    than these two reads."""
     cdef int err
     cdef void* p
+    cdef bytes data
     cdef int fd = _open_regular(bpath, path, size)
+    mapped[0] = NULL
     if size[0] == 0 or size[0] > <uint64_t>(<size_t>-1):
         _sys_close(fd, RT_IO_CLOSE_READ)
         raise FormatError(f"file of {size[0]} bytes is not a reftable", path, 0)
-    if head_len > size[0]:
-        head_len = <size_t>size[0]
-    if tail_len > size[0]:
-        tail_len = <size_t>size[0]
-    err = _pread_all(fd, head, head_len, 0)
-    if err == 0:
-        err = _pread_all(fd, tail, tail_len, size[0] - tail_len)
-    if err:
+    if size[0] <= whole_max:
+        data = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>size[0])
+        err = _pread_all(fd, <unsigned char*>PyBytes_AS_STRING(data), <size_t>size[0], 0)
+    else:
+        data = None
+        err = _pread_all(fd, head, head_len if head_len < size[0] else <size_t>size[0], 0)
+        if tail_len > size[0]:
+            tail_len = <size_t>size[0]
+        if err == 0:
+            err = _pread_all(fd, tail, tail_len, size[0] - tail_len)
+    if err or data is not None:
         _sys_close(fd, RT_IO_CLOSE_READ)
         if err < 0:
             raise FormatError("file shrank while it was opened", path, 0)
-        _raise_io(err, path)
+        if err:
+            _raise_io(err, path)
+        return data
     p = _sys_mmap(fd, <size_t>size[0])
     err = errno
     _sys_close(fd, RT_IO_CLOSE_READ)  # the mapping stays valid; a failed close changes nothing
     if p == MAP_FAILED:
         _raise_io(err, path)
-    return <const unsigned char*>p
+    mapped[0] = <const unsigned char*>p
+    return None
 
 
 cdef void sys_unmap(const unsigned char* p, uint64_t size) noexcept nogil:

@@ -30,16 +30,25 @@ cdef uint32_t crc32_of(const unsigned char* p, size_t n) noexcept nogil:
 cdef enum:
     EDGE_HEAD = HEADER_SIZE_V2 + 1              # a header and the first block's type
     EDGE_TAIL = HEADER_SIZE_V2 + FOOTER_EXTRA   # the longest footer
+    READ_WHOLE_MAX = 65536                      # smaller table files are read, not mapped
 
 
 def open_table(path):
-    """Map the table file at ``path`` and check its header and footer.
-    ``NotExistError`` when it does not exist; ``FormatError`` for a file that is not
-    a regular file or not a table."""
+    """Open the table file at ``path`` (mapped, or read whole when small) and check its
+    header and footer. ``NotExistError`` when it does not exist; ``FormatError`` for a
+    file that is not a regular file or not a table."""
     cdef unsigned char head[EDGE_HEAD]
     cdef unsigned char tail[EDGE_TAIL]
-    cdef TableCore t = TableCore.__new__(TableCore, None, path)
-    t.buf = sys_map_file(_os.fsencode(path), path, &t.size, head, EDGE_HEAD, tail, EDGE_TAIL)
+    cdef const unsigned char* mapped = NULL
+    cdef uint64_t size = 0
+    cdef TableCore t
+    data = sys_open_table_file(_os.fsencode(path), path, &size, READ_WHOLE_MAX, &mapped,
+                               head, EDGE_HEAD, tail, EDGE_TAIL)
+    if data is not None:
+        return TableCore.__new__(TableCore, data, path)
+    t = TableCore.__new__(TableCore, None, path)
+    t.buf = mapped
+    t.size = size
     t.mapped = True
     t._parse(head, tail)
     return t
@@ -51,7 +60,7 @@ cdef class TableCore:
 
     cdef Py_buffer _pybuf
     cdef bint _has_buf
-    cdef readonly bint mapped   # a file mapped by open_table
+    cdef readonly bint mapped   # a (large) file mapped by open_table
     cdef const unsigned char* buf
     cdef readonly uint64_t size
     cdef readonly object path

@@ -1,7 +1,8 @@
 """Reading one table: :class:`Table`.
 
-A table is opened from a path (memory-mapped, zero copy) or from bytes. Header and
-footer are validated on open; blocks are validated as they are read.
+A table is opened from a path (memory-mapped, zero copy; a file of at most 64 KiB is
+read whole instead) or from bytes. Header and footer are validated on open; blocks are
+validated as they are read.
 """
 
 from __future__ import annotations
@@ -89,8 +90,9 @@ class Table(Closing):
 
     @classmethod
     def open(cls, path: Union[str, os.PathLike[str]]) -> Table:
-        """Open (memory-map) and validate the table at ``path``. ``NotExistError`` when
-        there is none; ``FormatError`` when it is not a regular file or not a table."""
+        """Open (memory-map, or read when at most 64 KiB) and validate the table at
+        ``path``. ``NotExistError`` when there is none; ``FormatError`` when it is not a
+        regular file or not a table."""
         p = os.fspath(path)
         return cls(_core.open_table(p), p)
 

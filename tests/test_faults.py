@@ -24,7 +24,7 @@ import pytest
 
 import reftable
 from reftable._impl import core as _core
-from reftable.stack import Stack, StackOptions, read_tables_list
+from reftable.stack import Stack, StackOptions
 from reftable.transaction import LogEntry
 
 OPS = ("open", "write", "fsync", "rename", "unlink", "close")
@@ -58,6 +58,14 @@ def make_template(directory: str, tables: int, auto: bool) -> None:
             if t == 1:
                 with st.transaction(log=LOG) as tx:
                     tx.delete("refs/heads/t0/b0")
+
+
+def add_big_table(st: Stack, tag: str = "big") -> None:
+    """A table over 64 KiB: the core maps it (smaller ones are read whole)."""
+    with st.transaction() as tx:
+        for i in range(2500):
+            tx.update(f"refs/heads/{tag}/{i:05d}", oid(70000 + i))
+    assert os.path.getsize(st.table_path(st.names[-1])) > 65536
 
 
 def scenario_addition(directory: str) -> None:
@@ -196,17 +204,20 @@ READ_OPS = ("open_read", "fstat", "read", "mmap", "close_read")
 def test_reads_are_counted(tmp_path):
     template = str(tmp_path / "s")
     make_template(template, 2, auto=False)
+    with Stack.open(template, StackOptions(auto_compact=False)) as st:
+        add_big_table(st)
     iofaults.reset_io_counts()
     with Stack.open(template) as st:
         ntables = len(st.names)
     counts = iofaults.io_counts()
-    # tables.list is read with one read; tables are mapped, their header and footer
-    # read with one read each (not faulted in through the mapping)
+    # tables.list is read with one read; small tables with one read each; the large
+    # one is mapped, its header and footer read with one read each (not faulted in
+    # through the mapping)
     assert counts["open_read"] == ntables + 1
     assert counts["fstat"] == ntables + 1
-    assert counts["mmap"] == ntables
+    assert counts["mmap"] == 1
     assert counts["close_read"] == ntables + 1
-    assert counts["read"] == 1 + 2 * ntables
+    assert counts["read"] == 1 + (ntables - 1) + 2
     assert counts["write"] == counts["open"] == 0
 
 
@@ -234,6 +245,9 @@ def test_every_read_call_can_fail(tmp_path, op):
     the tables it had, and the next reload succeeds."""
     d = str(tmp_path / "s")
     make_template(d, 2, auto=False)
+    if op == "mmap":  # only large tables are mapped
+        with Stack.open(d, StackOptions(auto_compact=False)) as st:
+            add_big_table(st)
     iofaults.set_fault(op, 1, errno.EIO)
     with pytest.raises(reftable.ReftableIOError) as ei:
         Stack.open(d)
@@ -242,9 +256,11 @@ def test_every_read_call_can_fail(tmp_path, op):
     with Stack.open(d, StackOptions(auto_compact=False)) as st, \
             Stack.open(d, StackOptions(auto_compact=False)) as other:
         before = [r.name for r in st.refs()]
+        if op == "mmap":
+            add_big_table(other, "other-big")
         with other.transaction() as tx:
             tx.update("refs/heads/other", oid(7))
-        # the list is read first, then only the new table is mapped
+        # the list is read first, then only the new tables are read or mapped
         iofaults.set_fault(op, 1, errno.EIO)
         with pytest.raises(reftable.ReftableIOError):
             st.reload()
@@ -254,13 +270,22 @@ def test_every_read_call_can_fail(tmp_path, op):
         assert "refs/heads/other" in [r.name for r in st.refs()]
 
 
-@pytest.mark.parametrize("nth", [1, 2])
-def test_header_and_footer_reads_can_fail(tmp_path, nth):
-    """A table's header and footer are read (not faulted in through its mapping):
-    either read failing is a ReftableIOError, and the next open works."""
+@pytest.mark.parametrize(("big", "nth"), [(False, 1), (True, 1), (True, 2)])
+def test_table_reads_can_fail(tmp_path, big, nth):
+    """A small table is read whole with one read, a large one's header and footer with
+    one read each (not faulted in through its mapping): a failing read is a
+    ReftableIOError, and the next open works."""
     d = str(tmp_path / "s")
     make_template(d, 1, auto=False)
-    path = os.path.join(d, read_tables_list(d)[0])
+    with Stack.open(d, StackOptions(auto_compact=False)) as st:
+        if big:
+            add_big_table(st)
+        path = st.table_path(st.names[-1])
+    iofaults.reset_io_counts()
+    with reftable.Table.open(path) as t:
+        assert t.count_refs() > 0
+    assert iofaults.io_counts()["read"] == (2 if big else 1)
+    assert iofaults.io_counts()["mmap"] == (1 if big else 0)
     iofaults.set_fault("read", nth, errno.EIO)
     with pytest.raises(reftable.ReftableIOError) as ei:
         reftable.Table.open(path)
@@ -270,12 +295,16 @@ def test_header_and_footer_reads_can_fail(tmp_path, nth):
         assert t.count_refs() > 0
 
 
-def test_table_that_shrinks_while_opened(tmp_path):
-    """A table cut short between its fstat and the read of its footer is a
+@pytest.mark.parametrize("big", [False, True])
+def test_table_that_shrinks_while_opened(tmp_path, big):
+    """A table cut short between its fstat and the reads of its bytes is a
     FormatError, not a read of stale or missing bytes."""
     d = str(tmp_path / "s")
     make_template(d, 1, auto=False)
-    path = os.path.join(d, read_tables_list(d)[0])
+    with Stack.open(d, StackOptions(auto_compact=False)) as st:
+        if big:
+            add_big_table(st)
+        path = st.table_path(st.names[-1])
 
     def shrink(op):
         if op == "read":

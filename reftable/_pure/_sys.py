@@ -16,13 +16,13 @@ import random
 import stat
 import time
 from collections.abc import Callable
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 from ..errors import ApiError, FormatError, LockError, NotExistError, ReftableIOError
 
 __all__ = [
     "IO_OPS", "LockFile", "_set_io_hook", "fsync_dir", "io_close", "io_fsync", "io_open",
-    "io_rename", "io_unlink", "io_write", "map_file", "read_file",
+    "io_rename", "io_unlink", "io_write", "open_table_file", "read_file",
 ]
 
 IO_OPS = ("open", "write", "fsync", "rename", "unlink", "close",
@@ -190,14 +190,24 @@ def _pread_all(fd: int, n: int, off: int) -> tuple[bytes, int]:
     return got, 0
 
 
-def map_file(path: str, head_len: int, tail_len: int) -> tuple[mmap.mmap, bytes, bytes]:
-    """Map a whole regular file read-only; also read its first ``head_len`` and last
-    ``tail_len`` bytes (fewer when it is smaller), as the compiled core does (it reads
-    them rather than fault in the first and last page of a large mapping)."""
+def open_table_file(path: str, whole_max: int, head_len: int,
+                    tail_len: int) -> tuple[Union[bytes, mmap.mmap], bytes, bytes]:
+    """Open a regular file for reading as a table, as the compiled core does: one of at
+    most ``whole_max`` bytes is read whole (returned as bytes, with empty head and
+    tail); a larger one is mapped read-only, and its first ``head_len`` and last
+    ``tail_len`` bytes are read (rather than faulted in through the mapping)."""
     fd, size = _open_regular(path)
     if size == 0:
         _close(fd, "close_read")
         raise FormatError(f"file of {size} bytes is not a reftable", path, 0)
+    if size <= whole_max:
+        data, err = _pread_all(fd, size, 0)
+        _close(fd, "close_read")
+        if err < 0:
+            raise FormatError("file shrank while it was opened", path, 0)
+        if err:
+            raise _io_error(err, path)
+        return data, b"", b""
     head, err = _pread_all(fd, min(head_len, size), 0)
     tail = b""
     if not err:

@@ -26,7 +26,7 @@ from ._record import (
     ref_columns,
     ref_values,
 )
-from ._sys import map_file
+from ._sys import open_table_file
 
 __all__ = ["RecordIter", "TableCore", "open_table"]
 
@@ -36,12 +36,15 @@ HASH_ID_SHA256 = 0x73323536  # "s256"
 _CACHE_BLOCKS = 4096  # seek cache bound (about 16 MiB of 4 KiB blocks)
 _EDGE_HEAD = 29  # a v2 header and the first block's type
 _EDGE_TAIL = 72  # a v2 footer
+_READ_WHOLE_MAX = 65536  # smaller table files are read, not mapped
 
 def open_table(path: str) -> TableCore:
-    """Map the table file at ``path`` and check its header and footer.
-    ``NotExistError`` when it does not exist; ``FormatError`` for a file that is not
-    a regular file or not a table."""
-    m, head, tail = map_file(path, _EDGE_HEAD, _EDGE_TAIL)
+    """Open the table file at ``path`` (mapped, or read whole when small) and check its
+    header and footer. ``NotExistError`` when it does not exist; ``FormatError`` for a
+    file that is not a regular file or not a table."""
+    m, head, tail = open_table_file(path, _READ_WHOLE_MAX, _EDGE_HEAD, _EDGE_TAIL)
+    if isinstance(m, bytes):
+        return TableCore(m, path)
     try:
         return TableCore(m, path, mapped=True, edges=(head, tail))
     except BaseException:
