@@ -205,15 +205,25 @@ cdef inline size_t common_prefix(const unsigned char* a, size_t alen,
 
 cdef inline int key_cmp(const unsigned char* a, size_t alen,
                         const unsigned char* b, size_t blen) noexcept nogil:
+    """Compare keys as unsigned bytes: -1, 0 or 1 (normalised: callers use -2 as an
+    error marker). A big-endian word at a time: keys share long prefixes
+    (refs/heads/...), and a merge compares several per record."""
     cdef size_t n = alen if alen < blen else blen
-    cdef int c = memcmp(a, b, n) if n else 0
-    if c:
-        return -1 if c < 0 else 1  # normalised: callers use -2 as an error marker
+    cdef size_t i = 0
+    cdef uint64_t x, y
+    while i + 8 <= n:
+        x = get_be64(a + i)
+        y = get_be64(b + i)
+        if x != y:
+            return -1 if x < y else 1
+        i += 8
+    while i < n:
+        if a[i] != b[i]:
+            return -1 if a[i] < b[i] else 1
+        i += 1
     if alen < blen:
         return -1
-    if alen > blen:
-        return 1
-    return 0
+    return 1 if alen > blen else 0
 
 
 def encode_varint(value):

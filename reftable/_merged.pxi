@@ -137,30 +137,8 @@ def merged_lookup_many(list cores, names, bint suppress_deletions=True):
         free(ids)
 
 
-cdef inline int _key_cmp_words(const unsigned char* a, size_t alen,
-                               const unsigned char* b, size_t blen) noexcept nogil:
-    """``key_cmp`` a word at a time: merged keys share long prefixes (refs/heads/...),
-    and the merge compares several per record."""
-    cdef size_t n = alen if alen < blen else blen
-    cdef size_t i = 0
-    cdef uint64_t x, y
-    while i + 8 <= n:
-        x = get_be64(a + i)
-        y = get_be64(b + i)
-        if x != y:
-            return -1 if x < y else 1
-        i += 8
-    while i < n:
-        if a[i] != b[i]:
-            return -1 if a[i] < b[i] else 1
-        i += 1
-    if alen < blen:
-        return -1
-    return 1 if alen > blen else 0
-
-
 cdef inline bint _heap_less(Buf** keys, Py_ssize_t a, Py_ssize_t b) noexcept nogil:
-    cdef int c = _key_cmp_words(keys[a].p, keys[a].len, keys[b].p, keys[b].len)
+    cdef int c = key_cmp(keys[a].p, keys[a].len, keys[b].p, keys[b].len)
     if c:
         return c < 0
     return a > b  # same key: the newer table first
@@ -273,7 +251,7 @@ cdef int _merge_columns(MergeSrc* srcs, Py_ssize_t* heap, Py_ssize_t* hlen, Buf*
             if not hlen[0]:
                 break
             i = heap[0]
-            if _key_cmp_words(keys[i].p, keys[i].len, last.p, last.len) != 0:
+            if key_cmp(keys[i].p, keys[i].len, last.p, last.len) != 0:
                 break
             bad[0] = i
             err = _src_next(&srcs[i], keys[i], &live, eoff)
@@ -352,7 +330,7 @@ cdef class MergedIter:
         cdef RecordIter it
         while self.hlen:
             it = <RecordIter>self.iters[self.heap[0]]
-            if _key_cmp_words(it.key.p, it.key.len, self.last.p, self.last.len) != 0:
+            if key_cmp(it.key.p, it.key.len, self.last.p, self.last.len) != 0:
                 return 0
             it._skip()
             self._refill_top()
