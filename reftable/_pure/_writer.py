@@ -9,12 +9,14 @@ Git). Records go in through ``add_ref`` / ``add_log`` (or the bulk
 from __future__ import annotations
 
 import zlib
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable
-from itertools import repeat
-from operator import attrgetter
+from itertools import accumulate, islice, repeat
+from operator import add, attrgetter, concat, getitem, lt, xor
 from typing import Any, Optional
 
 from ..errors import ApiError, EntryTooBigError
+from . import _record
 from ._buf import BE16, BE32, BE64, U64_MAX, encode_varint
 from ._record import BLOCK_INDEX, BLOCK_LOG, BLOCK_OBJ, BLOCK_REF, log_key, normalize_message
 
@@ -28,9 +30,32 @@ _SECTIONS = ("ref", "obj", "log", "index")
 # section statistics: one list per section, indexed by these
 OFFSET, INDEX_OFFSET, BLOCKS, INDEX_BLOCKS, ENTRIES, RESTARTS, MAX_LEVEL = range(7)
 _EMPTY = b""
-# the two leading varints of a record (prefix length, suffix length << 3 | type) when
-# both fit one byte, by (prefix << 7) | second
-_HEADS = [bytes((p, s)) for p in range(128) for s in range(128)]
+# blocks this large could need more restart points than the table holds (a restart
+# record takes at least 6 bytes): written one record at a time, which caps them
+_BULK_MAX_BLOCK = 6 * MAX_RESTARTS
+
+
+class _Heads(dict[tuple[int, int, int], bytes]):
+    """The start of a record in a block, by (shared key prefix length, key length,
+    value type): the two varints prefix length and suffix length << 3 | value type.
+    Every record written gets its head here; the few shapes of a table are cached."""
+
+    def __missing__(self, shape: tuple[int, int, int]) -> bytes:
+        prefix, klen, extra = shape
+        head = encode_varint(prefix) + encode_varint(((klen - prefix) << 3) | extra)
+        if len(self) >= 1 << 16:
+            self.clear()  # keys of many lengths: stay bounded
+        self[shape] = head
+        return head
+
+
+_HEAD = _Heads()
+_cat: Callable[[bytes, bytes], bytes] = concat  # typed: operator's is for sequences
+_TAILS = [slice(i, None) for i in range(256)]  # key[shared:], by shared prefix length
+
+
+def _tail(shared: int) -> slice:
+    return slice(shared, None)
 
 
 class WriterCore:
@@ -147,13 +172,8 @@ class WriterCore:
             n = len(last) if len(last) < len(key) else len(key)
             x = int.from_bytes(last[:n], "big") ^ int.from_bytes(key[:n], "big")
             prefix = n - ((x.bit_length() + 7) >> 3)
-        suffix = len(key) - prefix
-        st = (suffix << 3) | extra
-        if prefix < 128 and st < 128:
-            head = bytes((prefix, st))
-        else:
-            head = encode_varint(prefix) + encode_varint(st)
-        n = len(head) + suffix + len(val)
+        record = _HEAD[(prefix, len(key), extra)] + key[prefix:] + val
+        n = len(record)
         restarts = self._restarts
         rlen = len(restarts)
         is_restart = prefix == 0 and rlen < MAX_RESTARTS
@@ -163,7 +183,7 @@ class WriterCore:
             return False
         if is_restart:
             restarts.append(self._bnext)
-        self._parts.append(head + key[prefix:] + val)
+        self._parts.append(record)
         self._bnext += n
         self._blast = key
         self._entries += 1
@@ -185,113 +205,157 @@ class WriterCore:
     def _pack(self, typ: int, keys: list[bytes], extras: list[int], vals: list[bytes],
               too_big: Callable[[bytes, int, bytes], None],
               oids: Optional[list[bytes]] = None) -> None:
-        """Add many records of one section, checking key order: the hot loop of the
-        writer, with the open block's state in local variables. ``too_big`` handles a
-        record that does not fit even an empty block (it may add a smaller one).
-        ``oids``: the object id of every record, when each has exactly one (refs)."""
+        """Add many records of one section, checking key order; those before a key out
+        of order are added. ``too_big`` handles a record that does not fit even an
+        empty block (it may add a smaller one). ``oids``: the object id of every
+        record, when each has exactly one (refs)."""
         if not keys:
             return
         if self._btype == 0:
             self._bw_init(typ)
         elif self._btype != typ:
             raise ApiError("record type does not match the section being written")
-        ri = self.restart_interval
-        bs = self.block_size
+        n = len(keys)
+        if not (self._wlast < keys[0] and all(map(lt, keys, islice(keys, 1, None)))):
+            n = 0 if keys[0] <= self._wlast else 1 + next(
+                i for i, ok in enumerate(map(lt, keys, islice(keys, 1, None))) if not ok)
         is_ref = typ == BLOCK_REF
         note = is_ref and self.index_objects
-        per_record_ids = note and oids is None
         marks = [(0, self.next)]  # (first record, block offset) of each block used
-        heads = _HEADS
-        enc = encode_varint
-        from_bytes = int.from_bytes
-        parts = self._parts
-        add_part = parts.append
+        done = 0
+        try:
+            while done < n:
+                if self.block_size < _BULK_MAX_BLOCK:
+                    k = self._pack_blocks(typ, keys, extras, vals, done, n, marks)
+                else:
+                    k = self._pack_each(typ, keys, extras, vals, done, n, marks)
+                if k > done:
+                    self._wlast = keys[k - 1]
+                done = k
+                if k < n:  # does not fit an empty block
+                    self._wlast = _EMPTY
+                    too_big(keys[k], extras[k], vals[k])
+                    self._wlast = keys[k]
+                    done += 1
+        finally:
+            if is_ref:
+                self.ref_count += done
+            if note:
+                marks.append((done, 0))
+                for (a, off), (b, _) in zip(marks, marks[1:], strict=False):
+                    if oids is not None:
+                        self._obj_ids += oids[a:b]
+                        self._obj_offs += repeat(off, b - a)
+                    else:
+                        for i in range(a, b):
+                            self._note_ids(vals[i], extras[i], off)
+        if n < len(keys):
+            raise ApiError("records must be added in strictly increasing key order")
+
+    def _pack_blocks(self, typ: int, keys: list[bytes], extras: list[int], vals: list[bytes],
+                     start: int, n: int, marks: list[tuple[int, int]]) -> int:
+        """Lay ``keys[start:n]`` (in order) out in blocks; returns the index of the
+        first record not added: ``n``, or one that does not fit an empty block.
+
+        Every record is first encoded as if it were not a restart point (its key
+        prefix shared with the key before it), without a Python loop per record; then
+        blocks are filled greedily one restart interval at a time, summing record
+        sizes by bisection. Only restart points are encoded again (whole key)."""
+        if start or n < len(keys):
+            keys, extras, vals = keys[start:n], extras[start:n], vals[start:n]
+        klens = list(map(len, keys))
+        shared = common_prefixes(self._blast, keys)
+        tails = map(_TAILS.__getitem__ if max(klens) <= 256 else _tail, shared)
+        heads = map(_HEAD.__getitem__, zip(shared, klens, extras, strict=False))
+        parts = list(map(_cat, map(_cat, heads, map(getitem, keys, tails)), vals))
+        sizes = list(accumulate(map(len, parts), initial=0))  # bytes before record i
+        # a record that shares nothing with the key before it is a restart point even
+        # between the regular ones, and costs a restart table entry more
+        zeros = [i for i, c in enumerate(shared) if not c and i] if 0 in shared[1:] else []
+        if not shared[0] and self._entries % self.restart_interval:
+            zeros.insert(0, 0)
+        costs = sizes
+        if zeros:
+            more = [0] * len(keys)
+            for i in zeros:
+                more[i] = 3
+            costs = list(accumulate(map(add, map(len, parts), more), initial=0))
+        ri = self.restart_interval
+        bs = self.block_size
+        out = self._parts
         restarts = self._restarts
         entries = self._entries
         bnext = self._bnext
-        blast = self._blast
-        bl_len = len(blast)
-        bl_int = from_bytes(blast, "big")
-        wlast = self._wlast
-        room = bs - bnext - 2 - 3 * len(restarts)  # bytes left for records
-        ints = map(from_bytes, keys, repeat("big"))  # type: ignore[arg-type]
-        done = 0
-        try:
-            for key, kint, extra, val in zip(keys, ints, extras, vals, strict=False):
-                if key <= wlast:  # (keys are never empty, and b"" is below every key)
-                    raise ApiError("records must be added in strictly increasing key order")
-                wlast = key
-                klen = len(key)
-                prefix = 0
-                if entries % ri:
-                    # common prefix: align the shorter key's bytes, XOR, find the top bit
-                    if klen < bl_len:
-                        prefix = klen - ((((bl_int >> ((bl_len - klen) << 3)) ^ kint)
-                                          .bit_length() + 7) >> 3)
-                    else:
-                        prefix = bl_len - (((bl_int ^ (kint >> ((klen - bl_len) << 3)))
-                                            .bit_length() + 7) >> 3)
-                suffix = klen - prefix
-                st = (suffix << 3) | extra
-                if prefix < 128 and st < 128:
-                    head = heads[(prefix << 7) | st]
-                    size = 2 + suffix + len(val)
-                else:
-                    head = enc(prefix) + enc(st)
-                    size = len(head) + suffix + len(val)
-                is_restart = not prefix and len(restarts) < MAX_RESTARTS
-                if is_restart:
-                    size += 3  # its entry in the restart table
-                if size <= room:
-                    if is_restart:
-                        restarts.append(bnext)
-                        bnext -= 3
-                    add_part(head + key[prefix:] + val)
-                    room -= size
-                    bnext += size
+        room = bs - bnext - 2 - 3 * len(restarts)
+        m = len(keys)
+        j = 0
+        while j < m:
+            full = False
+            phase = entries % ri
+            if not phase:  # a restart point: the whole key
+                whole = _HEAD[(0, klens[j], extras[j])] + keys[j] + vals[j]
+                need = len(whole) + 3
+                if need <= room:
+                    restarts.append(bnext)
+                    out.append(whole)
+                    bnext += len(whole)
+                    room -= need
                     entries += 1
-                    blast = key
-                    bl_len = klen
-                    bl_int = kint
+                    j += 1
+                    self._blast = keys[j - 1]
+                    phase = 1
+                elif entries:
+                    full = True
                 else:
-                    self._entries, self._bnext, self._blast = entries, bnext, blast
-                    self._flush_block()
-                    self._bw_init(typ)
-                    marks.append((done, self.next))
-                    parts, restarts = self._parts, self._restarts
-                    add_part = parts.append
-                    entries, bnext, blast = 0, self._bnext, _EMPTY
-                    if not self._bw_add(key, extra, val):
-                        self._wlast = wlast = _EMPTY
-                        too_big(key, extra, val)
-                    entries, bnext, blast = self._entries, self._bnext, self._blast
-                    bl_len = len(blast)
-                    bl_int = from_bytes(blast, "big")
-                    room = bs - bnext - 2 - 3 * len(restarts)
-                done += 1
-                if per_record_ids and (extra == 1 or extra == 2):
-                    self._note_ids(val, extra)
-        finally:
-            if self._btype == typ:
-                self._entries, self._bnext, self._blast = entries, bnext, blast
-            self._wlast = wlast
-            if is_ref:
-                self.ref_count += done
-            if note and oids is not None:
-                self._obj_ids += oids[:done]
-                marks.append((done, 0))
-                for (a, off), (b, _) in zip(marks, marks[1:], strict=False):
-                    self._obj_offs += repeat(off, b - a)
+                    break  # does not fit an empty block
+            if not full:
+                end = j + ri - phase
+                if end > m:
+                    end = m
+                if costs[end] - costs[j] > room:  # the block fills up in this interval
+                    end = bisect_right(costs, costs[j] + room, j, end) - 1
+                    full = True
+                if end > j:
+                    if zeros:
+                        for z in zeros[bisect_left(zeros, j):bisect_left(zeros, end)]:
+                            restarts.append(bnext + sizes[z] - sizes[j])
+                    out += parts[j:end]
+                    bnext += sizes[end] - sizes[j]
+                    room -= costs[end] - costs[j]
+                    entries += end - j
+                    j = end
+                    self._blast = keys[j - 1]
+            if full:  # the next record starts a new block
+                self._entries, self._bnext = entries, bnext
+                self._flush_block()
+                self._bw_init(typ)
+                marks.append((start + j, self.next))
+                out, restarts = self._parts, self._restarts
+                entries, bnext = 0, self._bnext
+                room = bs - bnext - 2
+        self._entries, self._bnext = entries, bnext
+        return start + j
 
-    def _note_ids(self, val: bytes, extra: int) -> None:
+    def _pack_each(self, typ: int, keys: list[bytes], extras: list[int], vals: list[bytes],
+                   start: int, n: int, marks: list[tuple[int, int]]) -> int:
+        """``_pack_blocks`` one record at a time, for blocks so large that their
+        restart table could overflow (``_bw_add`` caps it)."""
+        for i in range(start, n):
+            ok = self._add(typ, keys[i], extras[i], vals[i])
+            if self.next != marks[-1][1]:
+                marks.append((i, self.next))
+            if not ok:
+                return i
+        return n
+
+    def _note_ids(self, val: bytes, extra: int, off: int) -> None:
         hs = self.hash_size
         if extra == 1:
             self._obj_ids.append(val[-hs:])
-        else:
-            self._obj_ids.append(val[-2 * hs:-hs])
-            self._obj_ids.append(val[-hs:])
-            self._obj_offs.append(self.next)
-        self._obj_offs.append(self.next)
+            self._obj_offs.append(off)
+        elif extra == 2:
+            self._obj_ids += (val[-2 * hs:-hs], val[-hs:])
+            self._obj_offs += (off, off)
 
     def _flush_block(self) -> None:
         typ = self._btype
@@ -522,6 +586,51 @@ class WriterCore:
         return result
 
 
+# -- key prefixes ---------------------------------------------------------------------------
+
+
+def common_prefixes(first: bytes, keys: list[bytes]) -> list[int]:
+    """How many leading bytes each of ``keys`` (in increasing order) shares with the
+    key before it, the first one with ``first``.
+
+    All keys at once, one byte position (column) at a time: with the keys padded to
+    one width, a column read as a big integer holds one byte lane per key; a lane of
+    ``diff`` turns non-zero at the first column where its key differs from the key
+    before it, and the lanes of ``acc`` count the columns before that."""
+    rows = [first, *keys]
+    m = len(keys)
+    width = max(map(len, rows))
+    flat = b"".join(rows)
+    clamp = False
+    if len(flat) != (m + 1) * width:
+        # a padding NUL can match a NUL in the longer key: past the shorter key,
+        # nothing is shared
+        clamp = b"\0" in flat
+        flat = b"".join(map(bytes.ljust, rows, repeat(width), repeat(b"\0")))
+    if width > 255:  # a lane would overflow: one big integer per key instead
+        ints = list(map(int.from_bytes, map(flat.__getitem__, map(  # type: ignore[arg-type]
+            slice, range(0, len(flat), width), range(width, len(flat) + 1, width))),
+            repeat("big")))
+        shared = [width - ((x.bit_length() + 7) >> 3) for x in map(xor, ints, ints[1:])]
+    else:
+        low = (1 << (8 * m)) - 1
+        ones = low // 255          # 0x01 in every lane
+        lo7 = ones * 0x7F
+        hi = ones << 7
+        diff = acc = 0
+        for c in range(width):
+            col = int.from_bytes(flat[c::width], "big")  # lane i: rows[i]
+            diff |= (col >> 8) ^ (col & low)  # lane i: rows[i] ^ rows[i + 1]
+            same = (((diff & lo7) + lo7 | diff) & hi) ^ hi  # 0x80 where diff is 0
+            if not same:
+                break
+            acc += same >> 7
+        shared = list(acc.to_bytes(m, "big"))
+    if clamp:
+        shared = list(map(min, shared, map(len, rows)))
+    return shared
+
+
 # -- record encoders -----------------------------------------------------------------------
 
 
@@ -583,7 +692,8 @@ def write_ref_records(w: WriterCore, records: Iterable[Any]) -> int:
 
 
 _BATCH = 4096
-_GETTERS = tuple(map(attrgetter, ("name", "update_index", "value_type", "value")))
+_NAME, _UPDATE_INDEX, _VALUE_TYPE, _VALUE = map(
+    attrgetter, ("name", "update_index", "value_type", "value"))
 
 
 def _plain_refs(w: WriterCore, chunk: list[Any]) -> Optional[tuple[list[bytes], list[bytes],
@@ -591,19 +701,30 @@ def _plain_refs(w: WriterCore, chunk: list[Any]) -> Optional[tuple[list[bytes], 
     """(keys, values, object ids) of a batch of the common records (one object id,
     ``str`` names, update indexes within limits), with whole-batch checks run by the
     interpreter's C loops; None when any record is of another kind."""
-    names, uis, vts, oids = (list(map(get, chunk)) for get in _GETTERS)
+    n = len(chunk)
+    vts = list(map(_VALUE_TYPE, chunk))
+    if vts.count(_record._ref_vts[1]) != n and vts.count(1) != n:
+        return None
+    oids = list(map(_VALUE, chunk))
+    if set(map(type, oids)) != {bytes} or set(map(len, oids)) != {w.hash_size}:
+        return None
+    uis = list(map(_UPDATE_INDEX, chunk))
     lo = w.min_update_index
-    if (set(vts) != {1} or min(uis) < lo or max(uis) > w.max_update_index
-            or set(map(type, oids)) != {bytes} or set(map(len, oids)) != {w.hash_size}
-            or set(map(type, names)) != {str} or "" in names):
+    same = uis.count(uis[0]) == n
+    if (uis[0] if same else min(uis)) < lo or (uis[0] if same else max(uis)) > w.max_update_index:
         return None
     try:
-        keys = list(map(str.encode, names))
+        keys = list(map(str.encode, map(_NAME, chunk)))  # (str.encode: str names only)
+    except TypeError:
+        return None
     except UnicodeEncodeError:  # surrogate escapes: bytes read from a table
-        keys = [n.encode("utf-8", "surrogateescape") for n in names]
-    if min(uis) == max(uis):
-        delta = encode_varint(uis[0] - lo)
-        vals = list(map(delta.__add__, oids))
+        if set(map(type, map(_NAME, chunk))) != {str}:
+            return None
+        keys = [n.encode("utf-8", "surrogateescape") for n in map(_NAME, chunk)]
+    if not all(keys):
+        return None
+    if same:
+        vals = list(map(_cat, repeat(encode_varint(uis[0] - lo)), oids))
     else:
         vals = [encode_varint(u - lo) + v for u, v in zip(uis, oids, strict=True)]
     return keys, vals, oids
