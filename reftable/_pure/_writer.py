@@ -50,7 +50,9 @@ class _Heads(dict[tuple[int, int, int], bytes]):
 
 
 _HEAD = _Heads()
-_cat: Callable[[bytes, bytes], bytes] = concat  # typed: operator's is for sequences
+# operator's functions, typed for bytes
+_cat: Callable[[bytes, bytes], bytes] = concat  # type: ignore[assignment]
+_cut: Callable[[bytes, slice], bytes] = getitem
 _TAILS = [slice(i, None) for i in range(256)]  # key[shared:], by shared prefix length
 
 
@@ -267,7 +269,7 @@ class WriterCore:
         shared = common_prefixes(self._blast, keys)
         tails = map(_TAILS.__getitem__ if max(klens) <= 256 else _tail, shared)
         heads = map(_HEAD.__getitem__, zip(shared, klens, extras, strict=False))
-        parts = list(map(_cat, map(_cat, heads, map(getitem, keys, tails)), vals))
+        parts = list(map(_cat, map(_cat, heads, map(_cut, keys, tails)), vals))
         sizes = list(accumulate(map(len, parts), initial=0))  # bytes before record i
         # a record that shares nothing with the key before it is a restart point even
         # between the regular ones, and costs a restart table entry more
