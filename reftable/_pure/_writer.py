@@ -52,7 +52,7 @@ class _Heads(dict[tuple[int, int, int], bytes]):
 _HEAD = _Heads()
 # operator's functions, typed for bytes
 _cat: Callable[[bytes, bytes], bytes] = concat  # type: ignore[assignment]
-_cut: Callable[[bytes, slice], bytes] = getitem
+_cut: Callable[[bytes, slice], bytes] = getitem  # type: ignore[assignment]
 _TAILS = [slice(i, None) for i in range(256)]  # key[shared:], by shared prefix length
 
 
