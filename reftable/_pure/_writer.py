@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import zlib
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from itertools import accumulate, islice, repeat
 from operator import add, attrgetter, concat, getitem, lt, xor
 from typing import Any, Optional
@@ -35,25 +35,42 @@ _EMPTY = b""
 _BULK_MAX_BLOCK = 6 * MAX_RESTARTS
 
 
-class _Heads(dict[tuple[int, int, int], bytes]):
-    """The start of a record in a block, by (shared key prefix length, key length,
-    value type): the two varints prefix length and suffix length << 3 | value type.
-    Every record written gets its head here; the few shapes of a table are cached."""
-
-    def __missing__(self, shape: tuple[int, int, int]) -> bytes:
-        prefix, klen, extra = shape
-        head = encode_varint(prefix) + encode_varint(((klen - prefix) << 3) | extra)
-        if len(self) >= 1 << 16:
-            self.clear()  # keys of many lengths: stay bounded
-        self[shape] = head
-        return head
+def record_head(shared: int, klen: int, extra: int) -> bytes:
+    """The start of a record in a block: its key's prefix length shared with the key
+    before it, then the suffix length << 3 | the value type, two varints."""
+    return encode_varint(shared) + encode_varint(((klen - shared) << 3) | extra)
 
 
-_HEAD = _Heads()
+class _HeadRows(dict[int, list[bytes]]):
+    """``record_head`` for one value type, by key length then shared prefix length
+    (keys up to ``_ROW_MAX`` bytes; a table has keys of a few lengths)."""
+
+    def __init__(self, extra: int) -> None:
+        super().__init__()
+        self.extra = extra
+        self.sizes: dict[int, list[int]] = {}  # bytes of head and key suffix
+
+    def __missing__(self, klen: int) -> list[bytes]:
+        row = [record_head(shared, klen, self.extra) for shared in range(klen + 1)]
+        self.sizes[klen] = [len(h) + klen - shared for shared, h in enumerate(row)]
+        self[klen] = row
+        return row
+
+
+_ROW_MAX = 256
+_HEADS = [_HeadRows(extra) for extra in range(8)]
+
+
+def _head(shared: int, klen: int, extra: int) -> bytes:
+    if klen <= _ROW_MAX:
+        return _HEADS[extra][klen][shared]
+    return record_head(shared, klen, extra)
+
+
 # operator's functions, typed for bytes
 _cat: Callable[[bytes, bytes], bytes] = concat  # type: ignore[assignment]
 _cut: Callable[[bytes, slice], bytes] = getitem  # type: ignore[assignment]
-_TAILS = [slice(i, None) for i in range(256)]  # key[shared:], by shared prefix length
+_TAILS = [slice(i, None) for i in range(_ROW_MAX + 1)]  # key[shared:], by shared length
 
 
 def _tail(shared: int) -> slice:
@@ -174,7 +191,7 @@ class WriterCore:
             n = len(last) if len(last) < len(key) else len(key)
             x = int.from_bytes(last[:n], "big") ^ int.from_bytes(key[:n], "big")
             prefix = n - ((x.bit_length() + 7) >> 3)
-        record = _HEAD[(prefix, len(key), extra)] + key[prefix:] + val
+        record = _head(prefix, len(key), extra) + key[prefix:] + val
         n = len(record)
         restarts = self._restarts
         rlen = len(restarts)
@@ -267,13 +284,31 @@ class WriterCore:
             keys, extras, vals = keys[start:n], extras[start:n], vals[start:n]
         klens = list(map(len, keys))
         shared = common_prefixes(self._blast, keys)
-        tails = map(_TAILS.__getitem__ if max(klens) <= 256 else _tail, shared)
-        heads = map(_HEAD.__getitem__, zip(shared, klens, extras, strict=False))
-        parts = list(map(_cat, map(_cat, heads, map(_cut, keys, tails)), vals))
-        sizes = list(accumulate(map(len, parts), initial=0))  # bytes before record i
+        m = len(keys)
+        if max(klens) <= _ROW_MAX:
+            tails = list(map(_cut, keys, map(_TAILS.__getitem__, shared)))
+            if extras.count(extras[0]) == m:
+                rows = _HEADS[extras[0]]
+                heads = list(map(getitem, map(rows.__getitem__, klens), shared))
+                # (the rows now exist) bytes of head and key suffix
+                lens = map(getitem, map(rows.sizes.__getitem__, klens), shared)
+            else:
+                heads = list(map(getitem, map(getitem, map(_HEADS.__getitem__, extras), klens),
+                                 shared))
+                lens = map(add, map(len, heads), map(len, tails))
+        else:
+            tails = list(map(_cut, keys, map(_tail, shared)))
+            heads = list(map(_head, shared, klens, extras))
+            lens = map(add, map(len, heads), map(len, tails))
+        rsizes = list(map(add, lens, map(len, vals)))
+        sizes = list(accumulate(rsizes, initial=0))  # bytes before record i
+        pieces = [_EMPTY] * (3 * m)  # head, key suffix and value of each record
+        pieces[0::3] = heads
+        pieces[1::3] = tails
+        pieces[2::3] = vals
         # a record that shares nothing with the key before it is a restart point even
         # between the regular ones, and costs a restart table entry more
-        zeros = [i for i, c in enumerate(shared) if not c and i] if 0 in shared[1:] else []
+        zeros = _zeros(shared)
         if not shared[0] and self._entries % self.restart_interval:
             zeros.insert(0, 0)
         costs = sizes
@@ -281,7 +316,7 @@ class WriterCore:
             more = [0] * len(keys)
             for i in zeros:
                 more[i] = 3
-            costs = list(accumulate(map(add, map(len, parts), more), initial=0))
+            costs = list(accumulate(map(add, rsizes, more), initial=0))
         ri = self.restart_interval
         bs = self.block_size
         out = self._parts
@@ -289,18 +324,18 @@ class WriterCore:
         entries = self._entries
         bnext = self._bnext
         room = bs - bnext - 2 - 3 * len(restarts)
-        m = len(keys)
         j = 0
         while j < m:
             full = False
             phase = entries % ri
             if not phase:  # a restart point: the whole key
-                whole = _HEAD[(0, klens[j], extras[j])] + keys[j] + vals[j]
-                need = len(whole) + 3
+                head = _head(0, klens[j], extras[j])
+                whole = len(head) + klens[j] + len(vals[j])
+                need = whole + 3
                 if need <= room:
                     restarts.append(bnext)
-                    out.append(whole)
-                    bnext += len(whole)
+                    out += (head, keys[j], vals[j])
+                    bnext += whole
                     room -= need
                     entries += 1
                     j += 1
@@ -321,7 +356,7 @@ class WriterCore:
                     if zeros:
                         for z in zeros[bisect_left(zeros, j):bisect_left(zeros, end)]:
                             restarts.append(bnext + sizes[z] - sizes[j])
-                    out += parts[j:end]
+                    out += pieces[3 * j:3 * end]
                     bnext += sizes[end] - sizes[j]
                     room -= costs[end] - costs[j]
                     entries += end - j
@@ -442,19 +477,29 @@ class WriterCore:
         hs = self.hash_size
         # sorted by id; the sort is stable, so equal ids keep their (ascending) offsets
         order = sorted(range(len(ids)), key=ids.__getitem__)
-        sids = [ids[i] for i in order]
-        soffs = [offs[i] for i in order]
-        # shortest prefix length that tells every pair of neighbours apart (>= 2): the
-        # closest pair has the shortest XOR
-        ints = [int.from_bytes(x, "big") for x in sids]
-        pairs = zip(ints, ints[1:], strict=False)
-        shortest = min(((a ^ b).bit_length() for a, b in pairs if a != b), default=8 * hs)
-        id_len = max(1, hs - ((shortest + 7) >> 3)) + 1
+        sids = list(map(ids.__getitem__, order))
+        soffs = list(map(offs.__getitem__, order))
+        # shortest prefix length that tells every pair of neighbours apart (>= 2): one
+        # byte more than the most any two different neighbours share
+        shared = common_prefixes(sids[0], sids)[1:] if sids else _EMPTY
+        dups = hs in shared
+        if dups:
+            shared = [c for c in shared if c != hs]
+        id_len = max(1, max(shared, default=0)) + 1
         if id_len > 31:
             # the footer stores the length in 5 bits; only two SHA-256 ids sharing 31
             # bytes get here: leave the obj index out (readers then scan)
             return
         self.object_id_len = id_len
+        self._wlast = _EMPTY
+        self._bw_init(BLOCK_OBJ)
+        if not dups:  # one block per id: the common case, without a loop per id
+            varint = {off: encode_varint(off) for off in set(soffs)}
+            self._pack(BLOCK_OBJ, list(map(_cut, sids, repeat(slice(0, id_len)))),
+                       [1] * len(sids), list(map(varint.__getitem__, soffs)),
+                       self._obj_too_big)
+            self._finish_section()
+            return
         keys: list[bytes] = []
         extras: list[int] = []
         vals: list[bytes] = []
@@ -486,8 +531,6 @@ class WriterCore:
                 vals.append(v)
                 extras.append(1)
             keys.append(oid[:id_len])
-        self._wlast = _EMPTY
-        self._bw_init(BLOCK_OBJ)
         self._pack(BLOCK_OBJ, keys, extras, vals, self._obj_too_big)
         self._finish_section()
 
@@ -591,7 +634,7 @@ class WriterCore:
 # -- key prefixes ---------------------------------------------------------------------------
 
 
-def common_prefixes(first: bytes, keys: list[bytes]) -> list[int]:
+def common_prefixes(first: bytes, keys: list[bytes]) -> Sequence[int]:
     """How many leading bytes each of ``keys`` (in increasing order) shares with the
     key before it, the first one with ``first``.
 
@@ -603,8 +646,11 @@ def common_prefixes(first: bytes, keys: list[bytes]) -> list[int]:
     m = len(keys)
     width = max(map(len, rows))
     flat = b"".join(rows)
-    clamp = False
-    if len(flat) != (m + 1) * width:
+    clamp = first_only = False
+    if len(flat) - len(first) == m * width:  # keys of one length, maybe a shorter first
+        first_only = len(first) < width
+        flat = first.ljust(width, b"\0") + flat[len(first):]
+    elif len(flat) != (m + 1) * width:
         # a padding NUL can match a NUL in the longer key: past the shorter key,
         # nothing is shared
         clamp = b"\0" in flat
@@ -613,24 +659,45 @@ def common_prefixes(first: bytes, keys: list[bytes]) -> list[int]:
         ints = list(map(int.from_bytes, map(flat.__getitem__, map(  # type: ignore[arg-type]
             slice, range(0, len(flat), width), range(width, len(flat) + 1, width))),
             repeat("big")))
-        shared = [width - ((x.bit_length() + 7) >> 3) for x in map(xor, ints, ints[1:])]
+        shared: Sequence[int] = [width - ((x.bit_length() + 7) >> 3)
+                                 for x in map(xor, ints, ints[1:])]
     else:
         low = (1 << (8 * m)) - 1
         ones = low // 255          # 0x01 in every lane
         lo7 = ones * 0x7F
         hi = ones << 7
         diff = acc = 0
+        same = hi  # 0x80 in the lanes of keys equal to the key before so far
         for c in range(width):
-            col = int.from_bytes(flat[c::width], "big")  # lane i: rows[i]
-            diff |= (col >> 8) ^ (col & low)  # lane i: rows[i] ^ rows[i + 1]
-            same = (((diff & lo7) + lo7 | diff) & hi) ^ hi  # 0x80 where diff is 0
-            if not same:
-                break
+            column = flat[c::width]
+            if column.count(column[0]) <= m:  # (a column of one byte changes nothing)
+                col = int.from_bytes(column, "big")  # lane i: rows[i]
+                diff |= (col >> 8) ^ (col & low)  # lane i: rows[i] ^ rows[i + 1]
+                same = (((diff & lo7) + lo7 | diff) & hi) ^ hi  # 0x80 where diff is 0
+                if not same:
+                    break
             acc += same >> 7
-        shared = list(acc.to_bytes(m, "big"))
+        shared = acc.to_bytes(m, "big")
     if clamp:
         shared = list(map(min, shared, map(len, rows)))
+    elif first_only and shared[0] > len(first):
+        if type(shared) is bytes:
+            shared = bytes((len(first),)) + shared[1:]
+        else:
+            shared = [len(first), *shared[1:]]
     return shared
+
+
+def _zeros(shared: Sequence[int]) -> list[int]:
+    """Where ``shared`` is 0, past its first item."""
+    if type(shared) is not bytes:
+        return [i for i, c in enumerate(shared) if not c and i]
+    found = []
+    i = shared.find(0, 1)
+    while i >= 0:
+        found.append(i)
+        i = shared.find(0, i + 1)
+    return found
 
 
 # -- record encoders -----------------------------------------------------------------------
