@@ -327,41 +327,81 @@ class WriterCore:
         j = 0
         while j < m:
             full = False
-            phase = entries % ri
-            if not phase:  # a restart point: the whole key
-                head = _head(0, klens[j], extras[j])
-                whole = len(head) + klens[j] + len(vals[j])
-                need = whole + 3
-                if need <= room:
-                    restarts.append(bnext)
-                    out += (head, keys[j], vals[j])
-                    bnext += whole
-                    room -= need
-                    entries += 1
-                    j += 1
-                    self._blast = keys[j - 1]
-                    phase = 1
-                elif entries:
+            limit = costs[j] + room
+            most = bisect_right(costs, limit, j, m + 1) - 1  # records [j, most) might fit
+            if not zeros or bisect_left(zeros, j) == bisect_right(zeros, most):
+                # the whole block in one go: restart points are due at `grid`, where a
+                # record costs `more` bytes than as encoded (the whole key, and its
+                # restart table entry)
+                g0 = j + (-entries) % ri
+                grid = range(g0, most, ri)
+                wheads = [_head(0, klens[g], extras[g]) for g in grid]
+                more = [len(h) + klens[g] + len(vals[g]) - rsizes[g] + 3
+                        for h, g in zip(wheads, grid, strict=True)]
+                upto = list(accumulate(more))
+                # t restart points fit, with all the records before them
+                t = bisect_right(list(map(add, costs[g0 + 1:most + 1:ri], upto)), limit)
+                grow = upto[t - 1] if t else 0
+                hi = g0 + t * ri if g0 + t * ri < most else most
+                k = bisect_right(costs, limit - grow, g0 + (t - 1) * ri + 1 if t else j,
+                                 hi + 1) - 1
+                if k == j:
+                    if not entries:
+                        break  # does not fit an empty block
                     full = True
                 else:
-                    break  # does not fit an empty block
-            if not full:
-                end = j + ri - phase
-                if end > m:
-                    end = m
-                if costs[end] - costs[j] > room:  # the block fills up in this interval
-                    end = bisect_right(costs, costs[j] + room, j, end) - 1
-                    full = True
-                if end > j:
-                    if zeros:
-                        for z in zeros[bisect_left(zeros, j):bisect_left(zeros, end)]:
-                            restarts.append(bnext + sizes[z] - sizes[j])
-                    out += pieces[3 * j:3 * end]
-                    bnext += sizes[end] - sizes[j]
-                    room -= costs[end] - costs[j]
-                    entries += end - j
-                    j = end
-                    self._blast = keys[j - 1]
+                    blk = pieces[3 * j:3 * k]
+                    if t:
+                        p = 3 * (g0 - j)
+                        blk[p::3 * ri] = wheads[:t]
+                        blk[p + 1::3 * ri] = keys[g0:k:ri]
+                        base = bnext - sizes[j]
+                        for g, extra in zip(grid, more[:t], strict=False):
+                            restarts.append(base + sizes[g])
+                            base += extra - 3
+                    out += blk
+                    bnext += sizes[k] - sizes[j] + grow - 3 * t
+                    room -= costs[k] - costs[j] + grow
+                    entries += k - j
+                    j = k
+                    self._blast = keys[k - 1]
+                    full = k < m
+            else:
+                phase = entries % ri
+                if not phase:  # a restart point: the whole key
+                    head = _head(0, klens[j], extras[j])
+                    whole = len(head) + klens[j] + len(vals[j])
+                    need = whole + 3
+                    if need <= room:
+                        restarts.append(bnext)
+                        out += (head, keys[j], vals[j])
+                        bnext += whole
+                        room -= need
+                        entries += 1
+                        j += 1
+                        self._blast = keys[j - 1]
+                        phase = 1
+                    elif entries:
+                        full = True
+                    else:
+                        break  # does not fit an empty block
+                if not full:
+                    end = j + ri - phase
+                    if end > m:
+                        end = m
+                    if costs[end] - costs[j] > room:  # the block fills up in this interval
+                        end = bisect_right(costs, costs[j] + room, j, end) - 1
+                        full = True
+                    if end > j:
+                        if zeros:
+                            for z in zeros[bisect_left(zeros, j):bisect_left(zeros, end)]:
+                                restarts.append(bnext + sizes[z] - sizes[j])
+                        out += pieces[3 * j:3 * end]
+                        bnext += sizes[end] - sizes[j]
+                        room -= costs[end] - costs[j]
+                        entries += end - j
+                        j = end
+                        self._blast = keys[j - 1]
             if full:  # the next record starts a new block
                 self._entries, self._bnext = entries, bnext
                 self._flush_block()
