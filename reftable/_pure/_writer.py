@@ -33,6 +33,8 @@ _EMPTY = b""
 # blocks this large could need more restart points than the table holds (a restart
 # record takes at least 6 bytes): written one record at a time, which caps them
 _BULK_MAX_BLOCK = 6 * MAX_RESTARTS
+# fewer records go one at a time (block by block costs more to set up)
+_BULK_MIN = 16
 
 
 def record_head(shared: int, klen: int, extra: int) -> bytes:
@@ -244,7 +246,7 @@ class WriterCore:
         done = 0
         try:
             while done < n:
-                if self.block_size < _BULK_MAX_BLOCK:
+                if self.block_size < _BULK_MAX_BLOCK and n - done >= _BULK_MIN:
                     k = self._pack_blocks(typ, keys, extras, vals, done, n, marks)
                 else:
                     k = self._pack_each(typ, keys, extras, vals, done, n, marks)
@@ -325,83 +327,53 @@ class WriterCore:
         bnext = self._bnext
         room = bs - bnext - 2 - 3 * len(restarts)
         j = 0
-        while j < m:
+        while j < m:  # one block (or its end) at a time
             full = False
             limit = costs[j] + room
             most = bisect_right(costs, limit, j, m + 1) - 1  # records [j, most) might fit
-            if not zeros or bisect_left(zeros, j) == bisect_right(zeros, most):
-                # the whole block in one go: restart points are due at `grid`, where a
-                # record costs `more` bytes than as encoded (the whole key, and its
-                # restart table entry)
-                g0 = j + (-entries) % ri
-                grid = range(g0, most, ri)
-                wheads = [_head(0, klens[g], extras[g]) for g in grid]
-                more = [len(h) + klens[g] + len(vals[g]) - rsizes[g] + 3
-                        for h, g in zip(wheads, grid, strict=True)]
-                upto = list(accumulate(more))
-                # t restart points fit, with all the records before them
-                t = bisect_right(list(map(add, costs[g0 + 1:most + 1:ri], upto)), limit)
-                grow = upto[t - 1] if t else 0
-                hi = g0 + t * ri if g0 + t * ri < most else most
-                k = bisect_right(costs, limit - grow, g0 + (t - 1) * ri + 1 if t else j,
-                                 hi + 1) - 1
-                if k == j:
-                    if not entries:
-                        break  # does not fit an empty block
-                    full = True
-                else:
-                    blk = pieces[3 * j:3 * k]
-                    if t:
-                        p = 3 * (g0 - j)
-                        blk[p::3 * ri] = wheads[:t]
-                        blk[p + 1::3 * ri] = keys[g0:k:ri]
-                        base = bnext - sizes[j]
-                        for g, extra in zip(grid, more[:t], strict=False):
-                            restarts.append(base + sizes[g])
-                            base += extra - 3
-                    out += blk
-                    bnext += sizes[k] - sizes[j] + grow - 3 * t
-                    room -= costs[k] - costs[j] + grow
-                    entries += k - j
-                    j = k
-                    self._blast = keys[k - 1]
-                    full = k < m
+            # restart points are due at `grid`, where a record takes `grows` bytes more
+            # than as encoded (the whole key); `upto`: the bytes the first ones add to
+            # the block, restart table entries included (records sharing nothing
+            # have theirs in `costs`)
+            g0 = j + (-entries) % ri
+            grid = range(g0, most, ri)
+            wheads = [_head(0, klens[g], extras[g]) for g in grid]
+            grows = [len(h) + klens[g] + len(vals[g]) - rsizes[g]
+                     for h, g in zip(wheads, grid, strict=True)]
+            upto = list(accumulate([x + 3 + rsizes[g] - costs[g + 1] + costs[g]
+                                    for x, g in zip(grows, grid, strict=True)], initial=0))
+            # t restart points fit, with all the records before them
+            t = bisect_right(list(map(add, costs[g0 + 1:most + 1:ri], upto[1:])), limit)
+            hi = g0 + t * ri if g0 + t * ri < most else most
+            k = bisect_right(costs, limit - upto[t], g0 + (t - 1) * ri + 1 if t else j,
+                             hi + 1) - 1
+            if k == j:
+                if not entries:
+                    break  # does not fit an empty block
+                full = True
             else:
-                phase = entries % ri
-                if not phase:  # a restart point: the whole key
-                    head = _head(0, klens[j], extras[j])
-                    whole = len(head) + klens[j] + len(vals[j])
-                    need = whole + 3
-                    if need <= room:
-                        restarts.append(bnext)
-                        out += (head, keys[j], vals[j])
-                        bnext += whole
-                        room -= need
-                        entries += 1
-                        j += 1
-                        self._blast = keys[j - 1]
-                        phase = 1
-                    elif entries:
-                        full = True
-                    else:
-                        break  # does not fit an empty block
-                if not full:
-                    end = j + ri - phase
-                    if end > m:
-                        end = m
-                    if costs[end] - costs[j] > room:  # the block fills up in this interval
-                        end = bisect_right(costs, costs[j] + room, j, end) - 1
-                        full = True
-                    if end > j:
-                        if zeros:
-                            for z in zeros[bisect_left(zeros, j):bisect_left(zeros, end)]:
-                                restarts.append(bnext + sizes[z] - sizes[j])
-                        out += pieces[3 * j:3 * end]
-                        bnext += sizes[end] - sizes[j]
-                        room -= costs[end] - costs[j]
-                        entries += end - j
-                        j = end
-                        self._blast = keys[j - 1]
+                blk = pieces[3 * j:3 * k]
+                points: Iterable[int] = grid[:t]
+                if t:
+                    p = 3 * (g0 - j)
+                    blk[p::3 * ri] = wheads[:t]
+                    blk[p + 1::3 * ri] = keys[g0:k:ri]
+                if zeros:
+                    lone = zeros[bisect_left(zeros, j):bisect_left(zeros, k)]
+                    if lone:
+                        points = sorted(set(points).union(lone))
+                base = bnext - sizes[j]
+                grown = list(accumulate(grows[:t], initial=0))
+                for g in points:  # restart offsets, after the growth of those before
+                    restarts.append(base + sizes[g] + grown[min(t, (g - g0 + ri - 1) // ri)
+                                                            if g > g0 else 0])
+                out += blk
+                bnext += sizes[k] - sizes[j] + grown[t]
+                room -= costs[k] - costs[j] + upto[t]
+                entries += k - j
+                j = k
+                self._blast = keys[k - 1]
+                full = k < m
             if full:  # the next record starts a new block
                 self._entries, self._bnext = entries, bnext
                 self._flush_block()
@@ -415,8 +387,8 @@ class WriterCore:
 
     def _pack_each(self, typ: int, keys: list[bytes], extras: list[int], vals: list[bytes],
                    start: int, n: int, marks: list[tuple[int, int]]) -> int:
-        """``_pack_blocks`` one record at a time, for blocks so large that their
-        restart table could overflow (``_bw_add`` caps it)."""
+        """``_pack_blocks`` one record at a time: for a few records, and for blocks
+        so large that their restart table could overflow (``_bw_add`` caps it)."""
         for i in range(start, n):
             ok = self._add(typ, keys[i], extras[i], vals[i])
             if self.next != marks[-1][1]:
