@@ -507,9 +507,12 @@ class WriterCore:
         self._bw_init(BLOCK_OBJ)
         if not dups:  # one block per id: the common case, without a loop per id
             varint = {off: encode_varint(off) for off in set(soffs)}
-            self._pack(BLOCK_OBJ, list(map(_cut, sids, repeat(slice(0, id_len)))),
-                       [1] * len(sids), list(map(varint.__getitem__, soffs)),
-                       self._obj_too_big)
+            cut = repeat(slice(0, id_len))
+            for i in range(0, len(sids), _BATCH):  # in batches: bounded temporaries
+                chunk = sids[i:i + _BATCH]
+                self._pack(BLOCK_OBJ, list(map(_cut, chunk, cut)), [1] * len(chunk),
+                           list(map(varint.__getitem__, soffs[i:i + _BATCH])),
+                           self._obj_too_big)
             self._finish_section()
             return
         keys: list[bytes] = []
