@@ -9,12 +9,14 @@ Git). Records go in through ``add_ref`` / ``add_log`` (or the bulk
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Iterable
-from itertools import repeat
-from operator import attrgetter
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterable, Sequence
+from itertools import accumulate, islice, repeat
+from operator import add, attrgetter, concat, getitem, lt, xor
 from typing import Any, Optional
 
 from ..errors import ApiError, EntryTooBigError
+from . import _record
 from ._buf import BE16, BE32, BE64, U64_MAX, encode_varint
 from ._record import BLOCK_INDEX, BLOCK_LOG, BLOCK_OBJ, BLOCK_REF, log_key, normalize_message
 
@@ -28,9 +30,53 @@ _SECTIONS = ("ref", "obj", "log", "index")
 # section statistics: one list per section, indexed by these
 OFFSET, INDEX_OFFSET, BLOCKS, INDEX_BLOCKS, ENTRIES, RESTARTS, MAX_LEVEL = range(7)
 _EMPTY = b""
-# the two leading varints of a record (prefix length, suffix length << 3 | type) when
-# both fit one byte, by (prefix << 7) | second
-_HEADS = [bytes((p, s)) for p in range(128) for s in range(128)]
+# blocks this large could need more restart points than the table holds (a restart
+# record takes at least 6 bytes): written one record at a time, which caps them
+_BULK_MAX_BLOCK = 6 * MAX_RESTARTS
+# fewer records go one at a time (block by block costs more to set up)
+_BULK_MIN = 16
+
+
+def record_head(shared: int, klen: int, extra: int) -> bytes:
+    """The start of a record in a block: its key's prefix length shared with the key
+    before it, then the suffix length << 3 | the value type, two varints."""
+    return encode_varint(shared) + encode_varint(((klen - shared) << 3) | extra)
+
+
+class _HeadRows(dict[int, list[bytes]]):
+    """``record_head`` for one value type, by key length then shared prefix length
+    (keys up to ``_ROW_MAX`` bytes; a table has keys of a few lengths)."""
+
+    def __init__(self, extra: int) -> None:
+        super().__init__()
+        self.extra = extra
+        self.sizes: dict[int, list[int]] = {}  # bytes of head and key suffix
+
+    def __missing__(self, klen: int) -> list[bytes]:
+        row = [record_head(shared, klen, self.extra) for shared in range(klen + 1)]
+        self.sizes[klen] = [len(h) + klen - shared for shared, h in enumerate(row)]
+        self[klen] = row
+        return row
+
+
+_ROW_MAX = 256
+_HEADS = [_HeadRows(extra) for extra in range(8)]
+
+
+def _head(shared: int, klen: int, extra: int) -> bytes:
+    if klen <= _ROW_MAX:
+        return _HEADS[extra][klen][shared]
+    return record_head(shared, klen, extra)
+
+
+# operator's functions, typed for bytes
+_cat: Callable[[bytes, bytes], bytes] = concat  # type: ignore[assignment]
+_cut: Callable[[bytes, slice], bytes] = getitem  # type: ignore[assignment]
+_TAILS = [slice(i, None) for i in range(_ROW_MAX + 1)]  # key[shared:], by shared length
+
+
+def _tail(shared: int) -> slice:
+    return slice(shared, None)
 
 
 class WriterCore:
@@ -147,13 +193,8 @@ class WriterCore:
             n = len(last) if len(last) < len(key) else len(key)
             x = int.from_bytes(last[:n], "big") ^ int.from_bytes(key[:n], "big")
             prefix = n - ((x.bit_length() + 7) >> 3)
-        suffix = len(key) - prefix
-        st = (suffix << 3) | extra
-        if prefix < 128 and st < 128:
-            head = bytes((prefix, st))
-        else:
-            head = encode_varint(prefix) + encode_varint(st)
-        n = len(head) + suffix + len(val)
+        record = _head(prefix, len(key), extra) + key[prefix:] + val
+        n = len(record)
         restarts = self._restarts
         rlen = len(restarts)
         is_restart = prefix == 0 and rlen < MAX_RESTARTS
@@ -163,7 +204,7 @@ class WriterCore:
             return False
         if is_restart:
             restarts.append(self._bnext)
-        self._parts.append(head + key[prefix:] + val)
+        self._parts.append(record)
         self._bnext += n
         self._blast = key
         self._entries += 1
@@ -185,113 +226,185 @@ class WriterCore:
     def _pack(self, typ: int, keys: list[bytes], extras: list[int], vals: list[bytes],
               too_big: Callable[[bytes, int, bytes], None],
               oids: Optional[list[bytes]] = None) -> None:
-        """Add many records of one section, checking key order: the hot loop of the
-        writer, with the open block's state in local variables. ``too_big`` handles a
-        record that does not fit even an empty block (it may add a smaller one).
-        ``oids``: the object id of every record, when each has exactly one (refs)."""
+        """Add many records of one section, checking key order; those before a key out
+        of order are added. ``too_big`` handles a record that does not fit even an
+        empty block (it may add a smaller one). ``oids``: the object id of every
+        record, when each has exactly one (refs)."""
         if not keys:
             return
         if self._btype == 0:
             self._bw_init(typ)
         elif self._btype != typ:
             raise ApiError("record type does not match the section being written")
-        ri = self.restart_interval
-        bs = self.block_size
+        n = len(keys)
+        if not (self._wlast < keys[0] and all(map(lt, keys, islice(keys, 1, None)))):
+            n = 0 if keys[0] <= self._wlast else 1 + next(
+                i for i, ok in enumerate(map(lt, keys, islice(keys, 1, None))) if not ok)
         is_ref = typ == BLOCK_REF
         note = is_ref and self.index_objects
-        per_record_ids = note and oids is None
         marks = [(0, self.next)]  # (first record, block offset) of each block used
-        heads = _HEADS
-        enc = encode_varint
-        from_bytes = int.from_bytes
-        parts = self._parts
-        add_part = parts.append
+        done = 0
+        try:
+            while done < n:
+                if self.block_size < _BULK_MAX_BLOCK and n - done >= _BULK_MIN:
+                    k = self._pack_blocks(typ, keys, extras, vals, done, n, marks)
+                else:
+                    k = self._pack_each(typ, keys, extras, vals, done, n, marks)
+                if k > done:
+                    self._wlast = keys[k - 1]
+                done = k
+                if k < n:  # does not fit an empty block
+                    self._wlast = _EMPTY
+                    too_big(keys[k], extras[k], vals[k])
+                    self._wlast = keys[k]
+                    done += 1
+        finally:
+            if is_ref:
+                self.ref_count += done
+            if note:
+                marks.append((done, 0))
+                for (a, off), (b, _) in zip(marks, marks[1:], strict=False):
+                    if oids is not None:
+                        self._obj_ids += oids[a:b]
+                        self._obj_offs += repeat(off, b - a)
+                    else:
+                        for i in range(a, b):
+                            self._note_ids(vals[i], extras[i], off)
+        if n < len(keys):
+            raise ApiError("records must be added in strictly increasing key order")
+
+    def _pack_blocks(self, typ: int, keys: list[bytes], extras: list[int], vals: list[bytes],
+                     start: int, n: int, marks: list[tuple[int, int]]) -> int:
+        """Lay ``keys[start:n]`` (in order) out in blocks; returns the index of the
+        first record not added: ``n``, or one that does not fit an empty block.
+
+        Every record is first encoded as if it were not a restart point (its key
+        prefix shared with the key before it), without a Python loop per record; then
+        blocks are filled greedily one restart interval at a time, summing record
+        sizes by bisection. Only restart points are encoded again (whole key)."""
+        if start or n < len(keys):
+            keys, extras, vals = keys[start:n], extras[start:n], vals[start:n]
+        klens = list(map(len, keys))
+        shared = common_prefixes(self._blast, keys)
+        m = len(keys)
+        if max(klens) <= _ROW_MAX:
+            tails = list(map(_cut, keys, map(_TAILS.__getitem__, shared)))
+            if extras.count(extras[0]) == m:
+                rows = _HEADS[extras[0]]
+                heads = list(map(getitem, map(rows.__getitem__, klens), shared))
+                # (the rows now exist) bytes of head and key suffix
+                lens = map(getitem, map(rows.sizes.__getitem__, klens), shared)
+            else:
+                heads = list(map(getitem, map(getitem, map(_HEADS.__getitem__, extras), klens),
+                                 shared))
+                lens = map(add, map(len, heads), map(len, tails))
+        else:
+            tails = list(map(_cut, keys, map(_tail, shared)))
+            heads = list(map(_head, shared, klens, extras))
+            lens = map(add, map(len, heads), map(len, tails))
+        rsizes = list(map(add, lens, map(len, vals)))
+        sizes = list(accumulate(rsizes, initial=0))  # bytes before record i
+        pieces = [_EMPTY] * (3 * m)  # head, key suffix and value of each record
+        pieces[0::3] = heads
+        pieces[1::3] = tails
+        pieces[2::3] = vals
+        # a record that shares nothing with the key before it is a restart point even
+        # between the regular ones, and costs a restart table entry more
+        zeros = _zeros(shared)
+        if not shared[0] and self._entries % self.restart_interval:
+            zeros.insert(0, 0)
+        costs = sizes
+        if zeros:
+            more = [0] * len(keys)
+            for i in zeros:
+                more[i] = 3
+            costs = list(accumulate(map(add, rsizes, more), initial=0))
+        ri = self.restart_interval
+        bs = self.block_size
+        out = self._parts
         restarts = self._restarts
         entries = self._entries
         bnext = self._bnext
-        blast = self._blast
-        bl_len = len(blast)
-        bl_int = from_bytes(blast, "big")
-        wlast = self._wlast
-        room = bs - bnext - 2 - 3 * len(restarts)  # bytes left for records
-        ints = map(from_bytes, keys, repeat("big"))  # type: ignore[arg-type]
-        done = 0
-        try:
-            for key, kint, extra, val in zip(keys, ints, extras, vals, strict=False):
-                if key <= wlast:  # (keys are never empty, and b"" is below every key)
-                    raise ApiError("records must be added in strictly increasing key order")
-                wlast = key
-                klen = len(key)
-                prefix = 0
-                if entries % ri:
-                    # common prefix: align the shorter key's bytes, XOR, find the top bit
-                    if klen < bl_len:
-                        prefix = klen - ((((bl_int >> ((bl_len - klen) << 3)) ^ kint)
-                                          .bit_length() + 7) >> 3)
-                    else:
-                        prefix = bl_len - (((bl_int ^ (kint >> ((klen - bl_len) << 3)))
-                                            .bit_length() + 7) >> 3)
-                suffix = klen - prefix
-                st = (suffix << 3) | extra
-                if prefix < 128 and st < 128:
-                    head = heads[(prefix << 7) | st]
-                    size = 2 + suffix + len(val)
-                else:
-                    head = enc(prefix) + enc(st)
-                    size = len(head) + suffix + len(val)
-                is_restart = not prefix and len(restarts) < MAX_RESTARTS
-                if is_restart:
-                    size += 3  # its entry in the restart table
-                if size <= room:
-                    if is_restart:
-                        restarts.append(bnext)
-                        bnext -= 3
-                    add_part(head + key[prefix:] + val)
-                    room -= size
-                    bnext += size
-                    entries += 1
-                    blast = key
-                    bl_len = klen
-                    bl_int = kint
-                else:
-                    self._entries, self._bnext, self._blast = entries, bnext, blast
-                    self._flush_block()
-                    self._bw_init(typ)
-                    marks.append((done, self.next))
-                    parts, restarts = self._parts, self._restarts
-                    add_part = parts.append
-                    entries, bnext, blast = 0, self._bnext, _EMPTY
-                    if not self._bw_add(key, extra, val):
-                        self._wlast = wlast = _EMPTY
-                        too_big(key, extra, val)
-                    entries, bnext, blast = self._entries, self._bnext, self._blast
-                    bl_len = len(blast)
-                    bl_int = from_bytes(blast, "big")
-                    room = bs - bnext - 2 - 3 * len(restarts)
-                done += 1
-                if per_record_ids and (extra == 1 or extra == 2):
-                    self._note_ids(val, extra)
-        finally:
-            if self._btype == typ:
-                self._entries, self._bnext, self._blast = entries, bnext, blast
-            self._wlast = wlast
-            if is_ref:
-                self.ref_count += done
-            if note and oids is not None:
-                self._obj_ids += oids[:done]
-                marks.append((done, 0))
-                for (a, off), (b, _) in zip(marks, marks[1:], strict=False):
-                    self._obj_offs += repeat(off, b - a)
+        room = bs - bnext - 2 - 3 * len(restarts)
+        j = 0
+        while j < m:  # one block (or its end) at a time
+            full = False
+            limit = costs[j] + room
+            most = bisect_right(costs, limit, j, m + 1) - 1  # records [j, most) might fit
+            # restart points are due at `grid`, where a record takes `grows` bytes more
+            # than as encoded (the whole key); `upto`: the bytes the first ones add to
+            # the block, restart table entries included (records sharing nothing
+            # have theirs in `costs`)
+            g0 = j + (-entries) % ri
+            grid = range(g0, most, ri)
+            wheads = [_head(0, klens[g], extras[g]) for g in grid]
+            grows = [len(h) + klens[g] + len(vals[g]) - rsizes[g]
+                     for h, g in zip(wheads, grid, strict=True)]
+            upto = list(accumulate([x + 3 + rsizes[g] - costs[g + 1] + costs[g]
+                                    for x, g in zip(grows, grid, strict=True)], initial=0))
+            # t restart points fit, with all the records before them
+            t = bisect_right(list(map(add, costs[g0 + 1:most + 1:ri], upto[1:])), limit)
+            hi = g0 + t * ri if g0 + t * ri < most else most
+            k = bisect_right(costs, limit - upto[t], g0 + (t - 1) * ri + 1 if t else j,
+                             hi + 1) - 1
+            if k == j:
+                if not entries:
+                    break  # does not fit an empty block
+                full = True
+            else:
+                blk = pieces[3 * j:3 * k]
+                points: Iterable[int] = grid[:t]
+                if t:
+                    p = 3 * (g0 - j)
+                    blk[p::3 * ri] = wheads[:t]
+                    blk[p + 1::3 * ri] = keys[g0:k:ri]
+                if zeros:
+                    lone = zeros[bisect_left(zeros, j):bisect_left(zeros, k)]
+                    if lone:
+                        points = sorted(set(points).union(lone))
+                base = bnext - sizes[j]
+                grown = list(accumulate(grows[:t], initial=0))
+                for g in points:  # restart offsets, after the growth of those before
+                    restarts.append(base + sizes[g] + grown[min(t, (g - g0 + ri - 1) // ri)
+                                                            if g > g0 else 0])
+                out += blk
+                bnext += sizes[k] - sizes[j] + grown[t]
+                room -= costs[k] - costs[j] + upto[t]
+                entries += k - j
+                j = k
+                self._blast = keys[k - 1]
+                full = k < m
+            if full:  # the next record starts a new block
+                self._entries, self._bnext = entries, bnext
+                self._flush_block()
+                self._bw_init(typ)
+                marks.append((start + j, self.next))
+                out, restarts = self._parts, self._restarts
+                entries, bnext = 0, self._bnext
+                room = bs - bnext - 2
+        self._entries, self._bnext = entries, bnext
+        return start + j
 
-    def _note_ids(self, val: bytes, extra: int) -> None:
+    def _pack_each(self, typ: int, keys: list[bytes], extras: list[int], vals: list[bytes],
+                   start: int, n: int, marks: list[tuple[int, int]]) -> int:
+        """``_pack_blocks`` one record at a time: for a few records, and for blocks
+        so large that their restart table could overflow (``_bw_add`` caps it)."""
+        for i in range(start, n):
+            ok = self._add(typ, keys[i], extras[i], vals[i])
+            if self.next != marks[-1][1]:
+                marks.append((i, self.next))
+            if not ok:
+                return i
+        return n
+
+    def _note_ids(self, val: bytes, extra: int, off: int) -> None:
         hs = self.hash_size
         if extra == 1:
             self._obj_ids.append(val[-hs:])
-        else:
-            self._obj_ids.append(val[-2 * hs:-hs])
-            self._obj_ids.append(val[-hs:])
-            self._obj_offs.append(self.next)
-        self._obj_offs.append(self.next)
+            self._obj_offs.append(off)
+        elif extra == 2:
+            self._obj_ids += (val[-2 * hs:-hs], val[-hs:])
+            self._obj_offs += (off, off)
 
     def _flush_block(self) -> None:
         typ = self._btype
@@ -376,19 +489,32 @@ class WriterCore:
         hs = self.hash_size
         # sorted by id; the sort is stable, so equal ids keep their (ascending) offsets
         order = sorted(range(len(ids)), key=ids.__getitem__)
-        sids = [ids[i] for i in order]
-        soffs = [offs[i] for i in order]
-        # shortest prefix length that tells every pair of neighbours apart (>= 2): the
-        # closest pair has the shortest XOR
-        ints = [int.from_bytes(x, "big") for x in sids]
-        pairs = zip(ints, ints[1:], strict=False)
-        shortest = min(((a ^ b).bit_length() for a, b in pairs if a != b), default=8 * hs)
-        id_len = max(1, hs - ((shortest + 7) >> 3)) + 1
+        sids = list(map(ids.__getitem__, order))
+        soffs = list(map(offs.__getitem__, order))
+        # shortest prefix length that tells every pair of neighbours apart (>= 2): one
+        # byte more than the most any two different neighbours share
+        shared = common_prefixes(sids[0], sids)[1:] if sids else _EMPTY
+        dups = hs in shared
+        if dups:
+            shared = [c for c in shared if c != hs]
+        id_len = max(1, max(shared, default=0)) + 1
         if id_len > 31:
             # the footer stores the length in 5 bits; only two SHA-256 ids sharing 31
             # bytes get here: leave the obj index out (readers then scan)
             return
         self.object_id_len = id_len
+        self._wlast = _EMPTY
+        self._bw_init(BLOCK_OBJ)
+        if not dups:  # one block per id: the common case, without a loop per id
+            varint = {off: encode_varint(off) for off in set(soffs)}
+            cut = repeat(slice(0, id_len))
+            for i in range(0, len(sids), _BATCH):  # in batches: bounded temporaries
+                chunk = sids[i:i + _BATCH]
+                self._pack(BLOCK_OBJ, list(map(_cut, chunk, cut)), [1] * len(chunk),
+                           list(map(varint.__getitem__, soffs[i:i + _BATCH])),
+                           self._obj_too_big)
+            self._finish_section()
+            return
         keys: list[bytes] = []
         extras: list[int] = []
         vals: list[bytes] = []
@@ -420,8 +546,6 @@ class WriterCore:
                 vals.append(v)
                 extras.append(1)
             keys.append(oid[:id_len])
-        self._wlast = _EMPTY
-        self._bw_init(BLOCK_OBJ)
         self._pack(BLOCK_OBJ, keys, extras, vals, self._obj_too_big)
         self._finish_section()
 
@@ -522,6 +646,75 @@ class WriterCore:
         return result
 
 
+# -- key prefixes ---------------------------------------------------------------------------
+
+
+def common_prefixes(first: bytes, keys: list[bytes]) -> Sequence[int]:
+    """How many leading bytes each of ``keys`` (in increasing order) shares with the
+    key before it, the first one with ``first``.
+
+    All keys at once, one byte position (column) at a time: with the keys padded to
+    one width, a column read as a big integer holds one byte lane per key; a lane of
+    ``diff`` turns non-zero at the first column where its key differs from the key
+    before it, and the lanes of ``acc`` count the columns before that."""
+    rows = [first, *keys]
+    m = len(keys)
+    width = max(map(len, rows))
+    flat = b"".join(rows)
+    clamp = first_only = False
+    if len(flat) - len(first) == m * width:  # keys of one length, maybe a shorter first
+        first_only = len(first) < width
+        flat = first.ljust(width, b"\0") + flat[len(first):]
+    elif len(flat) != (m + 1) * width:
+        # a padding NUL can match a NUL in the longer key: past the shorter key,
+        # nothing is shared
+        clamp = b"\0" in flat
+        flat = b"".join(map(bytes.ljust, rows, repeat(width), repeat(b"\0")))
+    if width > 255:  # a lane would overflow: one big integer per key instead
+        ints = list(map(int.from_bytes, map(flat.__getitem__, map(  # type: ignore[arg-type]
+            slice, range(0, len(flat), width), range(width, len(flat) + 1, width))),
+            repeat("big")))
+        shared: Sequence[int] = [width - ((x.bit_length() + 7) >> 3)
+                                 for x in map(xor, ints, ints[1:])]
+    else:
+        low = (1 << (8 * m)) - 1
+        ones = low // 255          # 0x01 in every lane
+        lo7 = ones * 0x7F
+        hi = ones << 7
+        diff = acc = 0
+        same = hi  # 0x80 in the lanes of keys equal to the key before so far
+        for c in range(width):
+            column = flat[c::width]
+            if column.count(column[0]) <= m:  # (a column of one byte changes nothing)
+                col = int.from_bytes(column, "big")  # lane i: rows[i]
+                diff |= (col >> 8) ^ (col & low)  # lane i: rows[i] ^ rows[i + 1]
+                same = (((diff & lo7) + lo7 | diff) & hi) ^ hi  # 0x80 where diff is 0
+                if not same:
+                    break
+            acc += same >> 7
+        shared = acc.to_bytes(m, "big")
+    if clamp:
+        shared = list(map(min, shared, map(len, rows)))
+    elif first_only and shared[0] > len(first):
+        if type(shared) is bytes:
+            shared = bytes((len(first),)) + shared[1:]
+        else:
+            shared = [len(first), *shared[1:]]
+    return shared
+
+
+def _zeros(shared: Sequence[int]) -> list[int]:
+    """Where ``shared`` is 0, past its first item."""
+    if type(shared) is not bytes:
+        return [i for i, c in enumerate(shared) if not c and i]
+    found = []
+    i = shared.find(0, 1)
+    while i >= 0:
+        found.append(i)
+        i = shared.find(0, i + 1)
+    return found
+
+
 # -- record encoders -----------------------------------------------------------------------
 
 
@@ -583,7 +776,8 @@ def write_ref_records(w: WriterCore, records: Iterable[Any]) -> int:
 
 
 _BATCH = 4096
-_GETTERS = tuple(map(attrgetter, ("name", "update_index", "value_type", "value")))
+_NAME, _UPDATE_INDEX, _VALUE_TYPE, _VALUE = map(
+    attrgetter, ("name", "update_index", "value_type", "value"))
 
 
 def _plain_refs(w: WriterCore, chunk: list[Any]) -> Optional[tuple[list[bytes], list[bytes],
@@ -591,19 +785,30 @@ def _plain_refs(w: WriterCore, chunk: list[Any]) -> Optional[tuple[list[bytes], 
     """(keys, values, object ids) of a batch of the common records (one object id,
     ``str`` names, update indexes within limits), with whole-batch checks run by the
     interpreter's C loops; None when any record is of another kind."""
-    names, uis, vts, oids = (list(map(get, chunk)) for get in _GETTERS)
+    n = len(chunk)
+    vts = list(map(_VALUE_TYPE, chunk))
+    if vts.count(_record._ref_vts[1]) != n and vts.count(1) != n:
+        return None
+    oids = list(map(_VALUE, chunk))
+    if set(map(type, oids)) != {bytes} or set(map(len, oids)) != {w.hash_size}:
+        return None
+    uis = list(map(_UPDATE_INDEX, chunk))
     lo = w.min_update_index
-    if (set(vts) != {1} or min(uis) < lo or max(uis) > w.max_update_index
-            or set(map(type, oids)) != {bytes} or set(map(len, oids)) != {w.hash_size}
-            or set(map(type, names)) != {str} or "" in names):
+    same = uis.count(uis[0]) == n
+    if (uis[0] if same else min(uis)) < lo or (uis[0] if same else max(uis)) > w.max_update_index:
         return None
     try:
-        keys = list(map(str.encode, names))
+        keys = list(map(str.encode, map(_NAME, chunk)))  # (str.encode: str names only)
+    except TypeError:
+        return None
     except UnicodeEncodeError:  # surrogate escapes: bytes read from a table
-        keys = [n.encode("utf-8", "surrogateescape") for n in names]
-    if min(uis) == max(uis):
-        delta = encode_varint(uis[0] - lo)
-        vals = list(map(delta.__add__, oids))
+        if set(map(type, map(_NAME, chunk))) != {str}:
+            return None
+        keys = [n.encode("utf-8", "surrogateescape") for n in map(_NAME, chunk)]
+    if not all(keys):
+        return None
+    if same:
+        vals = list(map(_cat, repeat(encode_varint(uis[0] - lo)), oids))
     else:
         vals = [encode_varint(u - lo) + v for u, v in zip(uis, oids, strict=True)]
     return keys, vals, oids
