@@ -285,15 +285,23 @@ class WriterCore:
         if start or n < len(keys):
             keys, extras, vals = keys[start:n], extras[start:n], vals[start:n]
         klens = list(map(len, keys))
-        shared = common_prefixes(self._blast, keys)
         m = len(keys)
-        if max(klens) <= _ROW_MAX:
+        klen = klens[0]
+        one_len = klens.count(klen) == m  # keys of one length (the usual refs/heads/...)
+        width = klen if one_len else max(klens)
+        shared = common_prefixes(self._blast, keys,
+                                 width if len(self._blast) <= width else None)
+        if width <= _ROW_MAX:
             tails = list(map(_cut, keys, map(_TAILS.__getitem__, shared)))
             if extras.count(extras[0]) == m:
                 rows = _HEADS[extras[0]]
-                heads = list(map(getitem, map(rows.__getitem__, klens), shared))
-                # (the rows now exist) bytes of head and key suffix
-                lens = map(getitem, map(rows.sizes.__getitem__, klens), shared)
+                if one_len:  # one row of heads
+                    heads = list(map(rows[klen].__getitem__, shared))
+                    lens = map(rows.sizes[klen].__getitem__, shared)
+                else:
+                    heads = list(map(getitem, map(rows.__getitem__, klens), shared))
+                    # (the rows now exist) bytes of head and key suffix
+                    lens = map(getitem, map(rows.sizes.__getitem__, klens), shared)
             else:
                 heads = list(map(getitem, map(getitem, map(_HEADS.__getitem__, extras), klens),
                                  shared))
@@ -649,9 +657,11 @@ class WriterCore:
 # -- key prefixes ---------------------------------------------------------------------------
 
 
-def common_prefixes(first: bytes, keys: list[bytes]) -> Sequence[int]:
+def common_prefixes(first: bytes, keys: list[bytes],
+                    width: Optional[int] = None) -> Sequence[int]:
     """How many leading bytes each of ``keys`` (in increasing order) shares with the
-    key before it, the first one with ``first``.
+    key before it, the first one with ``first``. ``width``: the length of the longest
+    of them all, when the caller knows it.
 
     All keys at once, one byte position (column) at a time: with the keys padded to
     one width, a column read as a big integer holds one byte lane per key; a lane of
@@ -659,7 +669,8 @@ def common_prefixes(first: bytes, keys: list[bytes]) -> Sequence[int]:
     before it, and the lanes of ``acc`` count the columns before that."""
     rows = [first, *keys]
     m = len(keys)
-    width = max(map(len, rows))
+    if width is None:  # (callers that know it pass the longest key's length)
+        width = max(map(len, rows))
     flat = b"".join(rows)
     clamp = first_only = False
     if len(flat) - len(first) == m * width:  # keys of one length, maybe a shorter first
@@ -797,15 +808,17 @@ def _plain_refs(w: WriterCore, chunk: list[Any]) -> Optional[tuple[list[bytes], 
     same = uis.count(uis[0]) == n
     if (uis[0] if same else min(uis)) < lo or (uis[0] if same else max(uis)) > w.max_update_index:
         return None
+    # every name encoded at once: joined by a newline (which no ref name holds; when
+    # one does, the split finds more keys than records and the batch goes one by one)
     try:
-        keys = list(map(str.encode, map(_NAME, chunk)))  # (str.encode: str names only)
+        keys = "\n".join(map(_NAME, chunk)).encode().split(b"\n")  # (str names only)
     except TypeError:
         return None
     except UnicodeEncodeError:  # surrogate escapes: bytes read from a table
         if set(map(type, map(_NAME, chunk))) != {str}:
             return None
         keys = [n.encode("utf-8", "surrogateescape") for n in map(_NAME, chunk)]
-    if not all(keys):
+    if len(keys) != n or not all(keys):
         return None
     if same:
         vals = list(map(_cat, repeat(encode_varint(uis[0] - lo)), oids))
