@@ -305,6 +305,8 @@ class WriterCore:
                     lens = map(rows.sizes[klen].__getitem__, shared)
                     if vlen >= 0:  # and values of one length: record sizes by row
                         by_row = True
+                        whead = rows[klen][0]  # a restart point's head, its whole size
+                        whole = len(whead) + klen + vlen
                         rsizes = list(map([x + vlen for x in rows.sizes[klen]].__getitem__,
                                           shared))
                 else:
@@ -359,11 +361,19 @@ class WriterCore:
             # have theirs in `costs`)
             g0 = j + (-entries) % ri
             grid = range(g0, most, ri)
-            wheads = [_head(0, klens[g], extras[g]) for g in grid]
-            grows = [len(h) + klens[g] + len(pre) + len(vals[g]) - rsizes[g]
-                     for h, g in zip(wheads, grid, strict=True)]
-            upto = list(accumulate([x + 3 + rsizes[g] - costs[g + 1] + costs[g]
-                                    for x, g in zip(grows, grid, strict=True)], initial=0))
+            if by_row:  # one head and one size for every restart point
+                wheads = [whead] * len(grid)
+                grows = list(map(whole.__sub__, rsizes[g0:most:ri]))
+            else:
+                wheads = [_head(0, klens[g], extras[g]) for g in grid]
+                grows = [len(h) + klens[g] + len(pre) + len(vals[g]) - rsizes[g]
+                         for h, g in zip(wheads, grid, strict=True)]
+            if costs is sizes:  # (records take in `costs` what they take in `sizes`)
+                upto = list(accumulate(map((3).__add__, grows), initial=0))
+            else:
+                upto = list(accumulate([x + 3 + rsizes[g] - costs[g + 1] + costs[g]
+                                        for x, g in zip(grows, grid, strict=True)],
+                                       initial=0))
             # t restart points fit, with all the records before them
             t = bisect_right(list(map(add, costs[g0 + 1:most + 1:ri], upto[1:])), limit)
             hi = g0 + t * ri if g0 + t * ri < most else most
