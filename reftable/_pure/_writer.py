@@ -225,11 +225,14 @@ class WriterCore:
 
     def _pack(self, typ: int, keys: list[bytes], extras: list[int], vals: list[bytes],
               too_big: Callable[[bytes, int, bytes], None],
-              oids: Optional[list[bytes]] = None) -> None:
+              oids: Optional[list[bytes]] = None, pre: bytes = _EMPTY,
+              vlen: int = -1) -> None:
         """Add many records of one section, checking key order; those before a key out
         of order are added. ``too_big`` handles a record that does not fit even an
         empty block (it may add a smaller one). ``oids``: the object id of every
-        record, when each has exactly one (refs)."""
+        record, when each has exactly one (refs). ``pre``: bytes that start every
+        value (left out of ``vals``); ``vlen``: the length of every value with them,
+        when all have one (-1: unknown)."""
         if not keys:
             return
         if self._btype == 0:
@@ -247,15 +250,15 @@ class WriterCore:
         try:
             while done < n:
                 if self.block_size < _BULK_MAX_BLOCK and n - done >= _BULK_MIN:
-                    k = self._pack_blocks(typ, keys, extras, vals, done, n, marks)
+                    k = self._pack_blocks(typ, keys, extras, vals, done, n, marks, pre, vlen)
                 else:
-                    k = self._pack_each(typ, keys, extras, vals, done, n, marks)
+                    k = self._pack_each(typ, keys, extras, vals, done, n, marks, pre)
                 if k > done:
                     self._wlast = keys[k - 1]
                 done = k
                 if k < n:  # does not fit an empty block
                     self._wlast = _EMPTY
-                    too_big(keys[k], extras[k], vals[k])
+                    too_big(keys[k], extras[k], pre + vals[k])
                     self._wlast = keys[k]
                     done += 1
         finally:
@@ -269,12 +272,13 @@ class WriterCore:
                         self._obj_offs += repeat(off, b - a)
                     else:
                         for i in range(a, b):
-                            self._note_ids(vals[i], extras[i], off)
+                            self._note_ids(pre + vals[i], extras[i], off)
         if n < len(keys):
             raise ApiError("records must be added in strictly increasing key order")
 
     def _pack_blocks(self, typ: int, keys: list[bytes], extras: list[int], vals: list[bytes],
-                     start: int, n: int, marks: list[tuple[int, int]]) -> int:
+                     start: int, n: int, marks: list[tuple[int, int]], pre: bytes = _EMPTY,
+                     vlen: int = -1) -> int:
         """Lay ``keys[start:n]`` (in order) out in blocks; returns the index of the
         first record not added: ``n``, or one that does not fit an empty block.
 
@@ -285,15 +289,30 @@ class WriterCore:
         if start or n < len(keys):
             keys, extras, vals = keys[start:n], extras[start:n], vals[start:n]
         klens = list(map(len, keys))
-        shared = common_prefixes(self._blast, keys)
         m = len(keys)
-        if max(klens) <= _ROW_MAX:
+        klen = klens[0]
+        one_len = klens.count(klen) == m  # keys of one length (the usual refs/heads/...)
+        width = klen if one_len else max(klens)
+        shared = common_prefixes(self._blast, keys,
+                                 width if len(self._blast) <= width else None)
+        by_row = False
+        if width <= _ROW_MAX:
             tails = list(map(_cut, keys, map(_TAILS.__getitem__, shared)))
             if extras.count(extras[0]) == m:
                 rows = _HEADS[extras[0]]
-                heads = list(map(getitem, map(rows.__getitem__, klens), shared))
-                # (the rows now exist) bytes of head and key suffix
-                lens = map(getitem, map(rows.sizes.__getitem__, klens), shared)
+                if one_len:  # one row of heads
+                    heads = list(map(rows[klen].__getitem__, shared))
+                    lens = map(rows.sizes[klen].__getitem__, shared)
+                    if vlen >= 0:  # and values of one length: record sizes by row
+                        by_row = True
+                        whead = rows[klen][0]  # a restart point's head, its whole size
+                        whole = len(whead) + klen + vlen
+                        rsizes = list(map([x + vlen for x in rows.sizes[klen]].__getitem__,
+                                          shared))
+                else:
+                    heads = list(map(getitem, map(rows.__getitem__, klens), shared))
+                    # (the rows now exist) bytes of head and key suffix
+                    lens = map(getitem, map(rows.sizes.__getitem__, klens), shared)
             else:
                 heads = list(map(getitem, map(getitem, map(_HEADS.__getitem__, extras), klens),
                                  shared))
@@ -302,12 +321,17 @@ class WriterCore:
             tails = list(map(_cut, keys, map(_tail, shared)))
             heads = list(map(_head, shared, klens, extras))
             lens = map(add, map(len, heads), map(len, tails))
-        rsizes = list(map(add, lens, map(len, vals)))
+        if not by_row:
+            rsizes = list(map(add, lens, map(len, vals)))
+            if pre:
+                rsizes = list(map(len(pre).__add__, rsizes))
         sizes = list(accumulate(rsizes, initial=0))  # bytes before record i
-        pieces = [_EMPTY] * (3 * m)  # head, key suffix and value of each record
-        pieces[0::3] = heads
-        pieces[1::3] = tails
-        pieces[2::3] = vals
+        # head, key suffix (and ``pre``) and value of each record
+        step = 4 if pre else 3
+        pieces = [pre] * (step * m)
+        pieces[0::step] = heads
+        pieces[1::step] = tails
+        pieces[step - 1::step] = vals
         # a record that shares nothing with the key before it is a restart point even
         # between the regular ones, and costs a restart table entry more
         zeros = _zeros(shared)
@@ -337,11 +361,19 @@ class WriterCore:
             # have theirs in `costs`)
             g0 = j + (-entries) % ri
             grid = range(g0, most, ri)
-            wheads = [_head(0, klens[g], extras[g]) for g in grid]
-            grows = [len(h) + klens[g] + len(vals[g]) - rsizes[g]
-                     for h, g in zip(wheads, grid, strict=True)]
-            upto = list(accumulate([x + 3 + rsizes[g] - costs[g + 1] + costs[g]
-                                    for x, g in zip(grows, grid, strict=True)], initial=0))
+            if by_row:  # one head and one size for every restart point
+                wheads = [whead] * len(grid)
+                grows = list(map(whole.__sub__, rsizes[g0:most:ri]))
+            else:
+                wheads = [_head(0, klens[g], extras[g]) for g in grid]
+                grows = [len(h) + klens[g] + len(pre) + len(vals[g]) - rsizes[g]
+                         for h, g in zip(wheads, grid, strict=True)]
+            if costs is sizes:  # (records take in `costs` what they take in `sizes`)
+                upto = list(accumulate(map((3).__add__, grows), initial=0))
+            else:
+                upto = list(accumulate([x + 3 + rsizes[g] - costs[g + 1] + costs[g]
+                                        for x, g in zip(grows, grid, strict=True)],
+                                       initial=0))
             # t restart points fit, with all the records before them
             t = bisect_right(list(map(add, costs[g0 + 1:most + 1:ri], upto[1:])), limit)
             hi = g0 + t * ri if g0 + t * ri < most else most
@@ -352,12 +384,12 @@ class WriterCore:
                     break  # does not fit an empty block
                 full = True
             else:
-                blk = pieces[3 * j:3 * k]
+                blk = pieces[step * j:step * k]
                 points: Iterable[int] = grid[:t]
                 if t:
-                    p = 3 * (g0 - j)
-                    blk[p::3 * ri] = wheads[:t]
-                    blk[p + 1::3 * ri] = keys[g0:k:ri]
+                    p = step * (g0 - j)
+                    blk[p::step * ri] = wheads[:t]
+                    blk[p + 1::step * ri] = keys[g0:k:ri]
                 if zeros:
                     lone = zeros[bisect_left(zeros, j):bisect_left(zeros, k)]
                     if lone:
@@ -386,11 +418,12 @@ class WriterCore:
         return start + j
 
     def _pack_each(self, typ: int, keys: list[bytes], extras: list[int], vals: list[bytes],
-                   start: int, n: int, marks: list[tuple[int, int]]) -> int:
+                   start: int, n: int, marks: list[tuple[int, int]],
+                   pre: bytes = _EMPTY) -> int:
         """``_pack_blocks`` one record at a time: for a few records, and for blocks
         so large that their restart table could overflow (``_bw_add`` caps it)."""
         for i in range(start, n):
-            ok = self._add(typ, keys[i], extras[i], vals[i])
+            ok = self._add(typ, keys[i], extras[i], pre + vals[i])
             if self.next != marks[-1][1]:
                 marks.append((i, self.next))
             if not ok:
@@ -649,9 +682,11 @@ class WriterCore:
 # -- key prefixes ---------------------------------------------------------------------------
 
 
-def common_prefixes(first: bytes, keys: list[bytes]) -> Sequence[int]:
+def common_prefixes(first: bytes, keys: list[bytes],
+                    width: Optional[int] = None) -> Sequence[int]:
     """How many leading bytes each of ``keys`` (in increasing order) shares with the
-    key before it, the first one with ``first``.
+    key before it, the first one with ``first``. ``width``: the length of the longest
+    of them all, when the caller knows it.
 
     All keys at once, one byte position (column) at a time: with the keys padded to
     one width, a column read as a big integer holds one byte lane per key; a lane of
@@ -659,7 +694,8 @@ def common_prefixes(first: bytes, keys: list[bytes]) -> Sequence[int]:
     before it, and the lanes of ``acc`` count the columns before that."""
     rows = [first, *keys]
     m = len(keys)
-    width = max(map(len, rows))
+    if width is None:  # (callers that know it pass the longest key's length)
+        width = max(map(len, rows))
     flat = b"".join(rows)
     clamp = first_only = False
     if len(flat) - len(first) == m * width:  # keys of one length, maybe a shorter first
@@ -781,10 +817,11 @@ _NAME, _UPDATE_INDEX, _VALUE_TYPE, _VALUE = map(
 
 
 def _plain_refs(w: WriterCore, chunk: list[Any]) -> Optional[tuple[list[bytes], list[bytes],
-                                                                   list[bytes]]]:
-    """(keys, values, object ids) of a batch of the common records (one object id,
-    ``str`` names, update indexes within limits), with whole-batch checks run by the
-    interpreter's C loops; None when any record is of another kind."""
+                                                                   list[bytes], bytes]]:
+    """(keys, values, object ids, bytes starting every value) of a batch of the common
+    records (one object id, ``str`` names, update indexes within limits), with
+    whole-batch checks run by the interpreter's C loops; None when any record is of
+    another kind."""
     n = len(chunk)
     vts = list(map(_VALUE_TYPE, chunk))
     if vts.count(_record._ref_vts[1]) != n and vts.count(1) != n:
@@ -797,30 +834,33 @@ def _plain_refs(w: WriterCore, chunk: list[Any]) -> Optional[tuple[list[bytes], 
     same = uis.count(uis[0]) == n
     if (uis[0] if same else min(uis)) < lo or (uis[0] if same else max(uis)) > w.max_update_index:
         return None
+    # every name encoded at once: joined by a newline (which no ref name holds; when
+    # one does, the split finds more keys than records and the batch goes one by one)
     try:
-        keys = list(map(str.encode, map(_NAME, chunk)))  # (str.encode: str names only)
+        keys = "\n".join(map(_NAME, chunk)).encode().split(b"\n")  # (str names only)
     except TypeError:
         return None
     except UnicodeEncodeError:  # surrogate escapes: bytes read from a table
         if set(map(type, map(_NAME, chunk))) != {str}:
             return None
         keys = [n.encode("utf-8", "surrogateescape") for n in map(_NAME, chunk)]
-    if not all(keys):
+    if len(keys) != n or not all(keys):
         return None
-    if same:
-        vals = list(map(_cat, repeat(encode_varint(uis[0] - lo)), oids))
-    else:
-        vals = [encode_varint(u - lo) + v for u, v in zip(uis, oids, strict=True)]
-    return keys, vals, oids
+    if same:  # the update index's varint goes in as the ``pre`` of every value
+        return keys, oids, oids, encode_varint(uis[0] - lo)
+    vals = [encode_varint(u - lo) + v for u, v in zip(uis, oids, strict=True)]
+    return keys, vals, oids, _EMPTY
 
 
-def _pack_refs(w: WriterCore, keys: list[bytes], vals: list[bytes], oids: list[bytes]) -> None:
+def _pack_refs(w: WriterCore, keys: list[bytes], vals: list[bytes], oids: list[bytes],
+               pre: bytes) -> None:
     if w.closed:
         raise ApiError("writer is closed")
     if w._btype != 0 and w._btype != BLOCK_REF:
         raise ApiError("refs must be added before logs")
     w._limits_locked = True
-    w._pack(BLOCK_REF, keys, [1] * len(keys), vals, _ref_too_big, oids)
+    w._pack(BLOCK_REF, keys, [1] * len(keys), vals, _ref_too_big, oids, pre,
+            -1 if not pre else len(pre) + w.hash_size)
 
 
 def _write_refs(w: WriterCore, records: list[Any]) -> None:
