@@ -83,6 +83,17 @@ def test_errors_import_without_any_core(tmp_path):
     assert p.stdout.startswith("True <class 'reftable.errors.ReftableIOError'>")
 
 
+def test_every_package_of_the_source_tree_is_distributed():
+    """A wheel ships the packages pyproject names: a package directory left out (the
+    pure core was, once) is missing from an installed copy, and setuptools only warns."""
+    tomllib = pytest.importorskip("tomllib")
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    named = set(config["tool"]["setuptools"]["packages"])
+    found = {".".join(d.relative_to(ROOT).parts) for d in (ROOT / "reftable").rglob("*")
+             if d.is_dir() and (d / "__init__.py").is_file()} | {"reftable"}
+    assert named == found
+
+
 def test_a_compiled_module_that_does_not_load_falls_back_with_a_warning(tmp_path):
     target = copy_package(tmp_path)
     (target / "_core.cpython-311-x86_64-linux-gnu.so").write_bytes(b"not a shared object")
