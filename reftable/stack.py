@@ -47,7 +47,6 @@ from .records import HASH_SIZES, LogRecord, NameLike, OidLike, RefRecord
 from .table import Table
 from .tables_list import (
     MAX_LIST_SIZE,
-    TABLE_NAME_RE,
     parse_table_name,
     parse_tables_list,
     serialize_tables_list,
@@ -67,10 +66,6 @@ __all__ = [
     "Addition",
     "LogExpiry",
     "read_tables_list",
-    # (re-exported from reftable.tables_list, their home, for existing callers)
-    "parse_tables_list",
-    "suggest_compaction_segment",
-    "TABLE_NAME_RE",
 ]
 
 _T = TypeVar("_T")

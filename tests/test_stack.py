@@ -33,12 +33,8 @@ from reftable import (
     ReftableError,
     Table,
 )
-from reftable.stack import (
-    Stack,
-    parse_tables_list,
-    read_tables_list,
-    suggest_compaction_segment,
-)
+from reftable.stack import Stack, read_tables_list
+from reftable.tables_list import parse_tables_list, suggest_compaction_segment
 
 
 def fastlog(n: int, base: int) -> int:

@@ -254,7 +254,7 @@ def test_fix_handle_locked_tables_during_auto_compaction(tmp_path):
 
 
 def suggest_everything(st: Stack) -> bool:
-    from reftable.stack import suggest_compaction_segment
+    from reftable.tables_list import suggest_compaction_segment
 
     return suggest_compaction_segment(st.table_sizes_for_compaction(), 2) == (0, len(st.names))
 

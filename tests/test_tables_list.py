@@ -10,7 +10,6 @@ from itertools import pairwise
 
 import pytest
 
-from reftable import stack as stack_module
 from reftable.errors import FormatError
 from reftable.tables_list import (
     MAX_LIST_SIZE,
@@ -34,12 +33,6 @@ def test_module_needs_no_core():
             "assert t.parse_tables_list(b'') == []\n"
             "assert not [m for m in sys.modules if m.startswith('reftable._')], sys.modules\n")
     subprocess.run([sys.executable, "-c", code], check=True)
-
-
-def test_stack_reexports_the_same_objects():
-    assert stack_module.parse_tables_list is parse_tables_list
-    assert stack_module.suggest_compaction_segment is suggest_compaction_segment
-    assert stack_module.TABLE_NAME_RE is TABLE_NAME_RE
 
 
 # -- names --------------------------------------------------------------------------------------
