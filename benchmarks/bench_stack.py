@@ -10,7 +10,6 @@ import random
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from typing import Any, Optional
 
@@ -19,7 +18,17 @@ from reftable.stack import Stack, StackOptions
 
 from . import peer_dulwich as dw
 from .bench_table import bug_note, drain, usable
-from .common import Config, Dataset, Row, fresh_dir, median, per_op, repeat, timed
+from .common import (
+    Config,
+    Dataset,
+    Row,
+    fresh_dir,
+    median,
+    per_op,
+    repeat,
+    thread_scaling,
+    timed,
+)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -131,26 +140,11 @@ def batch_lookups(cfg: Config, ds: Dataset, st: Stack) -> list[Row]:
                 "batch lookups, 10-table stack (Stack.read_refs, half misses)", ds.n, "us/op",
                 median(per), per)]
 
-    def one() -> None:
-        st.read_refs(keys)
-
-    def two() -> None:
-        threads = [threading.Thread(target=one) for _ in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-
-    ratios = []
-    for _ in range(cfg.reps(ds.n, 5)):  # paired: the machine's load drifts
-        t1, _ = timed(one, cfg.keep_gc)
-        t2, _ = timed(two, cfg.keep_gc)
-        ratios.append(2 * t1 / t2)
-    cores = len(os.sched_getaffinity(0))
+    ratios, note = thread_scaling(lambda: st.read_refs(keys), cfg.reps(ds.n, 5),
+                                  cfg.keep_gc)
     rows.append(Row("lookup_stack", "threads_lookup",
                     "2 threads of batch lookups on one stack: throughput vs 1 thread", ds.n,
-                    "x", median(ratios), ratios,
-                    note=f"{cores} cores; load average {os.getloadavg()[0]:.1f}"))
+                    "x", median(ratios), ratios, note=note))
     return rows
 
 

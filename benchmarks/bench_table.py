@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import random
-import threading
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -12,7 +11,7 @@ from typing import Any
 from reftable import LogRecord, LogValueType, Table, TableWriter, write_table_bytes
 
 from . import peer_dulwich as dw
-from .common import Config, Dataset, Row, median, per_op, repeat, timed
+from .common import Config, Dataset, Row, median, per_op, repeat, thread_scaling
 
 _CONSUME = deque  # deque(it, maxlen=0) drains an iterator at C speed
 
@@ -143,27 +142,10 @@ def threads_columns(cfg: Config, ds: Dataset, path: str) -> Row:
     """Two threads reading every ref of one shared table as columns (decoded without
     the GIL, turned into objects with it): throughput against one thread."""
     with Table.open(path) as t:
-
-        def one() -> None:
-            t.ref_columns()
-
-        def two() -> None:
-            threads = [threading.Thread(target=one) for _ in range(2)]
-            for th in threads:
-                th.start()
-            for th in threads:
-                th.join()
-
-        ratios = []
-        for _ in range(cfg.reps(ds.n, 5)):  # paired: the machine's load drifts
-            t1, _ = timed(one, cfg.keep_gc)
-            t2, _ = timed(two, cfg.keep_gc)
-            ratios.append(2 * t1 / t2)
-    cores = len(os.sched_getaffinity(0))
+        ratios, note = thread_scaling(t.ref_columns, cfg.reps(ds.n, 5), cfg.keep_gc)
     return Row("iterate", "threads_columns",
                "2 threads of Table.ref_columns on one table: throughput vs 1 thread", ds.n,
-               "x", median(ratios), ratios,
-               note=f"{cores} cores; load average {os.getloadavg()[0]:.1f}")
+               "x", median(ratios), ratios, note=note)
 
 
 # -- 3. point lookups in one table -------------------------------------------------

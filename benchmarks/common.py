@@ -9,6 +9,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -112,6 +113,28 @@ def per_op(times: list[float], count: int, unit: str) -> list[float]:
 
 def median(xs: Iterable[float]) -> float:
     return float(statistics.median(list(xs)))
+
+
+def thread_scaling(fn: Callable[[], Any], rounds: int, keep_gc: bool = False) -> tuple[
+        list[float], str]:
+    """Two threads running ``fn`` at once against one thread running it: their
+    throughput over one thread's, per round (paired: the machine's load drifts), and a
+    note naming the cores and the load."""
+
+    def two() -> None:
+        threads = [threading.Thread(target=fn) for _ in range(2)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+
+    ratios = []
+    for _ in range(rounds):
+        t1, _ = timed(fn, keep_gc)
+        t2, _ = timed(two, keep_gc)
+        ratios.append(2 * t1 / t2)
+    cores = len(os.sched_getaffinity(0))
+    return ratios, f"{cores} cores; load average {os.getloadavg()[0]:.1f}"
 
 
 def timed(fn: Callable[[], Any], keep_gc: bool = False) -> tuple[float, Any]:
