@@ -189,17 +189,22 @@ def test_every_read_call_can_fail(tmp_path, op):
         assert "refs/heads/other" in [r.name for r in st.refs()]
 
 
+def newest_table(directory: str, big: bool) -> str:
+    """The path of the newest table of a fresh stack: a large one (mapped) when
+    ``big``, else a small one (read whole)."""
+    make_template(directory, 1)
+    with Stack.open(directory, StackOptions(auto_compact=False)) as st:
+        if big:
+            add_big_table(st)
+        return st.table_path(st.names[-1])
+
+
 @pytest.mark.parametrize(("big", "nth"), [(False, 1), (True, 1), (True, 2)])
 def test_table_reads_can_fail(tmp_path, big, nth):
     """A small table is read whole with one read, a large one's header and footer with
     one read each (not faulted in through its mapping): a failing read is a
     ReftableIOError, and the next open works."""
-    d = str(tmp_path / "s")
-    make_template(d, 1)
-    with Stack.open(d, StackOptions(auto_compact=False)) as st:
-        if big:
-            add_big_table(st)
-        path = st.table_path(st.names[-1])
+    path = newest_table(str(tmp_path / "s"), big)
     iofaults.reset_io_counts()
     with reftable.Table.open(path) as t:
         assert t.count_refs() > 0
@@ -218,12 +223,7 @@ def test_table_reads_can_fail(tmp_path, big, nth):
 def test_table_that_shrinks_while_opened(tmp_path, big):
     """A table cut short between its fstat and the reads of its bytes is a
     FormatError, not a read of stale or missing bytes."""
-    d = str(tmp_path / "s")
-    make_template(d, 1)
-    with Stack.open(d, StackOptions(auto_compact=False)) as st:
-        if big:
-            add_big_table(st)
-        path = st.table_path(st.names[-1])
+    path = newest_table(str(tmp_path / "s"), big)
 
     def shrink(op):
         if op == "read":
