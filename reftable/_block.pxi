@@ -162,6 +162,7 @@ cdef enum:
     E_OBJ_VARINT
     E_OBJ_OVERFLOW
     E_OBJ_ORDER
+    E_IO                 # reading an unmapped file failed; the error offset is the errno
 
 _ERRORS = (
     "", "truncated block header", "unknown block type", "bogus block length",
@@ -175,6 +176,7 @@ _ERRORS = (
     "section does not start with a block of its type", "log block",
     "bad obj position count", "bad obj position varint", "obj position overflows",
     "obj record lists block offsets out of order (each once, ascending)",
+    "I/O error",
 )
 
 
@@ -189,6 +191,12 @@ cdef struct TableView:
     bint ref_present
     const uint64_t* bloom     # ref names (NULL until built)
     uint64_t bloom_mask
+    # A file not mapped (yet) has no ``buf``: a point lookup then reads each block from
+    # ``fd`` into ``scratch`` (block_size + 1 bytes), both set only in the lookup's own
+    # copy of the view (see TableCore._ref_lookup); in any other view, blocks of an
+    # unmapped file read as E_IO.
+    int fd
+    Buf* scratch
 
 
 cdef struct BlockView:
@@ -204,11 +212,53 @@ cdef struct BlockView:
 
 
 cdef inline int tv_block_type(const TableView* t, uint64_t off) noexcept nogil:
-    """Type byte of the block at ``off`` (0 past the data), without loading it."""
+    """Type byte of the block at ``off`` (0 past the data), without loading it; -1 when
+    the file is not mapped and reading the byte failed (see ``tv_block_may_be``)."""
     cdef uint32_t hoff = t.header_size if off == 0 else 0
+    cdef unsigned char typ
     if off >= t.data_end or off + hoff >= t.data_end:
         return 0
-    return t.buf[off + hoff]
+    if t.buf != NULL:
+        return t.buf[off + hoff]
+    if t.scratch == NULL or sys_pread_block(t.fd, &typ, 1, off + hoff) != 0:
+        return -1
+    return typ
+
+
+cdef inline bint tv_block_may_be(const TableView* t, uint64_t off, int typ) noexcept nogil:
+    """Whether the block at ``off`` is of ``typ``, or unknown because reading its type
+    failed: the caller then parses the block, which reports the error."""
+    cdef int k = tv_block_type(t, off)
+    return k == typ or k < 0
+
+
+cdef inline size_t tv_scratch_size(uint32_t block_size) noexcept nogil:
+    """Bytes ``tv_read_block`` reads: a block and the byte after it (which tells
+    padding from the next block), and at least a first block's headers (a hostile
+    header may claim a tiny block size)."""
+    return max(<size_t>block_size + 1, <size_t>(HEADER_SIZE_V2 + BLOCK_HEADER_SIZE))
+
+
+cdef int tv_read_block(const TableView* t, uint64_t off, const unsigned char** out,
+                       uint64_t* eoff) noexcept nogil:
+    """Read the block at ``off`` of an unmapped file into the view's scratch buffer
+    (``tv_scratch_size`` bytes, fewer at the end of the data)."""
+    cdef uint64_t n = tv_scratch_size(t.block_size)
+    cdef int err
+    if t.scratch == NULL or t.block_size == 0:
+        eoff[0] = EINVAL
+        return E_IO
+    if n > t.data_end - off:
+        n = t.data_end - off
+    err = sys_pread_block(t.fd, t.scratch.p, <size_t>n, off)
+    if err < 0:  # the file ends early: table files never change, so it was cut
+        eoff[0] = off
+        return E_BLOCK_PAST_END
+    if err:
+        eoff[0] = <uint64_t>err
+        return E_IO
+    out[0] = t.scratch.p
+    return E_OK
 
 
 cdef int bv_parse(const TableView* t, uint64_t off, BlockView* b, uint64_t* eoff) noexcept nogil:
@@ -216,9 +266,14 @@ cdef int bv_parse(const TableView* t, uint64_t off, BlockView* b, uint64_t* eoff
     E_NEEDS_INFLATE for a log block (its length and type are filled in)."""
     cdef uint32_t hoff = t.header_size if off == 0 else 0
     cdef const unsigned char* p = t.buf + off
+    cdef int err
     if off + hoff + BLOCK_HEADER_SIZE > t.data_end:
         eoff[0] = off
         return E_TRUNC_HEADER
+    if t.buf == NULL:
+        err = tv_read_block(t, off, &p, eoff)
+        if err != E_OK:
+            return err
     b.offset = off
     b.typ = p[hoff]
     b.header_off = hoff
@@ -393,6 +448,8 @@ cdef class Block:
 
 
 cdef inline int raise_format(TableCore t, int err, uint64_t off) except -1:
+    if err == E_IO:
+        _raise_io(<int>off, t.path)
     raise t._err(_ERRORS[err], off)
 
 

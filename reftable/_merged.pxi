@@ -191,7 +191,7 @@ cdef int _src_key(MergeSrc* s, Buf* key, bint* live, uint64_t* eoff) except -1 n
     cdef int err
     live[0] = False
     if s.pos >= s.b.restart_start:
-        if s.one_block or tv_block_type(&s.view, s.b.offset + s.b.full_size) != BLOCK_REF:
+        if s.one_block or not tv_block_may_be(&s.view, s.b.offset + s.b.full_size, BLOCK_REF):
             return E_OK
         err = bv_parse(&s.view, s.b.offset + s.b.full_size, &s.b, eoff)
         if err != E_OK:

@@ -149,6 +149,8 @@ cdef void* _sys_mmap(int fd, size_t n) noexcept:
         return MAP_FAILED
     with nogil:
         p = c_mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0)
+        err = errno
+    rt_set_errno(err)
     return p
 
 
@@ -309,21 +311,20 @@ cdef int _pread_all(int fd, unsigned char* p, size_t n, uint64_t off) noexcept:
 
 
 cdef object sys_open_table_file(bytes bpath, object path, uint64_t* size, uint64_t whole_max,
-                                const unsigned char** mapped,
+                                int* fd_out,
                                 unsigned char* head, size_t head_len,
                                 unsigned char* tail, size_t tail_len):
     """Open a regular file for reading as a table. One of at most ``whole_max`` bytes is
     read whole and returned (bytes): for a small file, one read costs less than a
-    mapping and its page faults. A larger one is mapped read-only into ``mapped[0]``
-    (unmap with ``sys_unmap``; None is returned), and its first ``head_len`` and last
-    ``tail_len`` bytes are read into ``head`` and ``tail``: for a point lookup in a
-    large table, faulting the first and the last page of the mapping in costs more
-    than these two reads."""
+    mapping and its page faults. For a larger one, None is returned with the file
+    still open in ``fd_out[0]`` (map it with ``sys_map_file``, or read blocks with
+    ``sys_pread_block``), its first ``head_len`` and last ``tail_len`` bytes read into
+    ``head`` and ``tail``: a short-lived reader's few lookups cost less as reads than
+    as page faults of a mapping (each maps and later unmaps a run of pages)."""
     cdef int err
-    cdef void* p
     cdef bytes data
     cdef int fd = _open_regular(bpath, path, size)
-    mapped[0] = NULL
+    fd_out[0] = -1
     if size[0] == 0 or size[0] > <uint64_t>(<size_t>-1):
         _sys_close(fd, RT_IO_CLOSE_READ)
         raise FormatError(f"file of {size[0]} bytes is not a reftable", path, 0)
@@ -344,13 +345,23 @@ cdef object sys_open_table_file(bytes bpath, object path, uint64_t* size, uint64
         if err:
             _raise_io(err, path)
         return data
-    p = _sys_mmap(fd, <size_t>size[0])
-    err = errno
-    _sys_close(fd, RT_IO_CLOSE_READ)  # the mapping stays valid; a failed close changes nothing
-    if p == MAP_FAILED:
-        _raise_io(err, path)
-    mapped[0] = <const unsigned char*>p
+    fd_out[0] = fd
     return None
+
+
+cdef const unsigned char* sys_map_file(int fd, uint64_t size, object path) except NULL:
+    """Map ``size`` bytes of the open file ``fd`` read-only (unmap with ``sys_unmap``)."""
+    cdef void* p = _sys_mmap(fd, <size_t>size)
+    if p == MAP_FAILED:
+        _raise_io(errno, path)
+    return <const unsigned char*>p
+
+
+cdef int sys_pread_block(int fd, unsigned char* p, size_t n, uint64_t off) noexcept nogil:
+    """``_pread_all`` for the C readers: they run without the GIL or, holding it, from
+    code that never releases it; the wrapper takes it (re-entrantly) for the hook."""
+    with gil:
+        return _pread_all(fd, p, n, off)
 
 
 cdef void sys_unmap(const unsigned char* p, uint64_t size) noexcept nogil:

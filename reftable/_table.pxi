@@ -31,6 +31,7 @@ cdef enum:
     EDGE_HEAD = HEADER_SIZE_V2 + 1              # a header and the first block's type
     EDGE_TAIL = HEADER_SIZE_V2 + FOOTER_EXTRA   # the longest footer
     READ_WHOLE_MAX = 65536                      # smaller table files are read, not mapped
+    PREAD_LOOKUPS = 8   # point lookups in a large table served by reads before it is mapped
 
 
 def open_table(path):
@@ -39,19 +40,31 @@ def open_table(path):
     file that is not a regular file or not a table."""
     cdef unsigned char head[EDGE_HEAD]
     cdef unsigned char tail[EDGE_TAIL]
-    cdef const unsigned char* mapped = NULL
+    cdef int fd = -1
     cdef uint64_t size = 0
     cdef TableCore t
-    data = sys_open_table_file(_os.fsencode(path), path, &size, READ_WHOLE_MAX, &mapped,
+    data = sys_open_table_file(_os.fsencode(path), path, &size, _read_whole_max, &fd,
                                head, EDGE_HEAD, tail, EDGE_TAIL)
     if data is not None:
         return TableCore.__new__(TableCore, data, path)
     t = TableCore.__new__(TableCore, None, path)
-    t.buf = mapped
+    t._fd = fd  # mapped on first need (see _ensure_mapped)
     t.size = size
     t.mapped = True
     t._parse(head, tail)
     return t
+
+
+cdef uint64_t _read_whole_max = READ_WHOLE_MAX
+
+
+def _set_read_whole_max(uint64_t n):
+    """Tests: read table files up to ``n`` bytes whole (0: none, so that every table
+    takes the path of large ones); returns the previous limit."""
+    global _read_whole_max
+    old = _read_whole_max
+    _read_whole_max = n
+    return old
 
 
 cdef class TableCore:
@@ -60,7 +73,9 @@ cdef class TableCore:
 
     cdef Py_buffer _pybuf
     cdef bint _has_buf
-    cdef readonly bint mapped   # a (large) file mapped by open_table
+    cdef readonly bint mapped   # a (large) file of open_table: mapped, or on first need
+    cdef int _fd                # its descriptor until it is mapped (and no lookup reads it)
+    cdef int _preads            # point lookups served by reads so far
     cdef const unsigned char* buf
     cdef readonly uint64_t size
     cdef readonly object path
@@ -103,6 +118,7 @@ cdef class TableCore:
 
     def __cinit__(self, data=None, path=None):
         self.path = path
+        self._fd = -1
         self._reuse = Reuse.__new__(Reuse)
         self._block_cache = {}
         self._log_cache = []
@@ -128,8 +144,10 @@ cdef class TableCore:
             PyBuffer_Release(&self._pybuf)
             self._has_buf = False
         if self.mapped:
-            sys_unmap(self.buf, self.size)
+            if self.buf != NULL:
+                sys_unmap(self.buf, self.size)
             self.mapped = False
+        self._close_fd()
         if self._z_ready:
             inflateEnd(&self._z)
             self._z_ready = False
@@ -137,8 +155,36 @@ cdef class TableCore:
 
     cdef void _unpin(self) noexcept:
         self._pins -= 1
-        if self._pins == 0 and self.released:
-            self._free()
+        if self._pins == 0:
+            if self.released:
+                self._free()
+            elif self.buf != NULL:
+                self._close_fd()  # mapped while a lookup read from it
+
+    cdef void _close_fd(self) noexcept:
+        if self._fd >= 0:
+            _sys_close(self._fd, RT_IO_CLOSE_READ)
+            self._fd = -1
+
+    cdef int _ensure_mapped(self) except -1:
+        """Map a large table's file: everything but the first point lookups reads the
+        mapping. Pinned while mapping (which lets other threads run): the descriptor
+        stays open, and a thread that maps it too keeps only one mapping. The
+        descriptor is closed when no lookup reads from it any more (``_unpin``)."""
+        cdef const unsigned char* p
+        if self.buf != NULL or self._fd < 0:
+            return 0
+        self._pins += 1
+        try:
+            p = sys_map_file(self._fd, self.size, self.path)
+            if self.buf == NULL and not self.released:
+                self.buf = p
+                self.view.buf = p
+            else:  # mapped by another thread meanwhile, or released
+                sys_unmap(p, self.size)
+        finally:
+            self._unpin()
+        return 0
 
     cdef z_stream* _zstream(self) except NULL:
         """The table's inflater, reset for a new stream (used with the GIL held)."""
@@ -199,6 +245,11 @@ cdef class TableCore:
         return 0
 
 
+    @property
+    def file_mapped(self):
+        """Whether a large table's file is mapped now (it is on first need)."""
+        return self.mapped and self.buf != NULL
+
     def set_sequential_eviction(self, bint on):
         """For one pass over a large mapped table, e.g. compaction: drop the pages of
         blocks already read from memory, so that resident memory stays flat however
@@ -231,8 +282,12 @@ cdef class TableCore:
         return FormatError(msg, self.path, offset)
 
     cdef int _check_open(self) except -1:
+        """Raise when released; map the file when not mapped yet (callers read the
+        view's bytes, or copy the view for reading without the GIL)."""
         if self.released:
             raise ValueError("table is closed")
+        if self.buf == NULL and self._fd >= 0:
+            self._ensure_mapped()
         return 0
 
     cdef int _parse(self, const unsigned char* b, const unsigned char* tail) except -1:
@@ -522,7 +577,12 @@ cdef class TableCore:
         cdef bint found = False
         cdef uint64_t eoff = 0
         cdef int err
-        self._check_open()
+        if self.released:
+            raise ValueError("table is closed")
+        if self.buf == NULL and self._fd >= 0:
+            if self._preads < PREAD_LOOKUPS and self.block_size:
+                return self._ref_lookup_read(kp, klen, records)
+            self._ensure_mapped()
         # (the scratch key is only used inside the C lookup, which cannot be interrupted)
         err = tv_ref_lookup(&self.view, kp, klen, &self._key, &rv, &found, &eoff)
         if err != E_OK:
@@ -530,6 +590,37 @@ cdef class TableCore:
         if not found:
             return None
         return ref_object(kp, klen, &rv, self.hash_size, records, self._reuse)
+
+    cdef object _ref_lookup_read(self, const unsigned char* kp, size_t klen, bint records):
+        """A point lookup in a table not mapped yet: its few blocks are read into a
+        buffer of this call (a mapping costs a page fault per block, each mapping
+        and later unmapping a run of pages, which a short-lived reader never uses).
+        Pinned: the descriptor stays open while it reads, even if another thread
+        maps the file meanwhile (the reads let it run)."""
+        cdef TableView view = self.view
+        cdef Buf scratch, key
+        cdef RefValue rv
+        cdef bint found = False
+        cdef uint64_t eoff = 0
+        cdef int err
+        scratch.p = key.p = NULL
+        scratch.len = scratch.cap = key.len = key.cap = 0
+        self._preads += 1
+        self._pins += 1
+        try:
+            buf_reserve(&scratch, tv_scratch_size(self.block_size))
+            view.fd = self._fd
+            view.scratch = &scratch
+            err = tv_ref_lookup(&view, kp, klen, &key, &rv, &found, &eoff)
+            if err != E_OK:
+                raise_format(self, err, eoff)
+            if not found:
+                return None
+            return ref_object(kp, klen, &rv, self.hash_size, records, self._reuse)
+        finally:
+            buf_free(&scratch)
+            buf_free(&key)
+            self._unpin()
 
     cdef int _seek_into(self, RecordIter it, const unsigned char* kp, size_t klen) except -1:
         cdef bint present = False
@@ -586,7 +677,7 @@ cdef int _scan_columns(const TableView* t, BlockView* b, uint32_t* pos, Buf* key
     more[0] = False
     for k in range(limit):
         if pos[0] >= b.restart_start:
-            if one_block or tv_block_type(t, b.offset + b.full_size) != BLOCK_REF:
+            if one_block or not tv_block_may_be(t, b.offset + b.full_size, BLOCK_REF):
                 return E_OK
             err = bv_parse(t, b.offset + b.full_size, b, eoff)
             if err != E_OK:
@@ -681,7 +772,7 @@ cdef int tv_seek_block(const TableView* t, uint64_t start, uint64_t ioff, int ty
                     break
                 # past this index block: the top level of an index may span up to three
                 # blocks (Git stops adding levels below that)
-                if tv_block_type(t, b.offset + b.full_size) != BLOCK_INDEX:
+                if not tv_block_may_be(t, b.offset + b.full_size, BLOCK_INDEX):
                     past_end[0] = True
                     return E_OK
                 err = bv_parse(t, b.offset + b.full_size, &b, eoff)
@@ -704,7 +795,7 @@ cdef int tv_seek_block(const TableView* t, uint64_t start, uint64_t ioff, int ty
     if b.typ != typ:
         eoff[0] = start
         return E_SECTION_START
-    while tv_block_type(t, b.offset + b.full_size) == typ:
+    while tv_block_may_be(t, b.offset + b.full_size, typ):
         err = bv_parse(t, b.offset + b.full_size, &nb, eoff)
         if err == E_OK:
             err = bv_restart_key(&nb, nb.rec_start, &fk, &fklen, eoff)
@@ -729,7 +820,7 @@ cdef int _scan_for_oid(const TableView* t, BlockView* b, bint whole_section,
     key.len = 0
     while True:
         if pos >= b.restart_start:
-            if not whole_section or tv_block_type(t, b.offset + b.full_size) != BLOCK_REF:
+            if not whole_section or not tv_block_may_be(t, b.offset + b.full_size, BLOCK_REF):
                 return E_OK
             err = bv_parse(t, b.offset + b.full_size, b, eoff)
             if err != E_OK:

@@ -18,6 +18,12 @@ from reftable._impl import core as _core
 
 iofaults.install()  # fault and crash injection for every test that wants it
 
+# REFTABLE_TEST_READ_WHOLE_MAX=0 sends every table file down the path of large ones
+# (opened unmapped, read block by block by the first lookups, mapped on first use):
+# the whole suite can be run that way (tests/test_lazy_tables.py always covers it).
+if os.environ.get("REFTABLE_TEST_READ_WHOLE_MAX") and IMPLEMENTATION == "cython":
+    _core._set_read_whole_max(int(os.environ["REFTABLE_TEST_READ_WHOLE_MAX"]))
+
 
 def pytest_report_header(config: pytest.Config) -> str:
     return f"reftable core: {IMPLEMENTATION} ({_core.__name__})"

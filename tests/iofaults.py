@@ -2,8 +2,10 @@
 
 ``set_fault(op, n, err)`` makes the n-th call of ``op`` (counted from then) fail once
 with ``err``; ``set_crash(op, n)`` kills the process (SIGKILL) right before it;
-``io_counts()`` counts calls per operation since ``reset_io_counts()``. Operations are
-the names of ``reftable._core.IO_OPS``. The hook is installed by ``tests/conftest.py``.
+``io_counts()`` counts calls per operation since ``reset_io_counts()``; ``HOOK.on_call``
+(when set) is called with each operation's name first: a test's point of interference.
+Operations are the names of ``reftable._core.IO_OPS``. The hook is installed by
+``tests/conftest.py``.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import errno
 import os
 import signal
+from collections.abc import Callable
+from typing import Optional
 
 from reftable._impl import core as _core
 
@@ -20,9 +24,12 @@ class _Hook:
         self.calls: dict[str, int] = dict.fromkeys(_core.IO_OPS, 0)
         self.faults: dict[str, tuple[int, int]] = {}
         self.crashes: dict[str, int] = {}
+        self.on_call: Optional[Callable[[str], None]] = None
 
     def __call__(self, op: str) -> int:
         self.calls[op] += 1
+        if self.on_call is not None:
+            self.on_call(op)
         left = self.crashes.get(op)
         if left is not None:
             if left <= 1:
@@ -65,6 +72,7 @@ def set_crash(op: str, nth: int) -> None:
 def clear_faults() -> None:
     HOOK.faults.clear()
     HOOK.crashes.clear()
+    HOOK.on_call = None
 
 
 def io_counts() -> dict[str, int]:
