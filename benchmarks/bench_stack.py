@@ -145,6 +145,12 @@ def batch_lookups(cfg: Config, ds: Dataset, st: Stack) -> list[Row]:
     rows.append(Row("lookup_stack", "threads_lookup",
                     "2 threads of batch lookups on one stack: throughput vs 1 thread", ds.n,
                     "x", median(ratios), ratios, note=note))
+    # The same work in two processes (no GIL shared): what the machine itself allows.
+    ratios, note = thread_scaling(lambda: st.read_refs(keys), cfg.reps(ds.n, 5),
+                                  cfg.keep_gc, processes=True)
+    rows.append(Row("lookup_stack", "processes_lookup",
+                    "2 processes of the same batch lookups: throughput vs 1 (the "
+                    "machine's ceiling)", ds.n, "x", median(ratios), ratios, note=note))
     return rows
 
 

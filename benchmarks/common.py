@@ -115,26 +115,75 @@ def median(xs: Iterable[float]) -> float:
     return float(statistics.median(list(xs)))
 
 
-def thread_scaling(fn: Callable[[], Any], rounds: int, keep_gc: bool = False) -> tuple[
-        list[float], str]:
-    """Two threads running ``fn`` at once against one thread running it: their
-    throughput over one thread's, per round (paired: the machine's load drifts), and a
-    note naming the cores and the load."""
-
-    def two() -> None:
-        threads = [threading.Thread(target=fn) for _ in range(2)]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
-
+def thread_scaling(fn: Callable[[], Any], rounds: int, keep_gc: bool = False,
+                   processes: bool = False) -> tuple[list[float], str]:
+    """Two workers running ``fn`` at once against one running it alone: their
+    throughput over one's, per round (paired: the machine's load drifts), and a note
+    naming the cores and the load. Workers are threads, or with ``processes`` forked
+    copies of this process (no GIL between them: the machine's own ceiling for the
+    same work). They are started first and released together, so starting them is not
+    timed."""
     ratios = []
+    run = _processes if processes else _threads
     for _ in range(rounds):
-        t1, _ = timed(fn, keep_gc)
-        t2, _ = timed(two, keep_gc)
+        was = gc.isenabled()
+        gc.collect()
+        if not keep_gc:
+            gc.disable()
+        try:
+            t1 = run(fn, 1)
+            t2 = run(fn, 2)
+        finally:
+            if was:
+                gc.enable()
         ratios.append(2 * t1 / t2)
     cores = len(os.sched_getaffinity(0))
     return ratios, f"{cores} cores; load average {os.getloadavg()[0]:.1f}"
+
+
+def _threads(fn: Callable[[], Any], k: int) -> float:
+    """Seconds until ``k`` threads, released together, have each run ``fn``."""
+    start = threading.Barrier(k + 1)
+    ends: list[float] = []
+
+    def work() -> None:
+        start.wait()
+        fn()
+        ends.append(time.perf_counter())
+
+    threads = [threading.Thread(target=work) for _ in range(k)]
+    for th in threads:
+        th.start()
+    start.wait()
+    t0 = time.perf_counter()
+    for th in threads:
+        th.join()
+    return max(ends) - t0
+
+
+def _processes(fn: Callable[[], Any], k: int) -> float:
+    """``_threads`` with forked processes."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    start = ctx.Barrier(k + 1)
+    ends = ctx.SimpleQueue()
+
+    def work() -> None:
+        fn()  # first copies the pages it writes (copy-on-write after the fork), untimed
+        start.wait()
+        fn()
+        ends.put(time.perf_counter())  # (a system-wide clock: comparable across processes)
+
+    procs = [ctx.Process(target=work) for _ in range(k)]
+    for p in procs:
+        p.start()
+    start.wait()
+    t0 = time.perf_counter()
+    done: list[float] = [ends.get() for _ in procs]
+    for p in procs:
+        p.join()
+    return max(done) - t0
 
 
 def timed(fn: Callable[[], Any], keep_gc: bool = False) -> tuple[float, Any]:
