@@ -631,6 +631,12 @@ cdef PyObject* _new_bytes(Py_ssize_t n) except NULL:
     return <PyObject*>o
 
 
+cdef inline void _advise_huge(PyObject* b) noexcept:
+    """A result column about to be filled: huge pages for it where the kernel has them
+    (fresh pages faulted in one at a time cost about as much as decoding)."""
+    rt_advise_huge(PyBytes_AS_STRING(<object>b), <size_t>PyBytes_GET_SIZE(<object>b))
+
+
 cdef class RefColumns:
     """Builds refs column by column. ``add`` (no GIL) collects a batch in C buffers that
     are reused from batch to batch (so that they stay in the cache and cost no fresh
@@ -702,6 +708,12 @@ cdef class RefColumns:
             _PyBytes_Resize(&self.out_ids, cap * self.hash_size)
             if self.mode == COLS_PACKED:
                 _PyBytes_Resize(&self.out_ends, cap * 8)
+        if cap > self.cap:
+            _advise_huge(self.out_types)
+            _advise_huge(self.out_uis)
+            _advise_huge(self.out_ids)
+            if self.mode == COLS_PACKED:
+                _advise_huge(self.out_ends)
         self.cap = cap
         return 0
 
@@ -710,6 +722,8 @@ cdef class RefColumns:
             self.out_data = _new_bytes(cap)
         else:
             _PyBytes_Resize(&self.out_data, cap)
+        if cap > self.data_cap:
+            _advise_huge(self.out_data)
         self.data_cap = cap
         return 0
 
