@@ -271,3 +271,37 @@ def test_property_packed_equals_columns_and_records(stack, prefix, block_size):
         packed = m.ref_columns_packed(prefix)
         assert_records(packed, list(m.refs(prefix)))
         assert_same(packed, m.ref_columns(prefix))
+
+
+# -- threads ------------------------------------------------------------------------------
+
+
+def test_threads_share_a_table_and_a_merged_view():
+    """Threads reading packed columns of one table and one merged view at once (the
+    decoding runs without the GIL, in batches) all get the single-threaded result."""
+    import gc
+    import threading
+
+    tables = [table_of([RefRecord.val1(f"refs/heads/t{k}/{i:05d}", k + 1, oid(i))
+                        for i in range(k, 4000, 3)], block_size=1024) for k in range(3)]
+    merged = MergedTable(tables)
+    want_t, want_m = tables[0].ref_columns_packed(), merged.ref_columns_packed()
+    start = threading.Barrier(3)
+    got: list[bool] = []
+
+    def work() -> None:
+        start.wait()
+        got.extend(tables[0].ref_columns_packed() == want_t and
+                   merged.ref_columns_packed() == want_m for _ in range(5))
+
+    old = gc.get_threshold()
+    gc.set_threshold(5, 1, 1)  # thread switches at allocations, between batches
+    try:
+        threads = [threading.Thread(target=work) for _ in range(3)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    finally:
+        gc.set_threshold(*old)
+    assert got == [True] * 15
