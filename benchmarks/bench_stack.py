@@ -113,6 +113,12 @@ def bench_stack_reads(cfg: Config, ds: Dataset, workdir: str) -> list[Row]:
         rows.append(Row("merged", "iterate_stack_columns",
                         "all refs of a 10-table stack as columns (MergedTable.ref_columns)",
                         ds.n, "s", median(times), times, extra={"records": ds.n}))
+        times = repeat(lambda: st.merged.ref_columns_packed(), cfg.reps(ds.n, 3), 1,
+                       cfg.keep_gc)
+        rows.append(Row("merged", "iterate_stack_packed",
+                        "all refs of a 10-table stack as packed columns "
+                        "(MergedTable.ref_columns_packed)",
+                        ds.n, "s", median(times), times, extra={"records": ds.n}))
         rows += batch_lookups(cfg, ds, st)
 
     for rid, label, ours, theirs in (

@@ -189,6 +189,7 @@ GIT_C = (
     ("iterate_records", "open + iterate refs as records", 75.0, "ns/ref", 1.3),
     ("iterate_bulk", "the same as tuples", 75.0, "ns/ref", 1.0),
     ("iterate_columns", "the same as columns", 75.0, "ns/ref", 1.0),
+    ("iterate_packed", "the same as packed columns", 75.0, "ns/ref", 1.0),
     ("iterate_names", "the same, names only", 75.0, "ns/ref", 1.0),
     ("reflog_read_records", "read the whole reflog as records", 350.0, "ns/entry", 1.1),
     ("reflog_one_ref", "one ref's reflog (100 entries)", 50.0, "us", 1.1),

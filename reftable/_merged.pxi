@@ -375,11 +375,11 @@ cdef class MergedIter:
             raise StopIteration
         return (<RecordIter>self.iters[i])._make()
 
-    def ref_columns(self):
+    def ref_columns(self, bint packed=False):
         """Consume a merged ref iterator; the columns of ``RecordIter.ref_columns``."""
         if self.typ != BLOCK_REF:
             raise ValueError("ref_columns needs ref iterators")
-        return self._collect(COLS_ALL)
+        return self._collect(COLS_PACKED if packed else COLS_ALL)
 
     cdef object _collect(self, int mode):
         """Consume a merged ref iterator into a ``RefColumns`` of ``mode``; return its

@@ -613,6 +613,7 @@ cdef enum:
     COLS_ALL = 0          # every column
     COLS_NAMES = 1        # names only
     COLS_COUNT = 2        # nothing but the count
+    COLS_PACKED = 3       # every column, the names as one bytes object and end offsets
     COLS_BATCH = 512      # records decoded without the GIL between two flushes
 
 
@@ -630,13 +631,21 @@ cdef PyObject* _new_bytes(Py_ssize_t n) except NULL:
     return <PyObject*>o
 
 
+cdef inline void _advise_huge(PyObject* b) noexcept:
+    """A result column about to be filled: huge pages for it where the kernel has them
+    (fresh pages faulted in one at a time cost about as much as decoding)."""
+    rt_advise_huge(PyBytes_AS_STRING(<object>b), <size_t>PyBytes_GET_SIZE(<object>b))
+
+
 cdef class RefColumns:
     """Builds refs column by column. ``add`` (no GIL) collects a batch in C buffers that
     are reused from batch to batch (so that they stay in the cache and cost no fresh
     pages): names back to back, value types, update indexes, object ids, and the rare
     peeled ids and symref targets (copied: the batch does not point into any table).
     ``flush`` (GIL held) moves a batch into the result's objects; ``result`` returns them.
-    ``records`` instead makes ``RefRecord`` objects of an unflushed batch."""
+    ``records`` instead makes ``RefRecord`` objects of an unflushed batch.
+    ``COLS_PACKED`` keeps the names as collected: their bytes back to back in one
+    ``bytes`` and their end offsets in another (no ``str`` per ref)."""
 
     cdef Buf names, ends, types, uis, ids, extras, extra_data
     cdef int hash_size
@@ -647,14 +656,18 @@ cdef class RefColumns:
     cdef Py_ssize_t slots    # records the batch buffers (ends, types, uis, ids) hold
     cdef Py_ssize_t est      # records expected
     cdef Py_ssize_t listed   # length the names list was made with (est when made)
+    cdef Py_ssize_t data_cap # name bytes out_data has room for (COLS_PACKED)
+    cdef uint64_t data_len   # name bytes flushed (COLS_PACKED)
     cdef list out_names
     cdef PyObject* out_types
     cdef PyObject* out_uis
     cdef PyObject* out_ids
+    cdef PyObject* out_data  # COLS_PACKED: the names, back to back
+    cdef PyObject* out_ends  # COLS_PACKED: their end offsets (native uint64)
     cdef dict peeled, targets
 
     def __cinit__(self):
-        self.out_types = self.out_uis = self.out_ids = NULL
+        self.out_types = self.out_uis = self.out_ids = self.out_data = self.out_ends = NULL
 
     def __dealloc__(self):
         buf_free(&self.names)
@@ -667,13 +680,17 @@ cdef class RefColumns:
         Py_XDECREF(self.out_types)
         Py_XDECREF(self.out_uis)
         Py_XDECREF(self.out_ids)
+        Py_XDECREF(self.out_data)
+        Py_XDECREF(self.out_ends)
 
     cdef int reserve(self, uint64_t data_bytes) except -1:
         """Size the result for about ``data_bytes`` of ref blocks (it grows as needed)."""
         cdef uint64_t est = data_bytes // 32 + 16
         self.est = <Py_ssize_t>est
-        if self.mode == COLS_ALL and self.cap < self.est:
+        if (self.mode == COLS_ALL or self.mode == COLS_PACKED) and self.cap < self.est:
             self._grow(self.est)
+        if self.mode == COLS_PACKED and self.data_cap < <Py_ssize_t>est * 32:
+            self._grow_data(<Py_ssize_t>est * 32)   # (most names take fewer bytes)
         return 0
 
     cdef int _grow(self, Py_ssize_t cap) except -1:
@@ -683,11 +700,31 @@ cdef class RefColumns:
             self.out_types = _new_bytes(cap)
             self.out_uis = _new_bytes(cap * 8)
             self.out_ids = _new_bytes(cap * self.hash_size)
+            if self.mode == COLS_PACKED:
+                self.out_ends = _new_bytes(cap * 8)
         else:
             _PyBytes_Resize(&self.out_types, cap)
             _PyBytes_Resize(&self.out_uis, cap * 8)
             _PyBytes_Resize(&self.out_ids, cap * self.hash_size)
+            if self.mode == COLS_PACKED:
+                _PyBytes_Resize(&self.out_ends, cap * 8)
+        if cap > self.cap:
+            _advise_huge(self.out_types)
+            _advise_huge(self.out_uis)
+            _advise_huge(self.out_ids)
+            if self.mode == COLS_PACKED:
+                _advise_huge(self.out_ends)
         self.cap = cap
+        return 0
+
+    cdef int _grow_data(self, Py_ssize_t cap) except -1:
+        if self.out_data == NULL:
+            self.out_data = _new_bytes(cap)
+        else:
+            _PyBytes_Resize(&self.out_data, cap)
+        if cap > self.data_cap:
+            _advise_huge(self.out_data)
+        self.data_cap = cap
         return 0
 
     cdef int _more_slots(self) except -1 nogil:
@@ -739,16 +776,17 @@ cdef class RefColumns:
         cdef const size_t* ends = <const size_t*>self.ends.p
         cdef const ColExtra* ex = <const ColExtra*>self.extras.p
         cdef size_t start = 0
-        cdef Py_ssize_t i, m = self.n, at = self.total
+        cdef Py_ssize_t i, m = self.n, at = self.total, nd
+        cdef uint64_t* out_ends
         if self.out_names is None:
             # made as long as expected, its slots filled in order (unfilled ones are
             # NULL, which the list's traversal and deallocation allow); result() cuts
             # it to the records found. Growing it by appends would copy it repeatedly.
-            self.listed = self.est if self.mode != COLS_COUNT else 0
+            self.listed = self.est if self.mode == COLS_ALL or self.mode == COLS_NAMES else 0
             self.out_names = PyList_New(self.listed)
             self.peeled = {}
             self.targets = {}
-        if self.mode != COLS_COUNT:
+        if self.mode == COLS_ALL or self.mode == COLS_NAMES:
             for i in range(m):
                 s = _str(self.names.p + start, ends[i] - start)
                 if at + i < self.listed:
@@ -757,7 +795,7 @@ cdef class RefColumns:
                 else:
                     PyList_Append(self.out_names, s)
                 start = ends[i]
-        if self.mode == COLS_ALL and m:
+        if (self.mode == COLS_ALL or self.mode == COLS_PACKED) and m:
             if at + m > self.cap:
                 self._grow(max(2 * self.cap, at + m, 1024))
             memcpy(PyBytes_AS_STRING(<object>self.out_types) + at, self.types.p, m)
@@ -769,6 +807,16 @@ cdef class RefColumns:
                     self.targets[at + ex[i].i] = _str(self.extra_data.p + ex[i].start, ex[i].n)
                 else:
                     self.peeled[at + ex[i].i] = _bytes(self.extra_data.p + ex[i].start, ex[i].n)
+        if self.mode == COLS_PACKED and m:
+            nd = <Py_ssize_t>(self.data_len + self.names.len)
+            if self.out_data == NULL or nd > self.data_cap:
+                self._grow_data(max(2 * self.data_cap, nd))
+            memcpy(PyBytes_AS_STRING(<object>self.out_data) + self.data_len, self.names.p,
+                   self.names.len)
+            out_ends = <uint64_t*>PyBytes_AS_STRING(<object>self.out_ends) + at
+            for i in range(m):
+                out_ends[i] = self.data_len + ends[i]
+            self.data_len = <uint64_t>nd
         self.total += m
         self.n = 0
         self.names.len = self.extras.len = self.extra_data.len = 0
@@ -805,7 +853,9 @@ cdef class RefColumns:
     cdef object result(self):
         """The columns (``COLS_ALL``: ``(names, value types, update indexes (native
         uint64), object ids (hash_size bytes each, zeros where none), {position: peeled
-        id}, {position: symref target})``), the names (``COLS_NAMES``) or the count."""
+        id}, {position: symref target})``; ``COLS_PACKED``: the same with the names list
+        replaced by two columns, ``(names' UTF-8 back to back, each name's end offset in
+        it (native uint64), ...)``), the names (``COLS_NAMES``) or the count."""
         self.flush()
         if self.total < self.listed:
             Py_SET_SIZE(self.out_names, self.total)  # the unfilled tail: capacity only
@@ -814,15 +864,24 @@ cdef class RefColumns:
         if self.mode == COLS_NAMES:
             return self.out_names
         if self.out_types == NULL:
-            return (self.out_names, b"", b"", b"", self.peeled, self.targets)
+            cols = (b"", b"", b"", self.peeled, self.targets)
+            head = (b"", b"") if self.mode == COLS_PACKED else (self.out_names,)
+            return head + cols
         self._grow(self.total)
-        r = (self.out_names, <object>self.out_types, <object>self.out_uis,
-             <object>self.out_ids, self.peeled, self.targets)
+        cols = (<object>self.out_types, <object>self.out_uis, <object>self.out_ids,
+                self.peeled, self.targets)
         Py_DECREF(<object>self.out_types)   # the tuple holds them now
         Py_DECREF(<object>self.out_uis)
         Py_DECREF(<object>self.out_ids)
         self.out_types = self.out_uis = self.out_ids = NULL
-        return r
+        if self.mode != COLS_PACKED:
+            return (self.out_names,) + cols
+        self._grow_data(<Py_ssize_t>self.data_len)
+        head = (<object>self.out_data, <object>self.out_ends)
+        Py_DECREF(<object>self.out_data)
+        Py_DECREF(<object>self.out_ends)
+        self.out_data = self.out_ends = NULL
+        return head + cols
 
 
 cdef RefColumns new_columns(int hash_size, int mode=COLS_ALL):

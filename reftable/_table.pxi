@@ -1188,12 +1188,13 @@ cdef class RecordIter:
             n += 1
         return n
 
-    def ref_columns(self):
-        """Consume a ref iterator; return the columns of ``RefColumns.result``. The
-        records are decoded without the GIL."""
+    def ref_columns(self, bint packed=False):
+        """Consume a ref iterator; return the columns of ``RefColumns.result``
+        (``COLS_PACKED`` when ``packed``: names as bytes and end offsets). The records
+        are decoded without the GIL."""
         if self.typ != BLOCK_REF:
             raise ValueError("ref_columns needs a ref iterator")
-        return self._collect(COLS_ALL)
+        return self._collect(COLS_PACKED if packed else COLS_ALL)
 
     def names(self):
         """Consume the iterator and return the keys as ``str`` (ref sections: names)."""

@@ -13,7 +13,7 @@ from typing import Any, Optional
 from ._impl import core as _core
 from .errors import FormatError
 from .records import LogRecord, NameLike, OidLike, RefRecord, to_name_bytes, to_oid
-from .table import RefColumns, Table, _columns, log_key
+from .table import PackedRefColumns, RefColumns, Table, _columns, _packed, log_key
 
 __all__ = ["MergedTable"]
 
@@ -69,6 +69,12 @@ class MergedTable:
         """Merged refs (under ``prefix`` when given) as columns (see ``Table.ref_columns``)."""
         p = to_name_bytes(prefix)
         return _columns(self._merge(_REF, p, False, p or None).ref_columns())
+
+    def ref_columns_packed(self, prefix: NameLike = "") -> PackedRefColumns:
+        """Merged refs (under ``prefix`` when given) as packed columns (see
+        ``Table.ref_columns_packed``): the merge of ``ref_columns``."""
+        p = to_name_bytes(prefix)
+        return _packed(self._merge(_REF, p, False, p or None).ref_columns(True))
 
     def count_refs(self, prefix: NameLike = "") -> int:
         p = to_name_bytes(prefix)

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
+from itertools import chain, pairwise
 from typing import Any, NamedTuple, Optional, Union
 
 from ._closing import Closing
 from ._impl import core as _core
+from ._value import dataclass
 from .records import (
     LogRecord,
     NameLike,
@@ -23,7 +25,7 @@ from .records import (
     to_oid,
 )
 
-__all__ = ["Table", "RefColumns", "ref_from_tuple", "log_key"]
+__all__ = ["Table", "RefColumns", "PackedRefColumns", "ref_from_tuple", "log_key"]
 
 BLOCK_REF = _core.BLOCK_TYPE_REF
 BLOCK_LOG = _core.BLOCK_TYPE_LOG
@@ -50,15 +52,88 @@ class RefColumns(NamedTuple):
 
     def value(self, i: int) -> Optional[bytes]:
         """The object id of ref ``i``, or None."""
-        if self.value_types[i] not in (RefValueType.VAL1, RefValueType.VAL2):
-            return None
-        n = len(self.values) // len(self.names)
-        return self.values[i * n:(i + 1) * n]
+        return _oid_at(self.value_types, self.values, i)
+
+
+def _position(i: int, n: int) -> int:
+    """``i`` as a list index of ``n`` items (negative from the end)."""
+    j = i + n if i < 0 else i
+    if not 0 <= j < n:
+        raise IndexError(f"ref position {i} out of range for {n} refs")
+    return j
+
+
+def _oid_at(value_types: bytes, values: bytes, i: int) -> Optional[bytes]:
+    """The object id of ref ``i`` of the columns, or None (symrefs and deletions)."""
+    n = len(value_types)
+    i = _position(i, n)
+    if value_types[i] not in (RefValueType.VAL1, RefValueType.VAL2):
+        return None
+    size = len(values) // n
+    return values[i * size:(i + 1) * size]
+
+
+@dataclass(frozen=True)
+class PackedRefColumns:
+    """Every ref of a table or a merged view at once with no Python object per ref:
+    the columns of :class:`RefColumns`, the names packed into one ``bytes``. Position
+    ``i`` of each column is the ``i``-th ref in name order; name ``i`` is
+    ``names_data[name_ends[i - 1]:name_ends[i]]`` (the first starts at 0), which
+    :meth:`name_bytes` and :meth:`name` return. Immutable (compares by its columns)."""
+
+    #: Every name's UTF-8, back to back, in name order.
+    names_data: bytes
+    #: Where each name ends in ``names_data`` (unsigned 64-bit, format ``Q``).
+    name_ends: memoryview
+    #: One RefValueType per ref.
+    value_types: bytes
+    #: Unsigned 64-bit (format ``Q``), one per ref.
+    update_indexes: memoryview
+    #: hash_size bytes per ref; zeros for symrefs and deletions.
+    values: bytes
+    #: Position -> peeled id (annotated tags).
+    peeled: dict[int, bytes]
+    #: Position -> target (symrefs).
+    targets: dict[int, str]
+
+    def __repr__(self) -> str:
+        return f"<PackedRefColumns of {len(self)} refs, {len(self.names_data)} name bytes>"
+
+    def __len__(self) -> int:
+        """The number of refs."""
+        return len(self.value_types)
+
+    def name_bytes(self, i: int) -> bytes:
+        """The name of ref ``i`` as stored (UTF-8)."""
+        i = _position(i, len(self))
+        return self.names_data[self.name_ends[i - 1] if i else 0:self.name_ends[i]]
+
+    def name(self, i: int) -> str:
+        """The name of ref ``i`` as ``str`` (bytes that are not UTF-8 as surrogate
+        escapes, as every other API decodes names)."""
+        return self.name_bytes(i).decode("utf-8", "surrogateescape")
+
+    def names(self) -> list[str]:
+        """Every name as ``str``: ``RefColumns.names`` (one object per ref: the cost
+        that this class exists to avoid)."""
+        data = self.names_data
+        return [data[a:b].decode("utf-8", "surrogateescape")
+                for a, b in pairwise(chain((0,), self.name_ends.tolist()))]
+
+    def value(self, i: int) -> Optional[bytes]:
+        """The object id of ref ``i``, or None."""
+        return _oid_at(self.value_types, self.values, i)
 
 
 def _columns(raw: tuple[Any, ...]) -> RefColumns:
     names, types, uis, ids, peeled, targets = raw
     return RefColumns(names, types, memoryview(uis).cast("Q"), ids, peeled, targets)
+
+
+def _packed(raw: tuple[Any, ...]) -> PackedRefColumns:
+    data, ends, types, uis, ids, peeled, targets = raw
+    return PackedRefColumns(data, memoryview(ends).cast("Q"), types,
+                            memoryview(uis).cast("Q"), ids, peeled, targets)
 
 
 def log_key(refname: bytes, update_index: int) -> bytes:
@@ -184,6 +259,12 @@ class Table(Closing):
         """All refs (tombstones included), optionally under ``prefix``, as columns: the
         fastest way to read everything."""
         return _columns(self._ref_iter(to_name_bytes(prefix)).ref_columns())
+
+    def ref_columns_packed(self, prefix: NameLike = "") -> PackedRefColumns:
+        """``ref_columns`` with the names packed into one ``bytes`` (no ``str`` per
+        ref): the cheapest way to read everything. Decoded without the GIL, like
+        ``ref_columns``."""
+        return _packed(self._ref_iter(to_name_bytes(prefix)).ref_columns(True))
 
     def count_refs(self, prefix: NameLike = "") -> int:
         """Number of ref records (tombstones included), without building any."""

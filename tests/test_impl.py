@@ -159,11 +159,12 @@ def test_both_cores_write_the_same_bytes_and_read_each_other(seed):
     b = pure.TableCore(data)
     for typ in (pure.BLOCK_TYPE_REF, pure.BLOCK_TYPE_LOG, pure.BLOCK_TYPE_OBJ):
         assert list(a.iter_section(typ)) == list(b.iter_section(typ))
-    assert a.iter_section(pure.BLOCK_TYPE_REF).ref_columns() == \
-        b.iter_section(pure.BLOCK_TYPE_REF).ref_columns()
-    merged = [core.MergedIter([t.iter_section(pure.BLOCK_TYPE_REF)], pure.BLOCK_TYPE_REF)
-              for core, t in ((compiled, a), (pure, b))]
-    assert merged[0].ref_columns() == merged[1].ref_columns()
+    for packed in (False, True):
+        assert a.iter_section(pure.BLOCK_TYPE_REF).ref_columns(packed) == \
+            b.iter_section(pure.BLOCK_TYPE_REF).ref_columns(packed)
+        merged = [core.MergedIter([t.iter_section(pure.BLOCK_TYPE_REF)], pure.BLOCK_TYPE_REF)
+                  for core, t in ((compiled, a), (pure, b))]
+        assert merged[0].ref_columns(packed) == merged[1].ref_columns(packed)
     keys = [r.name.encode() for r in refs[::5]] + [b"refs/heads/absent"]
     assert compiled.merged_lookup_many([a], keys) == pure.merged_lookup_many([b], keys)
     names = [k.decode("utf-8", "surrogateescape") for k in keys]  # str names: no bytes copies

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from heapq import heapify, heappop, heapreplace
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from ._buf import BE64, U64_MAX, encode_varint, get_varint
-from ._record import BLOCK_REF, RawColumns, ref_columns
+from ._record import BLOCK_REF, RawColumns, RawPacked, ref_columns
 from ._table import RecordIter, TableCore
 from ._writer import WriterCore
 
@@ -91,13 +91,13 @@ class MergedIter:
     def __next__(self) -> Any:
         return next(self._winners)._make()
 
-    def ref_columns(self) -> RawColumns:
+    def ref_columns(self, packed: bool = False) -> Union[RawColumns, RawPacked]:
         """Consume a merged ref iterator; its records as columns (see
         ``RecordIter.ref_columns``)."""
         if self.typ != BLOCK_REF:
             raise ValueError("ref_columns needs ref iterators")
         hash_size = self.iters[0].table.hash_size if self.iters else 20
-        return ref_columns(self._tuples(), hash_size)
+        return ref_columns(self._tuples(), hash_size, packed)
 
     def _tuples(self) -> Iterator[tuple[Any, ...]]:
         for it in self._winners:

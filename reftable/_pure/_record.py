@@ -18,7 +18,8 @@ import struct
 import types
 from array import array
 from collections.abc import Callable, Iterable
-from typing import Any, Optional, Protocol
+from itertools import accumulate
+from typing import Any, Optional, Protocol, Union
 
 from ..errors import FormatError
 from ._buf import BE64, U64_MAX, get_varint
@@ -275,12 +276,16 @@ def ref_values(t: Errs, d: bytes, keys: list[bytes], extras: list[int],
 
 
 RawColumns = tuple[list[str], bytes, bytes, bytes, dict[int, bytes], dict[int, str]]
+RawPacked = tuple[bytes, bytes, bytes, bytes, bytes, dict[int, bytes], dict[int, str]]
 
 
-def ref_columns(refs: Iterable[tuple[Any, ...]], hash_size: int) -> RawColumns:
+def ref_columns(refs: Iterable[tuple[Any, ...]], hash_size: int,
+                packed: bool = False) -> Union[RawColumns, RawPacked]:
     """Ref tuples as columns: ``(names, value types, update indexes (native uint64),
     object ids (``hash_size`` bytes each, zeros where none), {position: peeled id},
-    {position: symref target})``."""
+    {position: symref target})``. ``packed``: the names list is replaced by two
+    columns, the names' UTF-8 back to back and each one's end offset in it (native
+    uint64)."""
     names: list[str] = []
     types = bytearray()
     uis = array("Q")
@@ -297,7 +302,11 @@ def ref_columns(refs: Iterable[tuple[Any, ...]], hash_size: int) -> RawColumns:
             peeled[i] = target_value
         if target is not None:
             targets[i] = target
-    return names, bytes(types), uis.tobytes(), b"".join(ids), peeled, targets
+    rest = (bytes(types), uis.tobytes(), b"".join(ids), peeled, targets)
+    if not packed:
+        return (names, *rest)
+    raw = [n.encode("utf-8", "surrogateescape") for n in names]
+    return (b"".join(raw), array("Q", accumulate(map(len, raw))).tobytes(), *rest)
 
 
 def _tuple6(*values: Any) -> tuple[Any, ...]:

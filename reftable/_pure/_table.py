@@ -11,7 +11,7 @@ from __future__ import annotations
 import mmap
 import zlib
 from bisect import bisect_left
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from ..errors import FormatError
 from ._block import Block, Entries, check_restarts, decode_entries
@@ -23,6 +23,7 @@ from ._record import (
     BLOCK_REF,
     DECODERS,
     RawColumns,
+    RawPacked,
     ref_columns,
     ref_values,
 )
@@ -533,16 +534,16 @@ class RecordIter:
                 c += 1
         return c
 
-    def ref_columns(self) -> RawColumns:
+    def ref_columns(self, packed: bool = False) -> Union[RawColumns, RawPacked]:
         """Consume a ref iterator; return its records as columns (see
-        ``_record.ref_columns``)."""
+        ``_record.ref_columns``; ``packed``: the names as bytes and end offsets)."""
         if self.typ != BLOCK_REF:
             raise ValueError("ref_columns needs a ref iterator")
         records = self.records
         self.records = False
         self._built = None
         try:
-            return ref_columns(self, self.table.hash_size)
+            return ref_columns(self, self.table.hash_size, packed)
         finally:
             self.records = records
             self.done = True

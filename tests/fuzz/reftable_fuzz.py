@@ -751,6 +751,11 @@ def _exercise_table(t: Table, e: Entry, rng: random.Random, st: Stats, budget: B
     cols = _try(st, lambda: t.ref_columns())
     if cols is not None and names is not None and cols.names != names:
         raise Crash("ref_columns names differ from ref_names")
+    packed = _try(st, lambda: t.ref_columns_packed())
+    if packed is not None and cols is not None and (
+            packed.names() != cols.names or packed.values != cols.values
+            or packed.peeled != cols.peeled or packed.targets != cols.targets):
+        raise Crash("ref_columns_packed differs from ref_columns")
     logs = _try(st, lambda: budget.take(t.logs())) or []
     for lg in logs:
         _check_log(lg, hs)
@@ -836,6 +841,9 @@ def _exercise_merged(t: Table, valid: Table, e: Entry, rng: random.Random, st: S
         cols = _try(st, lambda m=m: m.ref_columns())
         if cols is not None and n is not None and len(cols.names) != n:
             raise Crash(f"merged ref_columns has {len(cols.names)} refs, count_refs {n}")
+        packed = _try(st, lambda m=m: m.ref_columns_packed())
+        if packed is not None and n is not None and len(packed) != n:
+            raise Crash(f"merged ref_columns_packed has {len(packed)} refs, count_refs {n}")
         _try(st, lambda m=m: budget.take(m.logs()))
         for key in e.ref_names[:2] + [b"refs/heads/"]:
             name = key.decode("utf-8", "surrogateescape")
