@@ -146,14 +146,14 @@ def batch_lookups(cfg: Config, ds: Dataset, st: Stack) -> list[Row]:
                 "batch lookups, 10-table stack (Stack.read_refs, half misses)", ds.n, "us/op",
                 median(per), per)]
 
-    ratios, note = thread_scaling(lambda: st.read_refs(keys), cfg.reps(ds.n, 5),
-                                  cfg.keep_gc)
+    rounds = max(cfg.repeats, 15)  # (a round is a few 10 ms: the host's noise needs many)
+    ratios, note = thread_scaling(lambda: st.read_refs(keys), rounds, cfg.keep_gc)
     rows.append(Row("lookup_stack", "threads_lookup",
                     "2 threads of batch lookups on one stack: throughput vs 1 thread", ds.n,
                     "x", median(ratios), ratios, note=note))
     # The same work in two processes (no GIL shared): what the machine itself allows.
-    ratios, note = thread_scaling(lambda: st.read_refs(keys), cfg.reps(ds.n, 5),
-                                  cfg.keep_gc, processes=True)
+    ratios, note = thread_scaling(lambda: st.read_refs(keys), rounds, cfg.keep_gc,
+                                  processes=True)
     rows.append(Row("lookup_stack", "processes_lookup",
                     "2 processes of the same batch lookups: throughput vs 1 (the "
                     "machine's ceiling)", ds.n, "x", median(ratios), ratios, note=note))

@@ -142,23 +142,24 @@ def thread_scaling(fn: Callable[[], Any], rounds: int, keep_gc: bool = False,
 
 
 def _threads(fn: Callable[[], Any], k: int) -> float:
-    """Seconds until ``k`` threads, released together, have each run ``fn``."""
-    start = threading.Barrier(k + 1)
-    ends: list[float] = []
+    """Seconds from the first of ``k`` threads, released together, starting ``fn`` to
+    the last finishing it (each times itself: the releasing thread may be scheduled
+    late, behind the workers)."""
+    start = threading.Barrier(k)
+    spans: list[tuple[float, float]] = []
 
     def work() -> None:
         start.wait()
+        t0 = time.perf_counter()
         fn()
-        ends.append(time.perf_counter())
+        spans.append((t0, time.perf_counter()))
 
     threads = [threading.Thread(target=work) for _ in range(k)]
     for th in threads:
         th.start()
-    start.wait()
-    t0 = time.perf_counter()
     for th in threads:
         th.join()
-    return max(ends) - t0
+    return max(b for _, b in spans) - min(a for a, _ in spans)
 
 
 def _processes(fn: Callable[[], Any], k: int) -> float:
@@ -166,24 +167,23 @@ def _processes(fn: Callable[[], Any], k: int) -> float:
     import multiprocessing
 
     ctx = multiprocessing.get_context("fork")
-    start = ctx.Barrier(k + 1)
-    ends = ctx.SimpleQueue()
+    start = ctx.Barrier(k)
+    spans = ctx.SimpleQueue()
 
     def work() -> None:
         fn()  # first copies the pages it writes (copy-on-write after the fork), untimed
         start.wait()
+        t0 = time.perf_counter()  # (a system-wide clock: comparable across processes)
         fn()
-        ends.put(time.perf_counter())  # (a system-wide clock: comparable across processes)
+        spans.put((t0, time.perf_counter()))
 
     procs = [ctx.Process(target=work) for _ in range(k)]
     for p in procs:
         p.start()
-    start.wait()
-    t0 = time.perf_counter()
-    done: list[float] = [ends.get() for _ in procs]
+    got: list[tuple[float, float]] = [spans.get() for _ in procs]
     for p in procs:
         p.join()
-    return max(done) - t0
+    return max(b for _, b in got) - min(a for a, _ in got)
 
 
 def timed(fn: Callable[[], Any], keep_gc: bool = False) -> tuple[float, Any]:
