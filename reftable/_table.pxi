@@ -32,6 +32,7 @@ cdef enum:
     EDGE_TAIL = HEADER_SIZE_V2 + FOOTER_EXTRA   # the longest footer
     READ_WHOLE_MAX = 65536                      # smaller table files are read, not mapped
     PREAD_LOOKUPS = 8   # point lookups in a large table served by reads before it is mapped
+    UNMAPPED_MAX = 64   # large tables held open unmapped at once; more are mapped at open
 
 
 def open_table(path):
@@ -49,13 +50,26 @@ def open_table(path):
         return TableCore.__new__(TableCore, data, path)
     t = TableCore.__new__(TableCore, None, path)
     t._fd = fd  # mapped on first need (see _ensure_mapped)
+    _unmapped[0] += 1
     t.size = size
     t.mapped = True
     t._parse(head, tail)
+    if _unmapped[0] > _unmapped[1]:
+        # Each unmapped table holds a descriptor: a process with many handles (a
+        # server's, say) maps the rest at once instead of running out of them.
+        t._ensure_mapped()
     return t
 
 
 cdef uint64_t _read_whole_max = READ_WHOLE_MAX
+cdef Py_ssize_t[2] _unmapped = [0, UNMAPPED_MAX]  # (tables held open unmapped, their limit)
+
+
+def _set_unmapped_max(Py_ssize_t n):
+    """Tests: hold at most ``n`` large tables open unmapped; returns the previous limit."""
+    old = _unmapped[1]
+    _unmapped[1] = n
+    return old
 
 
 def _set_read_whole_max(uint64_t n):
@@ -165,6 +179,7 @@ cdef class TableCore:
         if self._fd >= 0:
             _sys_close(self._fd, RT_IO_CLOSE_READ)
             self._fd = -1
+            _unmapped[0] -= 1
 
     cdef int _ensure_mapped(self) except -1:
         """Map a large table's file: everything but the first point lookups reads the

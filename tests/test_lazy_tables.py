@@ -19,6 +19,7 @@ from support.fixtures import table_cases, table_path
 
 from reftable import RefRecord, Stack, StackOptions, Table
 from reftable._impl import core as _core
+from reftable.stack import read_tables_list
 
 pytestmark = compiled_only
 
@@ -229,3 +230,26 @@ def test_two_threads_map_the_table_at_once(tmp_path):
     st.close()
     table.close()  # (again, for the cases that did not)
     assert open_fds() == before
+
+
+def test_unmapped_tables_are_bounded(tmp_path):
+    """Each unmapped table holds a descriptor: past the limit, tables are mapped when
+    opened (a process holding many handles must not run out of descriptors)."""
+    d = big_stack(tmp_path)
+    path = os.path.join(d, read_tables_list(d)[0])
+    before = open_fds()
+    old = _core._set_unmapped_max(2)
+    try:
+        tables = [Table.open(path) for _ in range(5)]
+        assert [t._core.file_mapped for t in tables] == [False, False, True, True, True]
+        assert open_fds() == before + 2
+        assert all(t.read_ref("refs/heads/big/00042").value == oid(42) for t in tables)
+        tables[0].count_refs()  # mapped: its descriptor is closed, one more may be held
+        assert open_fds() == before + 1
+        tables.append(Table.open(path))
+        assert not tables[-1]._core.file_mapped
+        for t in tables:
+            t.close()
+        assert open_fds() == before
+    finally:
+        _core._set_unmapped_max(old)
