@@ -5,9 +5,10 @@ correct when another thread maps or closes the table in the middle of a lookup."
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Optional
 
 import iofaults
@@ -161,6 +162,30 @@ def test_no_descriptor_outlives_its_table(tmp_path):
     assert open_fds() == before
 
 
+@contextlib.contextmanager
+def in_another_thread_at(op: str, action: Callable[[], None]) -> Iterator[threading.Event]:
+    """At the first call of I/O operation ``op`` in the block, run ``action`` in
+    another thread and wait for it there: the interleaving happens exactly at that
+    call. Yields the event set once ``action`` is done."""
+    started, done = threading.Event(), threading.Event()
+
+    def run() -> None:
+        action()
+        done.set()
+
+    def interfere(o: str) -> None:
+        if o == op and not started.is_set():
+            started.set()
+            threading.Thread(target=run).start()
+            assert done.wait(10)
+
+    iofaults.HOOK.on_call = interfere
+    try:
+        yield done
+    finally:
+        iofaults.HOOK.on_call = None
+
+
 @pytest.mark.parametrize("action", ["map", "close", "map-and-close"])
 def test_another_thread_maps_or_closes_the_table_mid_lookup(tmp_path, action):
     """While a lookup waits on one of its reads, another thread maps the table (by
@@ -171,7 +196,6 @@ def test_another_thread_maps_or_closes_the_table_mid_lookup(tmp_path, action):
     st = Stack.open(d)
     table = st.tables[0]
     got: list[Any] = []
-    done = threading.Event()
 
     def other() -> None:
         if action != "close":
@@ -179,18 +203,9 @@ def test_another_thread_maps_or_closes_the_table_mid_lookup(tmp_path, action):
             assert table._core.file_mapped
         if action != "map":
             table.close()
-        done.set()
 
-    def interfere(op: str) -> None:
-        if op == "read" and not done.is_set():
-            threading.Thread(target=other).start()
-            assert done.wait(10)
-
-    iofaults.HOOK.on_call = interfere
-    try:
+    with in_another_thread_at("read", other) as done:
         rec = table.read_ref("refs/heads/big/01234")
-    finally:
-        iofaults.HOOK.on_call = None
     assert done.is_set()
     assert rec is not None and rec.value == oid(1234)
     assert got == ([] if action == "close" else [3000])
@@ -207,28 +222,12 @@ def test_two_threads_map_the_table_at_once(tmp_path):
     st = Stack.open(d)
     table = st.tables[0]
     got: list[int] = []
-    started = threading.Event()
-    done = threading.Event()
-
-    def other() -> None:
-        got.append(len(list(table.refs())))
-        done.set()
-
-    def interfere(op: str) -> None:
-        if op == "mmap" and not started.is_set():
-            started.set()
-            threading.Thread(target=other).start()
-            assert done.wait(10)
-
-    iofaults.HOOK.on_call = interfere
-    try:
+    with in_another_thread_at("mmap", lambda: got.append(len(list(table.refs())))) as done:
         assert len(list(table.refs())) == 3000
-    finally:
-        iofaults.HOOK.on_call = None
-    assert got == [3000]
+    assert done.is_set() and got == [3000]
     assert iofaults.io_counts()["mmap"] == 2
     st.close()
-    table.close()  # (again, for the cases that did not)
+    table.close()
     assert open_fds() == before
 
 

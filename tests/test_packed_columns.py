@@ -4,13 +4,12 @@ iterators) hold, for one table and merged, on both cores."""
 
 from __future__ import annotations
 
-import random
 from itertools import accumulate
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support import oid, simple_log, write
+from support import oid, random_merged_tables, simple_log, write
 from support.fixtures import SCENARIOS, case_id, stack_dir, table_cases, table_path
 from support.oracle import BLOCK_REF
 
@@ -197,24 +196,7 @@ def test_a_key_already_read_comes_first():
 
 @pytest.mark.parametrize("seed", range(3))
 def test_merged_shadowing_deletions_and_prefixes(seed):
-    rng = random.Random(seed)
-    tables = []
-    for k in range(4):
-        recs = {}
-        for _ in range(rng.randrange(200, 900)):
-            name = f"refs/{rng.choice(['heads', 'tags'])}/{rng.randrange(1500):x}"
-            kind = rng.randrange(10)
-            if kind == 0:
-                recs[name] = RefRecord.deletion(name, k + 1)
-            elif kind == 1:
-                recs[name] = RefRecord.symref(name, k + 1, f"refs/heads/t{rng.randrange(99)}")
-            elif kind == 2:
-                recs[name] = RefRecord.val2(name, k + 1, oid(rng.randrange(1, 999)),
-                                            oid(rng.randrange(1, 999)))
-            else:
-                recs[name] = RefRecord.val1(name, k + 1, oid(rng.randrange(1, 999)))
-        tables.append(table_of(sorted(recs.values(), key=lambda r: r.name.encode()),
-                               block_size=rng.choice([256, 1024])))
+    tables = random_merged_tables(seed)
     for suppress in (True, False):
         m = MergedTable(tables, suppress_deletions=suppress)
         for prefix in ("", "refs/heads/", "refs/tags/1", "refs/zz"):
@@ -255,7 +237,7 @@ def _stack(draw) -> tuple[list[list[RefRecord]], str]:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_stack(), st.sampled_from(["", "refs/", "refs/heads/", "a", "\udcff"]),
-       st.sampled_from([128, 4096]))
+       st.sampled_from([256, 4096]))  # (256: a 6-part name and two sha256 ids fit)
 def test_property_packed_equals_columns_and_records(stack, prefix, block_size):
     layers, hash = stack
     tables = [Table.from_bytes(write(refs, min_ui=ui, max_ui=ui, hash=hash,

@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from support import PURE, oid, simple_log
+from support import PURE, oid, random_merged_tables, simple_log
 from support.oracle import BLOCK_REF
 
 from reftable import LogRecord, RefRecord, RefValueType, Table, write_table_bytes
@@ -242,30 +242,9 @@ def test_bulk_readers_whatever_the_record_sizes(kind):
 def test_merged_columns_equal_merged_records(seed):
     """Merged columns (merged without the GIL, in batches) hold exactly the records the
     merged iterator yields: newest wins, tombstones hide, prefixes stop."""
-    import random
-
     from reftable import MergedTable
 
-    rng = random.Random(seed)
-    tables = []
-    for k in range(4):
-        recs = {}
-        for _ in range(rng.randrange(200, 900)):
-            name = f"refs/{rng.choice(['heads', 'tags'])}/{rng.randrange(1500):x}"
-            kind = rng.randrange(10)
-            if kind == 0:
-                recs[name] = RefRecord.deletion(name, k + 1)
-            elif kind == 1:
-                recs[name] = RefRecord.symref(name, k + 1, f"refs/heads/t{rng.randrange(99)}")
-            elif kind == 2:
-                recs[name] = RefRecord.val2(name, k + 1, oid(rng.randrange(1, 999)),
-                                            oid(rng.randrange(1, 999)))
-            else:
-                recs[name] = RefRecord.val1(name, k + 1, oid(rng.randrange(1, 999)))
-        data = write_table_bytes(sorted(recs.values(), key=lambda r: r.name.encode()),
-                                 min_update_index=k + 1, max_update_index=k + 1,
-                                 block_size=rng.choice([256, 1024]))
-        tables.append(Table.from_bytes(data))
+    tables = random_merged_tables(seed)
     for suppress in (True, False):
         m = MergedTable(tables, suppress_deletions=suppress)
         for prefix in ("", "refs/heads/", "refs/tags/1", "refs/zz"):

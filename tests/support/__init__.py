@@ -73,3 +73,31 @@ def simple_log(refname: str, ui: int, i: int = 0, hash: str = "sha1",
 def log_update(refname: str, ui: int, old: bytes, new: bytes, time: int = 1_700_000_000,
                message: str = "msg\n", email: str = "identity@invalid") -> LogRecord:
     return LogRecord.update(refname, ui, old, new, "A U Thor", email, time, 0, message)
+
+
+def random_merged_tables(seed: int) -> list[reftable.Table]:
+    """Four tables (update indexes 1 to 4) of random refs over 1,500 names: each ref a
+    tombstone, symref, peeled tag or plain id, so that newer tables shadow and delete
+    refs of older ones; blocks of 256 or 1024 bytes."""
+    import random
+
+    rng = random.Random(seed)
+    tables = []
+    for k in range(4):
+        recs = {}
+        for _ in range(rng.randrange(200, 900)):
+            name = f"refs/{rng.choice(['heads', 'tags'])}/{rng.randrange(1500):x}"
+            kind = rng.randrange(10)
+            if kind == 0:
+                recs[name] = RefRecord.deletion(name, k + 1)
+            elif kind == 1:
+                recs[name] = RefRecord.symref(name, k + 1, f"refs/heads/t{rng.randrange(99)}")
+            elif kind == 2:
+                recs[name] = RefRecord.val2(name, k + 1, oid(rng.randrange(1, 999)),
+                                            oid(rng.randrange(1, 999)))
+            else:
+                recs[name] = RefRecord.val1(name, k + 1, oid(rng.randrange(1, 999)))
+        refs = sorted(recs.values(), key=lambda r: r.name.encode())
+        tables.append(reftable.Table.from_bytes(
+            write(refs, min_ui=k + 1, max_ui=k + 1, block_size=rng.choice([256, 1024]))))
+    return tables
