@@ -420,7 +420,8 @@ cdef class MergedIter:
             while more:
                 with nogil:
                     err = _merge_columns(srcs, self.heap, &self.hlen, self.keys, &self.last,
-                                         self.suppress, c, COLS_BATCH, &more, &bad, &eoff)
+                                         self.suppress, c, cols_batch(mode), &more, &bad,
+                                         &eoff)
                 if err != E_OK:
                     self.hlen = 0
                     raise_format((<RecordIter>self.iters[bad]).table, err, eoff)

@@ -615,6 +615,8 @@ cdef enum:
     COLS_COUNT = 2        # nothing but the count
     COLS_PACKED = 3       # every column, the names as one bytes object and end offsets
     COLS_BATCH = 512      # records decoded without the GIL between two flushes
+    COLS_BATCH_RAW = 8192 # the same when a flush makes no object per record (packed, count):
+                          # each flush takes the GIL back, which costs threads a hand-over
 
 
 cdef extern from "Python.h":
@@ -882,6 +884,11 @@ cdef class RefColumns:
         Py_DECREF(<object>self.out_ends)
         self.out_data = self.out_ends = NULL
         return head + cols
+
+
+cdef inline Py_ssize_t cols_batch(int mode) noexcept nogil:
+    """Records to decode without the GIL between two flushes in ``mode``."""
+    return COLS_BATCH_RAW if mode == COLS_PACKED or mode == COLS_COUNT else COLS_BATCH
 
 
 cdef RefColumns new_columns(int hash_size, int mode=COLS_ALL):

@@ -1252,7 +1252,7 @@ cdef class RecordIter:
                 while more:
                     with nogil:
                         err = _scan_columns(&view, &bv, &pos, &self.key, &self.stop,
-                                            self.has_stop, self.one_block, c, COLS_BATCH,
+                                            self.has_stop, self.one_block, c, cols_batch(mode),
                                             &more, &eoff)
                     t.keys_read += c.n
                     if err != E_OK:

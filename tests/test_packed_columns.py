@@ -9,7 +9,7 @@ from itertools import accumulate
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support import oid, random_merged_tables, simple_log, write
+from support import branch_refs, oid, random_merged_tables, simple_log, write
 from support.fixtures import SCENARIOS, case_id, stack_dir, table_cases, table_path
 from support.oracle import BLOCK_REF
 
@@ -287,3 +287,19 @@ def test_threads_share_a_table_and_a_merged_view():
     finally:
         gc.set_threshold(*old)
     assert got == [True] * 15
+
+
+def test_results_spanning_several_batches():
+    """Packed columns and counts are decoded in batches of thousands of refs without the
+    GIL (names-only and full columns in smaller ones): results over several batches,
+    of one table and merged, agree with the records."""
+    old = branch_refs(20_000, ui=1)
+    new = branch_refs(20_000, ui=2)[::3]  # shadows every third ref
+    tables = [table_of(old), table_of(new)]
+    assert_records(tables[0].ref_columns_packed(), old)
+    assert tables[0].count_refs() == 20_000
+    m = MergedTable(tables)
+    want = list(m.refs())
+    assert_records(m.ref_columns_packed(), want)
+    assert_same(m.ref_columns_packed(), m.ref_columns())
+    assert m.count_refs() == len(want) == 20_000
