@@ -59,7 +59,7 @@ from .refname import (
     parse_worktree_ref,
 )
 from .stack import Stack, StackOptions
-from .transaction import ANY, LogEntry, Transaction
+from .transaction import ANY, LockedAddition, LogEntry, Transaction
 from .writer import WriteOptions
 
 __all__ = [
@@ -745,8 +745,10 @@ class RepositoryTransaction:
     entry; an update of the ref the current ``HEAD`` points to also logs ``HEAD``.
     Which updates write reflog entries follows ``core.logAllRefUpdates``
     (``create_reflog``: every one, as ``--create-reflog``). Each stack touched gets one
-    table; stacks are committed one after the other (like Git, this is not atomic
-    across worktrees)."""
+    table. As in Git, all of them are locked and checked, and their tables written,
+    before the first is committed: a lock held elsewhere or a failed expectation on
+    any stack commits nothing. The commits themselves follow one another (a crash or
+    an I/O error between two can leave the first committed, as in Git)."""
 
     def __init__(self, repo: Repository, entry: Optional[LogEntry], create_reflog: bool):
         self.repo = repo
@@ -883,7 +885,20 @@ class RepositoryTransaction:
             if head_target is not None and name == head_target:
                 # (Git's reftable backend: updating HEAD's referent logs HEAD too)
                 log_only("HEAD", old, new, entry)
-        result: dict[str, int] = {}
-        for key in order:
-            result[key] = by_key[key].commit()
-        return result
+        # Like Git's backend: every stack is locked and checked, and its table written,
+        # before any is committed, so a lock held elsewhere or a failed expectation
+        # changes nothing. Stacks are locked in one order (their keys sorted): two
+        # transactions over the same stacks never wait for each other.
+        prepared: list[tuple[str, Optional[LockedAddition], int]] = []
+        try:
+            for key in sorted(order):
+                add, ui = by_key[key]._prepare()
+                prepared.append((key, add, ui))
+            for _, add, _ in prepared:
+                if add is not None:
+                    add.commit()
+        finally:
+            for _, add, _ in prepared:
+                if add is not None:
+                    add.close()
+        return {key: ui for key, _, ui in prepared}

@@ -290,6 +290,19 @@ class Transaction:
     def commit(self) -> int:
         """Check every expectation under the lock and write one table. Returns the
         update index used (0 when there was nothing to write)."""
+        add, ui = self._prepare()
+        if add is None:
+            return ui
+        try:
+            add.commit()
+            return ui
+        finally:
+            add.close()
+
+    def _prepare(self) -> tuple[Optional[LockedAddition], int]:
+        """Take the lock, check every expectation and write the table, uncommitted:
+        (the addition to commit, then close; the update index), or (None, 0) when
+        there is nothing to write (the lock is released then)."""
         if self._done:
             raise ApiError("transaction already finished")
         self._done = True
@@ -305,7 +318,8 @@ class Transaction:
                 self._check(u, current[u.name])
             self._check_conflicts(st, writes)
             if not writes and not self._log_only:
-                return 0
+                add.close()
+                return None, 0
             ui = add.next_update_index
             refs: list[RefRecord] = []
             logs: list[LogRecord] = []
@@ -364,10 +378,10 @@ class Transaction:
                 w.add_logs(logs)
 
             add.add_table(write)
-            add.commit()
-            return ui
-        finally:
+            return add, ui
+        except BaseException:
             add.close()
+            raise
 
     def abort(self) -> None:
         self._done = True

@@ -261,3 +261,32 @@ def test_stack_open_without_create(tmp_path):
     st.close()
     with pytest.raises(reftable.NotExistError):
         Stack.open(str(tmp_path / "nope"), create=False)
+
+
+@pytest.mark.parametrize("failure", ["expectation", "lock"])
+def test_a_failure_on_one_stack_commits_nothing_on_the_others(tmp_path, failure):
+    """Like Git's backend, a transaction over the main and a worktree stack locks and
+    checks both, and writes both tables, before committing either: a failed
+    expectation or a lock held elsewhere on one stack leaves the other unchanged (and
+    no table or lock file behind)."""
+    g = make_repo(tmp_path / "w")
+    wt_git = add_worktree(g, tmp_path / "wt", "x")
+    assert git(tmp_path / "w", "update-ref", "refs/heads/main", A).rc == 0
+    assert git(tmp_path / "wt", "update-ref", "refs/bisect/b", A).rc == 0
+    main_dir, wt_dir = g / "reftable", wt_git / "reftable"
+    before = {d: sorted(os.listdir(d)) for d in (main_dir, wt_dir)}
+    if failure == "lock":
+        (wt_dir / "tables.list.lock").write_bytes(b"")
+    with Repository.open(str(tmp_path / "w")) as repo:
+        tx = repo.transaction("both")
+        tx.update("refs/heads/main", B, expect=A)               # the main stack
+        tx.update("worktrees/x/refs/bisect/b", B,               # the worktree's
+                  expect=B if failure == "expectation" else A)
+        with pytest.raises(reftable.ExpectationError if failure == "expectation"
+                           else reftable.LockError):
+            tx.commit()
+        assert repo.resolve("refs/heads/main") == bytes.fromhex(A)
+        assert repo.resolve("refs/bisect/b", worktree="x") == bytes.fromhex(A)
+    if failure == "lock":
+        (wt_dir / "tables.list.lock").unlink()
+    assert {d: sorted(os.listdir(d)) for d in (main_dir, wt_dir)} == before
