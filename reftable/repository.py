@@ -293,7 +293,13 @@ class Repository(Closing):
 
     Open with :meth:`open` (discovery) or :meth:`at` (a known location). Reads go to
     the stacks as they are on disk (each call reloads what changed); writes go through
-    :meth:`transaction`."""
+    :meth:`transaction`.
+
+    Thread safety: a repository may be shared by threads. Reads and transactions run
+    from any thread; each worktree's stack is one shared :class:`~reftable.stack.Stack`
+    handle (see its rules), and a transaction over several stacks locks them in one
+    order. A :class:`RepositoryTransaction` belongs to the thread that made it.
+    :meth:`close` only when no other thread uses the repository."""
 
     def __init__(self, location: RepoLocation, *,
                  config_overrides: Optional[list[str]] = None,
@@ -391,7 +397,11 @@ class Repository(Closing):
             if not os.path.isdir(path):
                 return cast(Stack, _NoStack(self.hash))  # (not cached: may appear)
             st = Stack.open(path, _value.replace(self.options), create=False)
-            self._stacks[key] = st
+            won = self._stacks.setdefault(key, st)  # (atomic: threads race to open it)
+            if won is not st:
+                st.close()
+                st = won
+                st.reload()
         else:
             st.reload()
         return st
@@ -887,14 +897,17 @@ class RepositoryTransaction:
                 log_only("HEAD", old, new, entry)
         # Like Git's backend: every stack is locked and checked, and its table written,
         # before any is committed, so a lock held elsewhere or a failed expectation
-        # changes nothing. Stacks are locked in one order (their keys sorted): two
-        # transactions over the same stacks never wait for each other.
+        # changes nothing. Threads sharing the repository take turns per stack: stacks
+        # are locked in one order (their keys sorted), and committed in the reverse
+        # order, since a commit's auto-compaction takes its stack's turn again. While
+        # it waits, this thread holds only stacks that come earlier, which any thread
+        # holding that turn would have had to take first: no two wait for each other.
         prepared: list[tuple[str, Optional[LockedAddition], int]] = []
         try:
             for key in sorted(order):
                 add, ui = by_key[key]._prepare()
                 prepared.append((key, add, ui))
-            for _, add, _ in prepared:
+            for _, add, _ in reversed(prepared):
                 if add is not None:
                     add.commit()
         finally:

@@ -290,3 +290,41 @@ def test_a_failure_on_one_stack_commits_nothing_on_the_others(tmp_path, failure)
     if failure == "lock":
         (wt_dir / "tables.list.lock").unlink()
     assert {d: sorted(os.listdir(d)) for d in (main_dir, wt_dir)} == before
+
+
+def test_threads_sharing_a_repository_write_across_stacks_in_any_order(tmp_path):
+    """Two threads on one repository run transactions over the main and a worktree
+    stack, naming them in opposite orders: the stacks are locked in one order, so
+    neither waits for the other forever, and every update lands."""
+    import threading
+
+    g = make_repo(tmp_path / "w")
+    add_worktree(g, tmp_path / "wt", "x")
+    assert git(tmp_path / "wt", "update-ref", "refs/bisect/start", A).rc == 0
+    rounds = 30
+    errors: list[BaseException] = []
+    with Repository.open(str(tmp_path / "w")) as repo:
+        start = threading.Barrier(2)
+
+        def work(t: int) -> None:
+            try:
+                start.wait()
+                for i in range(rounds):
+                    names = [f"refs/heads/t{t}-{i}", f"worktrees/x/refs/bisect/t{t}-{i}"]
+                    with repo.transaction(f"t{t}") as tx:
+                        for name in (names if t == 0 else names[::-1]):
+                            tx.update(name, A)
+            except BaseException as e:  # noqa: BLE001 -- reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=work, args=(t,), daemon=True) for t in (0, 1)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(60)
+        assert not any(th.is_alive() for th in threads), "transactions deadlocked"
+        assert errors == []
+        for t in (0, 1):
+            for i in range(rounds):
+                assert repo.resolve(f"refs/heads/t{t}-{i}") == bytes.fromhex(A)
+                assert repo.resolve(f"refs/bisect/t{t}-{i}", worktree="x") == bytes.fromhex(A)
