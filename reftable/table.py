@@ -159,9 +159,10 @@ class Table(Closing):
 
     @classmethod
     def open(cls, path: Union[str, os.PathLike[str]]) -> Table:
-        """Open (memory-map, or read when at most 64 KiB) and validate the table at
-        ``path``. ``NotExistError`` when there is none; ``FormatError`` when it is not a
-        regular file or not a table."""
+        """Open and validate the table at ``path``: a file of at most 64 KiB is read
+        whole; a larger one is memory-mapped on first need (its first few point lookups
+        read just the blocks they use). ``NotExistError`` when there is none;
+        ``FormatError`` when it is not a regular file or not a table."""
         p = os.fspath(path)
         return cls(_core.open_table(p), p)
 
