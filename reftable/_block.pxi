@@ -192,7 +192,7 @@ cdef struct TableView:
     const uint64_t* bloom     # ref names (NULL until built)
     uint64_t bloom_mask
     # A file not mapped (yet) has no ``buf``: a point lookup then reads each block from
-    # ``fd`` into ``scratch`` (block_size + 1 bytes), both set only in the lookup's own
+    # ``fd`` into ``scratch`` (``tv_scratch_size`` bytes), both set only in the lookup's own
     # copy of the view (see TableCore._ref_lookup); in any other view, blocks of an
     # unmapped file read as E_IO.
     int fd

@@ -44,17 +44,18 @@ def open_table(path):
     cdef int fd = -1
     cdef uint64_t size = 0
     cdef TableCore t
+    global _unmapped_open
     data = sys_open_table_file(_os.fsencode(path), path, &size, _read_whole_max, &fd,
                                head, EDGE_HEAD, tail, EDGE_TAIL)
     if data is not None:
         return TableCore.__new__(TableCore, data, path)
     t = TableCore.__new__(TableCore, None, path)
     t._fd = fd  # mapped on first need (see _ensure_mapped)
-    _unmapped[0] += 1
+    _unmapped_open += 1
     t.size = size
     t.mapped = True
     t._parse(head, tail)
-    if _unmapped[0] > _unmapped[1]:
+    if _unmapped_open > _unmapped_max:
         # Each unmapped table holds a descriptor: a process with many handles (a
         # server's, say) maps the rest at once instead of running out of them.
         t._ensure_mapped()
@@ -62,13 +63,15 @@ def open_table(path):
 
 
 cdef uint64_t _read_whole_max = READ_WHOLE_MAX
-cdef Py_ssize_t[2] _unmapped = [0, UNMAPPED_MAX]  # (tables held open unmapped, their limit)
+cdef Py_ssize_t _unmapped_open = 0    # large tables held open unmapped (a descriptor each)
+cdef Py_ssize_t _unmapped_max = UNMAPPED_MAX
 
 
 def _set_unmapped_max(Py_ssize_t n):
     """Tests: hold at most ``n`` large tables open unmapped; returns the previous limit."""
-    old = _unmapped[1]
-    _unmapped[1] = n
+    global _unmapped_max
+    old = _unmapped_max
+    _unmapped_max = n
     return old
 
 
@@ -176,10 +179,11 @@ cdef class TableCore:
                 self._close_fd()  # mapped while a lookup read from it
 
     cdef void _close_fd(self) noexcept:
+        global _unmapped_open
         if self._fd >= 0:
             _sys_close(self._fd, RT_IO_CLOSE_READ)
             self._fd = -1
-            _unmapped[0] -= 1
+            _unmapped_open -= 1
 
     cdef int _ensure_mapped(self) except -1:
         """Map a large table's file: everything but the first point lookups reads the
@@ -296,11 +300,15 @@ cdef class TableCore:
     cdef _err(self, msg, offset):
         return FormatError(msg, self.path, offset)
 
+    cdef int _check_released(self) except -1:
+        if self.released:
+            raise ValueError("table is closed")
+        return 0
+
     cdef int _check_open(self) except -1:
         """Raise when released; map the file when not mapped yet (callers read the
         view's bytes, or copy the view for reading without the GIL)."""
-        if self.released:
-            raise ValueError("table is closed")
+        self._check_released()
         if self.buf == NULL and self._fd >= 0:
             self._ensure_mapped()
         return 0
@@ -588,54 +596,51 @@ cdef class TableCore:
             buf_free(&positions)
 
     cdef object _ref_lookup(self, const unsigned char* kp, size_t klen, bint records):
-        cdef RefValue rv
-        cdef bint found = False
-        cdef uint64_t eoff = 0
-        cdef int err
-        if self.released:
-            raise ValueError("table is closed")
-        if self.buf == NULL and self._fd >= 0:
-            if self._preads < PREAD_LOOKUPS and self.block_size:
-                return self._ref_lookup_read(kp, klen, records)
-            self._ensure_mapped()
-        # (the scratch key is only used inside the C lookup, which cannot be interrupted)
-        err = tv_ref_lookup(&self.view, kp, klen, &self._key, &rv, &found, &eoff)
-        if err != E_OK:
-            raise_format(self, err, eoff)
-        if not found:
-            return None
-        return ref_object(kp, klen, &rv, self.hash_size, records, self._reuse)
-
-    cdef object _ref_lookup_read(self, const unsigned char* kp, size_t klen, bint records):
-        """A point lookup in a table not mapped yet: its few blocks are read into a
-        buffer of this call (a mapping costs a page fault per block, each mapping
-        and later unmapping a run of pages, which a short-lived reader never uses).
-        Pinned: the descriptor stays open while it reads, even if another thread
-        maps the file meanwhile (the reads let it run)."""
-        cdef TableView view = self.view
+        """Point lookup of a ref. The first ones in a table not mapped yet read their
+        few blocks into a buffer of their own (a mapping costs a page fault per block,
+        each mapping and later unmapping a run of pages a short-lived reader never
+        uses); such a lookup is pinned, so the descriptor stays open while it reads,
+        even if another thread maps or closes the table meanwhile (the reads let it
+        run). Other lookups read the mapping, with the table's scratch key (only used
+        inside the C lookup, which cannot be interrupted then)."""
+        cdef TableView view
+        cdef TableView* v = &self.view
         cdef Buf scratch, key
+        cdef Buf* k = &self._key
+        cdef bint reading = False
         cdef RefValue rv
         cdef bint found = False
         cdef uint64_t eoff = 0
         cdef int err
-        scratch.p = key.p = NULL
-        scratch.len = scratch.cap = key.len = key.cap = 0
-        self._preads += 1
-        self._pins += 1
-        try:
-            buf_reserve(&scratch, tv_scratch_size(self.block_size))
+        self._check_released()
+        if (self.buf == NULL and self._fd >= 0 and self._preads < PREAD_LOOKUPS
+                and self.block_size):
+            scratch.p = key.p = NULL
+            scratch.len = scratch.cap = key.len = key.cap = 0
+            view = self.view
             view.fd = self._fd
             view.scratch = &scratch
-            err = tv_ref_lookup(&view, kp, klen, &key, &rv, &found, &eoff)
+            v = &view
+            k = &key
+            reading = True
+            self._preads += 1
+            self._pins += 1
+        else:
+            self._check_open()  # (maps the file when not mapped yet)
+        try:
+            if reading:
+                buf_reserve(&scratch, tv_scratch_size(self.block_size))
+            err = tv_ref_lookup(v, kp, klen, k, &rv, &found, &eoff)
             if err != E_OK:
                 raise_format(self, err, eoff)
             if not found:
                 return None
             return ref_object(kp, klen, &rv, self.hash_size, records, self._reuse)
         finally:
-            buf_free(&scratch)
-            buf_free(&key)
-            self._unpin()
+            if reading:
+                buf_free(&scratch)
+                buf_free(&key)
+                self._unpin()
 
     cdef int _seek_into(self, RecordIter it, const unsigned char* kp, size_t klen) except -1:
         cdef bint present = False
